@@ -1,0 +1,47 @@
+# Makefile for the zerobus extension (PGXS)
+#
+#   make && make install           build and install
+#   make installcheck              pg_regress suites on a temporary instance
+#   make prove_installcheck        TAP tests (t/*.pl)
+#   ./scripts/test.sh              everything, as CI runs it
+#
+# protobuf-c code for proto/*.proto is generated at build time into src/pb/
+# by protoc-c (Debian package protobuf-c-compiler); it is never committed.
+
+EXTENSION = zerobus
+MODULE_big = zerobus
+EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -e "s/default_version[[:space:]]*=[[:space:]]*'\([^']*\)'/\1/")
+
+PROTOS = proto/zerobus_service.proto proto/zerobus_output.proto
+PB_SRCS = $(patsubst proto/%.proto,src/pb/%.pb-c.c,$(PROTOS))
+PB_HDRS = $(PB_SRCS:.c=.h)
+
+OBJS = \
+	src/decoder.o \
+	src/encoder.o \
+	src/typemap.o \
+	src/render.o \
+	src/catalog.o \
+	$(PB_SRCS:.c=.o)
+
+DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+# Every sql/*.sql but the extension script is a pg_regress test.
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql))))
+REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/zerobus.conf \
+	--load-extension=$(EXTENSION)
+
+PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/pb
+SHLIB_LINK = -lprotobuf-c -lcurl
+
+EXTRA_CLEAN = src/pb results regression.diffs regression.out tmp_check
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+src/pb/%.pb-c.c src/pb/%.pb-c.h: proto/%.proto
+	@mkdir -p src/pb
+	protoc-c --proto_path=proto --c_out=src/pb $<
+
+$(OBJS): $(PB_HDRS) src/zerobus.h src/compat.h

@@ -1,0 +1,174 @@
+/*-------------------------------------------------------------------------
+ *
+ * zerobus.h
+ *	  Declarations shared by the modules of the zerobus extension: the
+ *	  output plugin (decoder.c), the tuple encoder (encoder.c), the type
+ *	  mapping (typemap.c), the text renderer (render.c) and the SQL API
+ *	  (catalog.c).
+ *
+ * Every exported symbol starts with zerobus_ (or Zerobus for types).
+ *
+ * src/zerobus.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ZEROBUS_H
+#define ZEROBUS_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "lib/stringinfo.h"
+#include "nodes/bitmapset.h"
+#include "utils/relcache.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+
+#define ZEROBUS_VERSION "0.1.0"
+
+/*
+ * Protobuf wire scalar kinds a PostgreSQL value can be encoded as.  The
+ * Delta type of a column determines its kind (see zerobus-wire.md).
+ */
+typedef enum ZerobusProtoKind
+{
+	ZB_PROTO_BOOL,
+	ZB_PROTO_INT32,
+	ZB_PROTO_INT64,
+	ZB_PROTO_FLOAT,
+	ZB_PROTO_DOUBLE,
+	ZB_PROTO_STRING,
+	ZB_PROTO_BYTES,
+	ZB_PROTO_MESSAGE			/* STRUCT: nested message */
+} ZerobusProtoKind;
+
+/*
+ * How one PostgreSQL type is sent: its Delta type, its protobuf kind and the
+ * conversion applied to a Datum.  A tree: arrays point at their element type
+ * (repeated field), composites at their member types (nested message).
+ *
+ * Built by zerobus_type_build() in a caller-supplied memory context and
+ * never modified afterwards, so it can be shared by cached plans.
+ */
+typedef struct ZerobusType ZerobusType;
+
+typedef struct ZerobusField
+{
+	char	   *name;			/* member / column name */
+	AttrNumber	attnum;			/* attribute number in its tuple descriptor */
+	int			field_number;	/* protobuf field number */
+	ZerobusType *type;
+} ZerobusField;
+
+struct ZerobusType
+{
+	Oid			typid;			/* after domain flattening */
+	int32		typmod;
+	char	   *delta_type;		/* e.g. "BIGINT", "ARRAY<INT>", "DECIMAL(10,2)" */
+	ZerobusProtoKind kind;		/* wire kind of one value (of one element) */
+	bool		is_array;		/* repeated field of elem */
+	bool		as_text;		/* sent as the type's text output (unknown
+								 * types, enums, ...) */
+	int			conversion;		/* typemap.c private: how to convert a Datum */
+	ZerobusType *elem;			/* element type when is_array */
+	int			nfields;		/* composite members when kind ==
+								 * ZB_PROTO_MESSAGE */
+	ZerobusField *fields;
+	char	   *message_name;	/* nested message name for composites */
+	FmgrInfo	out_func;		/* output function, when as_text */
+};
+
+/*
+ * The CDC metadata columns appended to every record (design.md, "Record
+ * shape").  Their field numbers follow the highest possible attnum.
+ */
+#define ZB_META_FIELD_BASE			2001
+#define ZB_META_CHANGE_TYPE			0
+#define ZB_META_COMMIT_LSN			1
+#define ZB_META_COMMIT_TIMESTAMP	2
+#define ZB_META_XID					3
+#define ZB_META_SEQ					4
+#define ZB_META_UNCHANGED_COLUMNS	5
+#define ZB_META_NCOLUMNS			6
+
+extern const char *const zerobus_meta_names[ZB_META_NCOLUMNS];
+extern const char *const zerobus_meta_delta_types[ZB_META_NCOLUMNS];
+
+/*
+ * A record plan: everything needed to encode rows of one relation (with one
+ * column list) as the target table's record message.  Built once per
+ * relation and cached by the caller until the relation or one of its types
+ * changes.  All of it lives in plan->cxt; deleting that context frees it.
+ */
+typedef struct ZerobusRecordPlan
+{
+	MemoryContext cxt;
+	Oid			relid;
+	char	   *schema_name;
+	char	   *table_name;
+	char	   *message_name;	/* name of the record message */
+	char		replident;		/* pg_class.relreplident */
+	int			ncolumns;		/* published source columns */
+	ZerobusField *columns;		/* in attnum order; field_number = attnum */
+	bool	   *is_key;			/* per column: part of the replica identity */
+	char	   *descriptor;		/* serialized DescriptorProto */
+	int			descriptor_len;
+} ZerobusRecordPlan;
+
+/* The change kinds of a record, as written in _change_type. */
+typedef enum ZerobusChangeKind
+{
+	ZB_CHANGE_INSERT = 1,
+	ZB_CHANGE_UPDATE_PREIMAGE = 2,
+	ZB_CHANGE_UPDATE_POSTIMAGE = 3,
+	ZB_CHANGE_DELETE = 4
+} ZerobusChangeKind;
+
+extern const char *const zerobus_change_names[5];	/* index by kind */
+
+/* Metadata of one record. */
+typedef struct ZerobusChangeMeta
+{
+	ZerobusChangeKind kind;
+	XLogRecPtr	commit_lsn;
+	TimestampTz commit_time;
+	TransactionId xid;
+	int64		seq;
+} ZerobusChangeMeta;
+
+/* typemap.c */
+extern ZerobusType *zerobus_type_build(Oid typid, int32 typmod,
+									   MemoryContext cxt);
+
+/* encoder.c */
+extern ZerobusRecordPlan *zerobus_plan_build(Relation rel, Bitmapset *columns,
+											 MemoryContext parent);
+extern void zerobus_plan_free(ZerobusRecordPlan *plan);
+extern void zerobus_encode_record(StringInfo out,
+								  const ZerobusRecordPlan *plan,
+								  TupleDesc tupdesc, HeapTuple tuple,
+								  const ZerobusChangeMeta *meta);
+
+/* render.c: the text and JSON renderings of an encoded record */
+extern void zerobus_render_record(StringInfo out,
+								  const ZerobusRecordPlan *plan,
+								  const char *data, int len, bool json);
+
+/* catalog.c */
+extern char *zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
+									 const char *target_table);
+
+/* protobuf wire helpers (encoder.c) */
+extern void zerobus_pb_put_varint(StringInfo out, uint64 value);
+extern void zerobus_pb_put_tag(StringInfo out, int field_number, int wire_type);
+extern void zerobus_pb_put_bytes(StringInfo out, int field_number,
+								 const char *data, int len);
+
+#define ZB_WIRE_VARINT	0
+#define ZB_WIRE_I64		1
+#define ZB_WIRE_LEN		2
+#define ZB_WIRE_I32		5
+
+#endif							/* ZEROBUS_H */
