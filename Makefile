@@ -24,6 +24,8 @@ OBJS = \
 	src/catalog.o \
 	$(PB_SRCS:.c=.o)
 
+TAP_TESTS = 1
+
 DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 # Every sql/*.sql but the extension script is a pg_regress test.

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs every Debian package the build, the tests, the quick start and the
-# benchmarks need.  Idempotent; safe to run on a fresh Debian 12 machine as root
-# (or with sudo available).
+# Installs everything the build, the tests, the quick start and the benchmarks
+# need, from Debian packages and the npm registry only.  Idempotent; run it as
+# root (or as a user with sudo) on a Debian 12 machine.
 set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
 
 PKGS=(
 	build-essential pkg-config
@@ -12,7 +14,7 @@ PKGS=(
 	libcurl4-openssl-dev libnghttp2-dev
 	python3 python3-protobuf
 	libipc-run-perl
-	nodejs npm ca-certificates openssl
+	ca-certificates openssl
 )
 
 SUDO=""
@@ -22,9 +24,22 @@ missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Also upgrade postgresql-15 to the newest minor release Debian serves.
-if [ "${#missing[@]}" -gt 0 ] || [ "${ZEROBUS_UPGRADE_PG:-0}" = 1 ]; then
+# Node.js (with npm) runs the local Zerobus emulator; the machine image may
+# already carry a newer one than Debian's, which is then kept.
+if ! command -v node >/dev/null 2>&1; then
+	missing+=(nodejs npm)
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	$SUDO apt-get update -qq
-	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# Installing the whole list (not only what is missing) also brings the
+	# server to the same minor release as postgresql-server-dev-15.
+	$SUDO apt-get install -y -qq --no-install-recommends "${PKGS[@]}" \
+		$(printf '%s\n' "${missing[@]}" | grep -E '^(nodejs|npm)$' || true) >/dev/null
+fi
+
+# The emulator's npm dependencies, exactly as locked.
+if [ -f "$top/emulator/package-lock.json" ]; then
+	npm ci --prefix "$top/emulator" --no-audit --no-fund --loglevel=error
 fi

@@ -151,10 +151,16 @@ extern void zerobus_encode_record(StringInfo out,
 								  TupleDesc tupdesc, HeapTuple tuple,
 								  const ZerobusChangeMeta *meta);
 
-/* render.c: the text and JSON renderings of an encoded record */
+/*
+ * render.c: the text and JSON renderings of an encoded record, decoded from
+ * the record bytes themselves.  With include_volatile false the metadata that
+ * differs from run to run (_commit_lsn, _commit_timestamp, _xid) is left out,
+ * which keeps regression output stable.
+ */
 extern void zerobus_render_record(StringInfo out,
 								  const ZerobusRecordPlan *plan,
-								  const char *data, int len, bool json);
+								  const char *data, int len, bool json,
+								  bool include_volatile);
 
 /* catalog.c */
 extern char *zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
