@@ -219,8 +219,8 @@ NSLOTS=$((${#ACTIVE[@]} * REPEAT))
 	fi
 } >>"$DATA/postgresql.conf"
 
-"${AS_SERVER[@]}" "$PG_BINDIR/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w start >/dev/null ||
-	{ cat "$WORK/server.log" >&2; exit 1; }
+"${AS_SERVER[@]}" "$PG_BINDIR/pg_ctl" -D "$DATA" -l "$SOCK/server.log" -w start >/dev/null ||
+	{ cat "$SOCK/server.log" >&2; exit 1; }
 "$PG_BINDIR/psql" -X -q -h "$SOCK" -p "$PORT" -U postgres -d postgres \
 	-c "CREATE DATABASE bench" >/dev/null
 
@@ -340,8 +340,9 @@ for r in $(seq 1 "$REPEAT"); do
 		slot="bench_${p}_$r"
 		out="$DEC/$slot.out"
 		load=$(cut -d' ' -f1-3 /proc/loadavg)
-		# shellcheck disable=SC2046
 		t0=$EPOCHREALTIME
+		# plugin_options is split into words on purpose.
+		# shellcheck disable=SC2046
 		if "$PG_BINDIR/pg_recvlogical" -h "$SOCK" -p "$PORT" -U postgres -d bench \
 			--slot="$slot" --start --no-loop --endpos="$END_LSN" -F 0 \
 			$(plugin_options "$p") -f "$out" 2>"$DEC/$slot.err"; then
@@ -400,8 +401,8 @@ for p in "${ACTIVE[@]}"; do
 done
 say ""
 
-# check NAME OTHER MIN_RATIO: zerobus rate / OTHER rate compared to MIN_RATIO
-# (">= MIN_RATIO" when MIN_RATIO is given, "> 1" otherwise).
+# check LABEL OTHER LIMIT OP: PASS when (zerobus rate / OTHER rate) OP LIMIT,
+# OP being ">=" or ">".
 check()
 {
 	local label=$1 other=$2 min=$3 op=$4

@@ -88,7 +88,9 @@ my $updated = decode_json($after_update);
 my %nokey = map { $_ => undef } grep { $_ ne 'id' } keys %{ $inserted->{1} };
 my $expected = {
 	insert => $inserted,
-	update_postimage => { 1 => $updated->{1}, 20 => $updated->{20} },
+	update_postimage => {
+		1 => { %{ $updated->{1} }, _unchanged_columns => ['big'] },
+		20 => $updated->{20} },
 	update_preimage => { 2 => { %nokey, id => 2 } },
 	delete => { 3 => { %nokey, id => 3 } },
 };

@@ -116,6 +116,9 @@ def check_record(kind, rec, expected, present_only):
     if want_row is None:
         fail("%s record for id %s was not expected" % (kind, key))
         return
+    if rec.get("_unchanged_columns", []) != want_row.get("_unchanged_columns", []):
+        fail("%s id %s: _unchanged_columns %r, want %r" % (kind, key, rec.get("_unchanged_columns", []),
+                                                          want_row.get("_unchanged_columns", [])))
     for col, want in want_row.items():
         if want is None:
             if col in rec:

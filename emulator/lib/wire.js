@@ -31,23 +31,15 @@ class Reader {
 
 	/* Unsigned varint below 2^32 (tags, lengths, enum values). */
 	uint32() {
-		let result = 0;
-		let shift = 0;
-		for (;;) {
-			if (this.pos >= this.end)
-				throw new WireError('truncated varint');
-			const b = this.buf[this.pos++];
-			if (shift < 28)
-				result |= (b & 0x7f) << shift;
-			else if (shift === 28)
-				result += (b & 0x7f) * 2 ** 28;
-			if ((b & 0x80) === 0)
-				break;
-			shift += 7;
-			if (shift > 63)
-				throw new WireError('varint longer than 10 bytes');
+		const b = this.buf[this.pos];
+		if (b < 0x80 && this.pos < this.end) {
+			this.pos++;
+			return b;
 		}
-		return result >>> 0 === result ? result : result % TWO32;
+		const [lo, hi] = this.varint64();
+		if (hi !== 0)
+			throw new WireError('varint does not fit 32 bits');
+		return lo;
 	}
 
 	/*
