@@ -18,6 +18,7 @@ PB_HDRS = $(PB_SRCS:.c=.h)
 
 OBJS = \
 	src/decoder.o \
+	src/publication.o \
 	src/encoder.o \
 	src/typemap.o \
 	src/render.o \
@@ -47,3 +48,4 @@ src/pb/%.pb-c.c src/pb/%.pb-c.h: proto/%.proto
 	protoc-c --proto_path=proto --c_out=src/pb $<
 
 $(OBJS): $(PB_HDRS) src/zerobus.h src/compat.h
+src/decoder.o src/publication.o: src/publication.h

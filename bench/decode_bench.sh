@@ -27,8 +27,10 @@
 # every plugin alike.  Timings include pg_recvlogical's connection and
 # shutdown.  Plugins whose shared library is not installed are skipped.
 #
-# Usage: bench/decode_bench.sh [--rows N] [--repeat N] [--plugins LIST]
-#							   [--keep]
+# Usage: bench/decode_bench.sh [--rows N] [--repeat N] [--plugins LIST] [--keep]
+#
+# A quick check of the script itself: bench/decode_bench.sh --rows 10000.
+# Figures are only meaningful on an otherwise idle machine.
 #
 # Needs PostgreSQL 15 binaries (found through pg_config, or PG_BINDIR) and
 # the plugins installed.  When run as root, the server runs as the OS user
@@ -41,7 +43,7 @@ set -euo pipefail
 
 usage()
 {
-	sed -n 's/^# Usage: //p' "$0"
+	sed -n 's/^# Usage: /usage: /p' "$0"
 	cat <<'EOF'
 
   --rows N        inserted rows (default 1000000); updates and deletes are
@@ -50,7 +52,7 @@ usage()
                   best (default 1)
   --plugins LIST  comma-separated plugins (default
                   zerobus,pgoutput,wal2json,decoderbufs)
-  --keep          keep the temporary cluster directory (for debugging)
+  --keep          keep the temporary directory (server log, decoded output)
 EOF
 }
 
@@ -143,6 +145,13 @@ say()
 	printf '%s\n' "$*" | tee -a "$REPORT"
 }
 
+# note: progress on stderr, kept in the report too
+note()
+{
+	echo "decode_bench: $*" >&2
+	printf '%s\n' "$*" >>"$REPORT"
+}
+
 # A TCP port nobody listens on (the server still needs one to compute the
 # socket name; it listens on the unix socket only).
 free_port()
@@ -198,6 +207,7 @@ plugin_options()
 	--locale=C >"$WORK/initdb.log" 2>&1 ||
 	{ cat "$WORK/initdb.log" >&2; exit 1; }
 
+GUCS=$("${AS_SERVER[@]}" "$PG_BINDIR/postgres" --describe-config 2>/dev/null || true)
 NSLOTS=$((${#ACTIVE[@]} * REPEAT))
 {
 	echo "# decode_bench.sh"
@@ -213,8 +223,9 @@ NSLOTS=$((${#ACTIVE[@]} * REPEAT))
 	echo "fsync = off"
 	echo "synchronous_commit = off"
 	echo "autovacuum = off"
-	if "${AS_SERVER[@]}" "$PG_BINDIR/postgres" --describe-config 2>/dev/null |
-		grep -q '^output_plugin_libraries'; then
+	# Not "postgres ... | grep -q": with pipefail, grep's early exit would
+	# make the pipeline fail through SIGPIPE.
+	if grep -q '^output_plugin_libraries' <<<"$GUCS"; then
 		echo "output_plugin_libraries = 'pgoutput, test_decoding, zerobus, wal2json, decoderbufs'"
 	fi
 } >>"$DATA/postgresql.conf"
@@ -276,7 +287,12 @@ END
 $$;
 EOF
 
-SLOT_SQL=""
+SLOT_SQL="SET client_min_messages = warning;"$'\n'
+# A deployment has the extension's SQL objects too; create them if installed.
+if [[ " ${ACTIVE[*]} " == *" zerobus "* ]] &&
+	[ -f "$(pg_config --sharedir)/extension/zerobus.control" ]; then
+	SLOT_SQL+="CREATE EXTENSION zerobus;"$'\n'
+fi
 for p in "${ACTIVE[@]}"; do
 	for r in $(seq 1 "$REPEAT"); do
 		SLOT_SQL+="SELECT pg_create_logical_replication_slot('bench_${p}_$r', '$p');"$'\n'
@@ -289,7 +305,7 @@ done
 # ---------------------------------------------------------------------------
 echo "decode_bench: generating the workload ($N_CHANGES row changes)..." >&2
 t0=$EPOCHREALTIME
-START_LSN=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_lsn()")
+START_LSN=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
 # Updates hit ids [1, N_UPDATE], deletes the next N_DELETE ids, the one-row
 # transactions insert ids after the bulk inserts.
 "${PSQL[@]}" <<EOF
@@ -298,10 +314,14 @@ CALL decode_bench_batches('update', 1, $N_UPDATE, $BATCH);
 CALL decode_bench_batches('delete', $((N_UPDATE + 1)), $N_DELETE, $BATCH);
 CALL decode_bench_batches('insert', $((N_INSERT + 1)), $N_SINGLE, 1);
 EOF
-END_LSN=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_lsn()")
+END_LSN=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
 WAL_BYTES=$("${PSQL[@]}" -Atc "SELECT pg_wal_lsn_diff('$END_LSN', '$START_LSN')::bigint")
 ROW_BYTES=$("${PSQL[@]}" -Atc "SELECT round(avg(pg_column_size(b.*))) FROM bench b")
 ROWS_LEFT=$("${PSQL[@]}" -Atc "SELECT count(*) FROM bench")
+# With synchronous_commit off the last commits may not be flushed yet, and a
+# walsender only decodes flushed WAL: the first decode would wait for the WAL
+# writer.  A checkpoint flushes it, and keeps checkpoints out of the timings.
+"${PSQL[@]}" -c "CHECKPOINT"
 t1=$EPOCHREALTIME
 GEN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
 
@@ -315,113 +335,191 @@ fi
 # Header of the report
 # ---------------------------------------------------------------------------
 PG_VERSION=$("${PSQL[@]}" -Atc "SHOW server_version")
-pkg_version()
+CLK_TCK=$(getconf CLK_TCK)
+
+# plugin_version PLUGIN: where the plugin under test comes from
+plugin_version()
 {
-	dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"
+	case "$1" in
+		zerobus) echo "zerobus (this tree, $(git -C "$TOP" describe --always --dirty 2>/dev/null || echo "?"))" ;;
+		pgoutput) echo "pgoutput (built in)" ;;
+		*) echo "$1 $(dpkg-query -W -f='${Version}' "postgresql-15-$1" 2>/dev/null || echo "?")" ;;
+	esac
 }
-ZB_REV=$(git -C "$TOP" describe --always --dirty 2>/dev/null || echo "?")
+VERSIONS=""
+for p in "${ACTIVE[@]}"; do
+	VERSIONS+="${VERSIONS:+, }$(plugin_version "$p")"
+done
 
 say "zerobus decode benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 say "host: $(uname -n), $(nproc) CPUs, PostgreSQL $PG_VERSION"
-say "plugins: zerobus $ZB_REV, wal2json $(pkg_version postgresql-15-wal2json), decoderbufs $(pkg_version postgresql-15-decoderbufs)"
+say "plugins: $VERSIONS"
 say "workload: $N_INSERT inserts in $BATCH-row transactions, $N_UPDATE updates and $N_DELETE deletes in $BATCH-row transactions, $N_SINGLE one-row insert transactions"
 say "          = $N_CHANGES row changes, avg row $ROW_BYTES bytes, $((WAL_BYTES / 1048576)) MiB of WAL, generated in ${GEN_SECS}s"
 say "          (generation with fsync=off, synchronous_commit=off, autovacuum=off; decoding with logical_decoding_work_mem at its default)"
 say "decoding: pg_recvlogical --start --no-loop --endpos=$END_LSN, sequential, best of $REPEAT run(s) per plugin"
+if [ "$ROWS" -lt 1000000 ]; then
+	say "NOTE: scaled-down workload (--rows $ROWS): fixed start-up costs and the"
+	say "      $((1000 / CLK_TCK)) ms CPU clock tick weigh on the figures; use the full size to compare."
+fi
 say ""
 
 # ---------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------
-declare -A BEST_SECS BEST_BYTES STATUS
+declare -A BEST_SECS BEST_CPU BEST_BYTES STATUS
 
-for r in $(seq 1 "$REPEAT"); do
-	for p in "${ACTIVE[@]}"; do
-		slot="bench_${p}_$r"
-		out="$DEC/$slot.out"
-		load=$(cut -d' ' -f1-3 /proc/loadavg)
+# decode_one SLOT PLUGIN OUT: decode SLOT into OUT with pg_recvlogical and
+# set RUN_RC, RUN_SECS (wall clock of pg_recvlogical, connection included),
+# RUN_CPU (user + system CPU seconds of the walsender that decoded, read from
+# /proc every 20 ms while it runs, so at most that much low; empty if it
+# could not be read) and RUN_CLIENT_CPU (the same for pg_recvlogical).  The
+# walsender's CPU is the plugin's cost with little influence from other load
+# on the machine; the client's shows when pg_recvlogical is the bottleneck.
+decode_one()
+{
+	local slot=$1 plugin=$2 out=$3 bg wpid="" ticks="" stat
+
+	(
+		rc=0
 		t0=$EPOCHREALTIME
 		# plugin_options is split into words on purpose.
 		# shellcheck disable=SC2046
-		if "$PG_BINDIR/pg_recvlogical" -h "$SOCK" -p "$PORT" -U postgres -d bench \
+		"$PG_BINDIR/pg_recvlogical" -h "$SOCK" -p "$PORT" -U postgres -d bench \
 			--slot="$slot" --start --no-loop --endpos="$END_LSN" -F 0 \
-			$(plugin_options "$p") -f "$out" 2>"$DEC/$slot.err"; then
-			t1=$EPOCHREALTIME
-			secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-			bytes=$(stat -c %s "$out")
-			echo "decode_bench: run $r $p: ${secs}s, $bytes bytes (load average before: $load)" >&2
-			if [ "$bytes" -eq 0 ]; then
-				STATUS[$p]="empty output"
-			elif [ -z "${BEST_SECS[$p]:-}" ] ||
-				awk -v a="$secs" -v b="${BEST_SECS[$p]}" 'BEGIN { exit !(a < b) }'; then
-				BEST_SECS[$p]=$secs
-				BEST_BYTES[$p]=$bytes
-			fi
-		else
-			STATUS[$p]="pg_recvlogical failed: $(head -c 300 "$DEC/$slot.err" | tr '\n' ' ')"
-			echo "decode_bench: run $r $p: ${STATUS[$p]}" >&2
+			$(plugin_options "$plugin") -f "$out" 2>"$DEC/$slot.err" || rc=$?
+		t1=$EPOCHREALTIME
+		echo "$rc $t0 $t1" >"$DEC/$slot.time"
+		# The second line of "times" is the CPU time of this subshell's
+		# children (not in a $(...), whose children would be others).
+		times >"$DEC/$slot.times"
+	) &
+	bg=$!
+	while kill -0 "$bg" 2>/dev/null; do
+		if [ -z "$wpid" ]; then
+			wpid=$("${PSQL[@]}" -Atc "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$slot' AND active_pid IS NOT NULL" 2>/dev/null || true)
 		fi
-		rm -f "$out"
+		if [ -n "$wpid" ] && read -r -a stat <"/proc/$wpid/stat" 2>/dev/null; then
+			ticks=$((stat[13] + stat[14]))
+		fi
+		sleep 0.02
+	done
+	wait "$bg" || true
+	read -r RUN_RC t0 t1 <"$DEC/$slot.time"
+	read -r cu cs < <(sed -n 2p "$DEC/$slot.times")
+	RUN_CLIENT_CPU=$(awk -v u="$cu" -v s="$cs" 'function sec(t) { split(t, a, "m"); return a[1] * 60 + a[2] }
+		BEGIN { printf "%.2f", sec(u) + sec(s) }')
+	RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+	RUN_CPU=""
+	if [ -n "$ticks" ]; then
+		RUN_CPU=$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+	fi
+}
+
+# Each repetition starts with the next plugin, so none is always first.
+NACTIVE=${#ACTIVE[@]}
+for r in $(seq 1 "$REPEAT"); do
+	for i in $(seq 0 $((NACTIVE - 1))); do
+		p=${ACTIVE[$(((i + r - 1) % NACTIVE))]}
+		slot="bench_${p}_$r"
+		out="$DEC/$slot.out"
+		load=$(cut -d' ' -f1-3 /proc/loadavg)
+		decode_one "$slot" "$p" "$out"
+		if [ "$RUN_RC" -ne 0 ]; then
+			STATUS[$p]="pg_recvlogical failed: $(head -c 300 "$DEC/$slot.err" | tr '\n' ' ')"
+			note "run $r $p: ${STATUS[$p]}"
+			rm -f "$out"
+			continue
+		fi
+		bytes=$(stat -c %s "$out")
+		note "run $r $p: ${RUN_SECS}s, walsender CPU ${RUN_CPU:-?}s, pg_recvlogical CPU ${RUN_CLIENT_CPU}s, $bytes bytes (load average before: $load)"
+		# pg_recvlogical confirms endpos once it got there; less means
+		# the run stopped early and its figures would flatter it.
+		done_lsn=$("${PSQL[@]}" -Atc "SELECT confirmed_flush_lsn >= '$END_LSN' FROM pg_replication_slots WHERE slot_name = '$slot'")
+		if [ "$bytes" -eq 0 ]; then
+			STATUS[$p]="empty output"
+		elif [ "$done_lsn" != "t" ]; then
+			STATUS[$p]="decoding stopped before $END_LSN"
+		fi
+		if [ -z "${BEST_SECS[$p]:-}" ] ||
+			awk -v a="$RUN_SECS" -v b="${BEST_SECS[$p]}" 'BEGIN { exit !(a < b) }'; then
+			BEST_SECS[$p]=$RUN_SECS
+			BEST_BYTES[$p]=$bytes
+		fi
+		if [ -n "$RUN_CPU" ] && { [ -z "${BEST_CPU[$p]:-}" ] ||
+			awk -v a="$RUN_CPU" -v b="${BEST_CPU[$p]}" 'BEGIN { exit !(a < b) }'; }; then
+			BEST_CPU[$p]=$RUN_CPU
+		fi
+		if [ "$KEEP" -eq 0 ]; then
+			rm -f "$out"
+		fi
 	done
 done
+say ""
 
 # ---------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------
-rate_of()
+# ratio A B: A / B with two decimals, or n/a when either is missing
+ratio()
 {
-	awk -v n="$N_CHANGES" -v s="$1" 'BEGIN { printf "%.0f", n / s }'
+	if [ -z "$1" ] || [ -z "$2" ]; then
+		echo "n/a"
+	else
+		awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
+	fi
 }
 
-ZB_RATE=""
-ZB_BPR=""
-if [ -n "${BEST_SECS[zerobus]:-}" ] && [ -z "${STATUS[zerobus]:-}" ]; then
-	ZB_RATE=$(rate_of "${BEST_SECS[zerobus]}")
-	ZB_BPR=$(awk -v b="${BEST_BYTES[zerobus]}" -v n="$N_CHANGES" 'BEGIN { printf "%.1f", b / n }')
-fi
-
-say "$(printf '%-12s %9s %11s %14s %9s %12s %13s' plugin seconds rows/s 'output bytes' bytes/row 'rate/zerobus' 'bytes/zerobus')"
+# Per plugin: rows/s on the wall clock, rows per walsender CPU second,
+# bytes/row; empty when the plugin has no valid result.
+declare -A RATE CPU_RATE BPR
 for p in "${ACTIVE[@]}"; do
 	if [ -n "${STATUS[$p]:-}" ] || [ -z "${BEST_SECS[$p]:-}" ]; then
+		continue
+	fi
+	RATE[$p]=$(awk -v n="$N_CHANGES" -v s="${BEST_SECS[$p]}" 'BEGIN { printf "%.0f", n / s }')
+	if [ -n "${BEST_CPU[$p]:-}" ] && [ "${BEST_CPU[$p]}" != "0.00" ]; then
+		CPU_RATE[$p]=$(awk -v n="$N_CHANGES" -v s="${BEST_CPU[$p]}" 'BEGIN { printf "%.0f", n / s }')
+	fi
+	BPR[$p]=$(awk -v b="${BEST_BYTES[$p]}" -v n="$N_CHANGES" 'BEGIN { printf "%.1f", b / n }')
+done
+
+FMT='%-12s %8s %9s %8s %10s %11s %9s %7s %9s %8s\n'
+say "Best of $REPEAT; cpu = user+system seconds of the decoding walsender; x/zb = ratio to zerobus."
+# shellcheck disable=SC2059
+say "$(printf "$FMT" plugin seconds rows/s 'cpu s' 'rows/cpu-s' 'out bytes' bytes/row 'rate/zb' 'cpu-rt/zb' 'bytes/zb')"
+for p in "${ACTIVE[@]}"; do
+	if [ -z "${RATE[$p]:-}" ]; then
 		say "$(printf '%-12s %s' "$p" "${STATUS[$p]:-no result}")"
 		continue
 	fi
-	secs=${BEST_SECS[$p]}
-	bytes=${BEST_BYTES[$p]}
-	rate=$(rate_of "$secs")
-	bpr=$(awk -v b="$bytes" -v n="$N_CHANGES" 'BEGIN { printf "%.1f", b / n }')
-	if [ -n "$ZB_RATE" ]; then
-		rr=$(awk -v a="$rate" -v b="$ZB_RATE" 'BEGIN { printf "%.2fx", a / b }')
-		br=$(awk -v a="$bpr" -v b="$ZB_BPR" 'BEGIN { printf "%.2fx", a / b }')
-	else
-		rr="n/a"
-		br="n/a"
-	fi
-	say "$(printf '%-12s %9s %11s %14s %9s %12s %13s' "$p" "$secs" "$rate" "$bytes" "$bpr" "$rr" "$br")"
+	# shellcheck disable=SC2059
+	say "$(printf "$FMT" "$p" "${BEST_SECS[$p]}" "${RATE[$p]}" "${BEST_CPU[$p]:-?}" \
+		"${CPU_RATE[$p]:-?}" "${BEST_BYTES[$p]}" "${BPR[$p]}" \
+		"$(ratio "${RATE[$p]}" "${RATE[zerobus]:-}")" \
+		"$(ratio "${CPU_RATE[$p]:-}" "${CPU_RATE[zerobus]:-}")" \
+		"$(ratio "${BPR[$p]}" "${BPR[zerobus]:-}")")"
 done
 say ""
 
-# check LABEL OTHER LIMIT OP: PASS when (zerobus rate / OTHER rate) OP LIMIT,
-# OP being ">=" or ">".
+# check LABEL OTHER LIMIT OP: PASS when zerobus's rows/s divided by OTHER's
+# satisfies OP LIMIT (OP ">=" or ">").  The verdict uses the wall-clock rate,
+# as the target is stated; the CPU ratio is shown beside it because on a
+# busy machine it is the steadier figure.
 check()
 {
-	local label=$1 other=$2 min=$3 op=$4
-	if [ -z "$ZB_RATE" ]; then
-		say "check $label: SKIP (no zerobus result)"
+	local label=$1 other=$2 limit=$3 op=$4 r verdict
+	if [ -z "${RATE[zerobus]:-}" ] || [ -z "${RATE[$other]:-}" ]; then
+		say "check $label: SKIP (no result for $([ -z "${RATE[zerobus]:-}" ] && echo zerobus || echo "$other"))"
 		return
 	fi
-	if [ -z "${BEST_SECS[$other]:-}" ] || [ -n "${STATUS[$other]:-}" ]; then
-		say "check $label: SKIP (no $other result)"
-		return
-	fi
-	local ratio verdict
-	ratio=$(awk -v a="$ZB_RATE" -v b="$(rate_of "${BEST_SECS[$other]}")" 'BEGIN { printf "%.3f", a / b }')
-	if awk -v r="$ratio" -v m="$min" -v op="$op" 'BEGIN { exit !(op == ">=" ? r >= m : r > m) }'; then
+	r=$(ratio "${RATE[zerobus]}" "${RATE[$other]}")
+	if awk -v r="$r" -v l="$limit" -v op="$op" 'BEGIN { exit !(op == ">=" ? r >= l : r > l) }'; then
 		verdict=PASS
 	else
 		verdict=FAIL
 	fi
-	say "check $label: zerobus/$other rate = $ratio: $verdict"
+	say "check $label: zerobus/$other rate $r (walsender CPU $(ratio "${CPU_RATE[zerobus]:-}" "${CPU_RATE[$other]:-}")): $verdict"
 }
 check "zerobus >= 0.8x pgoutput" pgoutput 0.8 ">="
 check "zerobus faster than wal2json" wal2json 1 ">"

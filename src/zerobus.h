@@ -60,6 +60,8 @@ typedef struct ZerobusField
 	AttrNumber	attnum;			/* attribute number in its tuple descriptor */
 	int			field_number;	/* protobuf field number */
 	ZerobusType *type;
+	char	   *pg_type;		/* format_type of the declared type (domain
+								 * name for domains) */
 } ZerobusField;
 
 struct ZerobusType
@@ -69,15 +71,22 @@ struct ZerobusType
 	char	   *delta_type;		/* e.g. "BIGINT", "ARRAY<INT>", "DECIMAL(10,2)" */
 	ZerobusProtoKind kind;		/* wire kind of one value (of one element) */
 	bool		is_array;		/* repeated field of elem */
-	bool		as_text;		/* sent as the type's text output (unknown
-								 * types, enums, ...) */
+	bool		as_text;		/* no dedicated mapping: sent as the type's
+								 * text output (enums are mapped, not
+								 * as_text) */
 	int			conversion;		/* typemap.c private: how to convert a Datum */
 	ZerobusType *elem;			/* element type when is_array */
 	int			nfields;		/* composite members when kind ==
 								 * ZB_PROTO_MESSAGE */
 	ZerobusField *fields;
 	char	   *message_name;	/* nested message name for composites */
-	FmgrInfo	out_func;		/* output function, when as_text */
+	FmgrInfo	out_func;		/* output function, when the conversion uses
+								 * it (as_text types, numeric, jsonb, enums,
+								 * "char") */
+	int16		typlen;			/* of typid, for array elements */
+	bool		typbyval;
+	char		typalign;
+	TupleDesc	tupdesc;		/* composites: copy of the row type */
 };
 
 /*
@@ -95,6 +104,7 @@ struct ZerobusType
 
 extern const char *const zerobus_meta_names[ZB_META_NCOLUMNS];
 extern const char *const zerobus_meta_delta_types[ZB_META_NCOLUMNS];
+extern const ZerobusType zerobus_meta_types[ZB_META_NCOLUMNS];
 
 /*
  * A record plan: everything needed to encode rows of one relation (with one
@@ -115,6 +125,8 @@ typedef struct ZerobusRecordPlan
 	bool	   *is_key;			/* per column: part of the replica identity */
 	char	   *descriptor;		/* serialized DescriptorProto */
 	int			descriptor_len;
+	bool		text_output;	/* some value is sent as its type's text
+								 * output, computed under pinned settings */
 } ZerobusRecordPlan;
 
 /* The change kinds of a record, as written in _change_type. */
@@ -141,6 +153,11 @@ typedef struct ZerobusChangeMeta
 /* typemap.c */
 extern ZerobusType *zerobus_type_build(Oid typid, int32 typmod,
 									   MemoryContext cxt);
+extern void zerobus_value_encode(StringInfo out, const ZerobusType *type,
+								 int field_number, Datum value,
+								 const char *column);
+extern bool zerobus_type_has_text_output(const ZerobusType *type);
+extern bool zerobus_is_identifier(const char *name);
 
 /* encoder.c */
 extern ZerobusRecordPlan *zerobus_plan_build(Relation rel, Bitmapset *columns,
@@ -165,12 +182,31 @@ extern void zerobus_render_record(StringInfo out,
 /* catalog.c */
 extern char *zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 									 const char *target_table);
+extern const char *zerobus_delta_identifier(const char *name);
 
 /* protobuf wire helpers (encoder.c) */
 extern void zerobus_pb_put_varint(StringInfo out, uint64 value);
 extern void zerobus_pb_put_tag(StringInfo out, int field_number, int wire_type);
 extern void zerobus_pb_put_bytes(StringInfo out, int field_number,
 								 const char *data, int len);
+
+/*
+ * Write value as a protobuf varint at p, which must have room for 10 bytes
+ * (the caller enlarges its buffer once per value); returns the byte count.
+ */
+static inline int
+zerobus_pb_varint_raw(char *p, uint64 value)
+{
+	int			n = 0;
+
+	while (value >= 0x80)
+	{
+		p[n++] = (char) (value | 0x80);
+		value >>= 7;
+	}
+	p[n++] = (char) value;
+	return n;
+}
 
 #define ZB_WIRE_VARINT	0
 #define ZB_WIRE_I64		1
