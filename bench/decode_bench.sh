@@ -314,6 +314,9 @@ CALL decode_bench_batches('update', 1, $N_UPDATE, $BATCH);
 CALL decode_bench_batches('delete', $((N_UPDATE + 1)), $N_DELETE, $BATCH);
 CALL decode_bench_batches('insert', $((N_INSERT + 1)), $N_SINGLE, 1);
 EOF
+# The insert position, not pg_current_wal_lsn(): with synchronous_commit off
+# the write position can lag behind the last commits, which would then fall
+# after endpos and go undecoded.
 END_LSN=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
 WAL_BYTES=$("${PSQL[@]}" -Atc "SELECT pg_wal_lsn_diff('$END_LSN', '$START_LSN')::bigint")
 ROW_BYTES=$("${PSQL[@]}" -Atc "SELECT round(avg(pg_column_size(b.*))) FROM bench b")
