@@ -303,30 +303,9 @@ zb_parse_options(List *options, ZerobusDecodingData *data)
  */
 
 static void
-zb_put_uint(StringInfo out, int field, uint64 value)
-{
-	zerobus_pb_put_tag(out, field, ZB_WIRE_VARINT);
-	zerobus_pb_put_varint(out, value);
-}
-
-static void
 zb_put_string(StringInfo out, int field, const char *value)
 {
 	zerobus_pb_put_bytes(out, field, value, strlen(value));
-}
-
-/* Number of bytes zerobus_pb_put_varint writes for value. */
-static int
-zb_varint_size(uint64 value)
-{
-	int			size = 1;
-
-	while (value >= 0x80)
-	{
-		value >>= 7;
-		size++;
-	}
-	return size;
 }
 
 /* Microseconds since 1970-01-01 UTC of a PostgreSQL timestamp. */
@@ -372,9 +351,9 @@ zb_send_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	{
 		out = &data->scratch;
 		resetStringInfo(out);
-		zb_put_uint(out, 1, txn->xid);
-		zb_put_uint(out, 2, txn->final_lsn);
-		zb_put_uint(out, 3, (uint64) zb_unix_micros(txn->xact_time.commit_time));
+		zerobus_pb_put_varint_field(out, 1, txn->xid);
+		zerobus_pb_put_varint_field(out, 2, txn->final_lsn);
+		zerobus_pb_put_varint_field(out, 3, (uint64) zb_unix_micros(txn->xact_time.commit_time));
 		zb_write_envelope(ctx, data, ZB_MSG_BEGIN, false);
 		return;
 	}
@@ -503,7 +482,7 @@ zb_ensure_plan(ZerobusDecodingData *data, ZerobusRelEntry *entry,
 	entry->pg_types = palloc(Max(plan->ncolumns, 1) * sizeof(char *));
 	initStringInfo(&msg);
 	initStringInfo(&col);
-	zb_put_uint(&msg, 1, plan->relid);
+	zerobus_pb_put_varint_field(&msg, 1, plan->relid);
 	zb_put_string(&msg, 2, plan->schema_name);
 	zb_put_string(&msg, 3, plan->table_name);
 	zerobus_pb_put_bytes(&msg, 4, plan->descriptor, plan->descriptor_len);
@@ -516,34 +495,34 @@ zb_ensure_plan(ZerobusDecodingData *data, ZerobusRelEntry *entry,
 													  att->atttypmod);
 		resetStringInfo(&col);
 		zb_put_string(&col, 1, field->name);
-		zb_put_uint(&col, 2, field->field_number);
+		zerobus_pb_put_varint_field(&col, 2, field->field_number);
 		zb_put_string(&col, 3, entry->pg_types[i]);
 		zb_put_string(&col, 4, field->type->delta_type);
-		zb_put_uint(&col, 5, plan->is_key[i] ? 1 : 0);
+		zerobus_pb_put_varint_field(&col, 5, plan->is_key[i] ? 1 : 0);
 		zerobus_pb_put_bytes(&msg, 5, col.data, col.len);
 	}
 	for (i = 0; i < ZB_META_NCOLUMNS; i++)
 	{
 		resetStringInfo(&col);
 		zb_put_string(&col, 1, zerobus_meta_names[i]);
-		zb_put_uint(&col, 2, ZB_META_FIELD_BASE + i);
+		zerobus_pb_put_varint_field(&col, 2, ZB_META_FIELD_BASE + i);
 		zb_put_string(&col, 4, zerobus_meta_delta_types[i]);
-		zb_put_uint(&col, 5, 0);
+		zerobus_pb_put_varint_field(&col, 5, 0);
 		zerobus_pb_put_bytes(&msg, 5, col.data, col.len);
 	}
 	switch (plan->replident)
 	{
 		case REPLICA_IDENTITY_NOTHING:
-			zb_put_uint(&msg, 6, 1);
+			zerobus_pb_put_varint_field(&msg, 6, 1);
 			break;
 		case REPLICA_IDENTITY_FULL:
-			zb_put_uint(&msg, 6, 2);
+			zerobus_pb_put_varint_field(&msg, 6, 2);
 			break;
 		case REPLICA_IDENTITY_INDEX:
-			zb_put_uint(&msg, 6, 3);
+			zerobus_pb_put_varint_field(&msg, 6, 3);
 			break;
 		default:
-			zb_put_uint(&msg, 6, 0);
+			zerobus_pb_put_varint_field(&msg, 6, 0);
 			break;
 	}
 	pfree(col.data);
@@ -693,13 +672,13 @@ zb_send_record(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		uint64		bodylen;
 
 		/* Change{relid, type, record}, sized up front to copy once */
-		bodylen = 1 + zb_varint_size(plan->relid) +
-			1 + zb_varint_size(kind) +
-			1 + zb_varint_size(reclen) + reclen;
+		bodylen = 1 + zerobus_pb_varint_size(plan->relid) +
+			1 + zerobus_pb_varint_size(kind) +
+			1 + zerobus_pb_varint_size(reclen) + reclen;
 		zerobus_pb_put_tag(out, ZB_MSG_CHANGE, ZB_WIRE_LEN);
 		zerobus_pb_put_varint(out, bodylen);
-		zb_put_uint(out, 1, plan->relid);
-		zb_put_uint(out, 2, kind);
+		zerobus_pb_put_varint_field(out, 1, plan->relid);
+		zerobus_pb_put_varint_field(out, 2, kind);
 		zerobus_pb_put_bytes(out, 3, data->record.data, reclen);
 	}
 	else if (data->format == ZB_FORMAT_TEXT)
@@ -842,11 +821,11 @@ zerobus_commit_txn(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	{
 		out = &data->scratch;
 		resetStringInfo(out);
-		zb_put_uint(out, 1, txn->xid);
-		zb_put_uint(out, 2, txn->final_lsn);
-		zb_put_uint(out, 3, txn->end_lsn);
-		zb_put_uint(out, 4, (uint64) zb_unix_micros(txn->xact_time.commit_time));
-		zb_put_uint(out, 5, data->nchanges);
+		zerobus_pb_put_varint_field(out, 1, txn->xid);
+		zerobus_pb_put_varint_field(out, 2, txn->final_lsn);
+		zerobus_pb_put_varint_field(out, 3, txn->end_lsn);
+		zerobus_pb_put_varint_field(out, 4, (uint64) zb_unix_micros(txn->xact_time.commit_time));
+		zerobus_pb_put_varint_field(out, 5, data->nchanges);
 		zb_write_envelope(ctx, data, ZB_MSG_COMMIT, true);
 		return;
 	}
@@ -1033,9 +1012,9 @@ zerobus_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 			resetStringInfo(body);
 			for (i = 0; i < npublished; i++)
-				zb_put_uint(body, 1, RelationGetRelid(published[i]));
-			zb_put_uint(body, 2, cascade ? 1 : 0);
-			zb_put_uint(body, 3, restart ? 1 : 0);
+				zerobus_pb_put_varint_field(body, 1, RelationGetRelid(published[i]));
+			zerobus_pb_put_varint_field(body, 2, cascade ? 1 : 0);
+			zerobus_pb_put_varint_field(body, 3, restart ? 1 : 0);
 			zerobus_pb_put_bytes(out, ZB_MSG_TRUNCATE, body->data, body->len);
 		}
 		else
@@ -1107,8 +1086,8 @@ zerobus_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		StringInfo	body = &data->scratch;
 
 		resetStringInfo(body);
-		zb_put_uint(body, 1, transactional ? 1 : 0);
-		zb_put_uint(body, 2, message_lsn);
+		zerobus_pb_put_varint_field(body, 1, transactional ? 1 : 0);
+		zerobus_pb_put_varint_field(body, 2, message_lsn);
 		zb_put_string(body, 3, prefix);
 		zerobus_pb_put_bytes(body, 4, message, message_size);
 		zerobus_pb_put_bytes(out, ZB_MSG_MESSAGE, body->data, body->len);

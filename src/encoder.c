@@ -457,17 +457,6 @@ pin_output_settings(void)
 	return nestlevel;
 }
 
-/* Append an int64 field. */
-static inline void
-put_int64_field(StringInfo out, int field_number, int64 value)
-{
-	enlargeStringInfo(out, 20);
-	out->len += zerobus_pb_varint_raw(out->data + out->len,
-									  ((uint64) field_number << 3) | ZB_WIRE_VARINT);
-	out->len += zerobus_pb_varint_raw(out->data + out->len, (uint64) value);
-	out->data[out->len] = '\0';
-}
-
 /*
  * Append the record message of one decoded tuple (not length-prefixed) to
  * out: every non-null published column, then the metadata columns.
@@ -519,13 +508,14 @@ zerobus_encode_record(StringInfo out, const ZerobusRecordPlan *plan,
 
 	zerobus_pb_put_bytes(out, ZB_META_FIELD_BASE + ZB_META_CHANGE_TYPE,
 						 change, strlen(change));
-	put_int64_field(out, ZB_META_FIELD_BASE + ZB_META_COMMIT_LSN,
-					(int64) meta->commit_lsn);
-	put_int64_field(out, ZB_META_FIELD_BASE + ZB_META_COMMIT_TIMESTAMP,
-					meta->commit_time + ZB_EPOCH_USECS);
-	put_int64_field(out, ZB_META_FIELD_BASE + ZB_META_XID,
-					(int64) meta->xid);
-	put_int64_field(out, ZB_META_FIELD_BASE + ZB_META_SEQ, meta->seq);
+	zerobus_pb_put_varint_field(out, ZB_META_FIELD_BASE + ZB_META_COMMIT_LSN,
+								(uint64) meta->commit_lsn);
+	zerobus_pb_put_varint_field(out, ZB_META_FIELD_BASE + ZB_META_COMMIT_TIMESTAMP,
+								(uint64) (meta->commit_time + ZB_EPOCH_USECS));
+	zerobus_pb_put_varint_field(out, ZB_META_FIELD_BASE + ZB_META_XID,
+								(uint64) meta->xid);
+	zerobus_pb_put_varint_field(out, ZB_META_FIELD_BASE + ZB_META_SEQ,
+								(uint64) meta->seq);
 	for (i = 0; i < nunchanged; i++)
 	{
 		const char *name = plan->columns[unchanged[i]].name;

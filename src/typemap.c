@@ -410,17 +410,6 @@ zerobus_type_has_text_output(const ZerobusType *t)
  * ----------------------------------------------------------------
  */
 
-/* Append a tag and a varint value, growing the buffer once. */
-static inline void
-put_varint_field(StringInfo out, int field_number, uint64 value)
-{
-	enlargeStringInfo(out, 20);
-	out->len += zerobus_pb_varint_raw(out->data + out->len,
-									  ((uint64) field_number << 3) | ZB_WIRE_VARINT);
-	out->len += zerobus_pb_varint_raw(out->data + out->len, value);
-	out->data[out->len] = '\0';
-}
-
 /* Append little-endian fixed-size bytes (float and double values). */
 static inline void
 put_fixed(StringInfo out, const void *value, int size)
@@ -851,14 +840,14 @@ zerobus_value_encode(StringInfo out, const ZerobusType *t, int field_number,
 			put_packable(out, t, value, column);
 			return;
 		case ZB_CONV_BOOL:
-			put_varint_field(out, field_number, DatumGetBool(value) ? 1 : 0);
+			zerobus_pb_put_varint_field(out, field_number, DatumGetBool(value) ? 1 : 0);
 			return;
 		case ZB_CONV_INT4:
-			put_varint_field(out, field_number,
+			zerobus_pb_put_varint_field(out, field_number,
 							 (uint64) (int64) DatumGetInt32(value));
 			return;
 		case ZB_CONV_INT8:
-			put_varint_field(out, field_number, (uint64) DatumGetInt64(value));
+			zerobus_pb_put_varint_field(out, field_number, (uint64) DatumGetInt64(value));
 			return;
 		default:
 			zerobus_pb_put_tag(out, field_number, ZB_WIRE_VARINT);

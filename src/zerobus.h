@@ -213,4 +213,29 @@ zerobus_pb_varint_raw(char *p, uint64 value)
 #define ZB_WIRE_LEN		2
 #define ZB_WIRE_I32		5
 
+/* Number of bytes zerobus_pb_varint_raw writes for value. */
+static inline int
+zerobus_pb_varint_size(uint64 value)
+{
+	int			size = 1;
+
+	while (value >= 0x80)
+	{
+		value >>= 7;
+		size++;
+	}
+	return size;
+}
+
+/* Append a varint field (tag and value), growing the buffer once. */
+static inline void
+zerobus_pb_put_varint_field(StringInfo out, int field_number, uint64 value)
+{
+	enlargeStringInfo(out, 20);
+	out->len += zerobus_pb_varint_raw(out->data + out->len,
+									  ((uint64) field_number << 3) | ZB_WIRE_VARINT);
+	out->len += zerobus_pb_varint_raw(out->data + out->len, value);
+	out->data[out->len] = '\0';
+}
+
 #endif							/* ZEROBUS_H */
