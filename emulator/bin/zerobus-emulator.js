@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+'use strict';
+/*
+ * zerobus-emulator.js
+ *    Start the local Zerobus Ingest emulator.
+ *
+ *    node emulator/bin/zerobus-emulator.js --data-dir DIR [--config tables.json]
+ *        [--grpc-port N] [--http-port N] [--tls-cert F --tls-key F [--grpc-tls-port N]]
+ *        [--host 127.0.0.1] [--publish-interval-ms 2000] [--token-ttl-s 3600]
+ *        [--compact-bytes 67108864] [--proto FILE]
+ *
+ * Prints one JSON line on stdout when ready (the ports actually bound, so 0
+ * works); logs go to stderr.  SIGTERM/SIGINT stop it after publishing.
+ */
+
+const fs = require('node:fs');
+const { Emulator } = require('../lib/server');
+const { startHttp } = require('../lib/http');
+
+function parseArgs(argv) {
+	const opts = { host: '127.0.0.1', grpcPort: 0, httpPort: 0, publishIntervalMs: 2000, tokenTtlS: 3600 };
+	const names = {
+		'--data-dir': 'dataDir', '--config': 'config', '--grpc-port': 'grpcPort', '--http-port': 'httpPort',
+		'--tls-cert': 'tlsCert', '--tls-key': 'tlsKey', '--grpc-tls-port': 'tlsPort', '--host': 'host',
+		'--publish-interval-ms': 'publishIntervalMs', '--token-ttl-s': 'tokenTtlS', '--proto': 'protoFile',
+		'--compact-bytes': 'compactBytes',
+	};
+	const numeric = new Set(['grpcPort', 'httpPort', 'tlsPort', 'publishIntervalMs', 'tokenTtlS', 'compactBytes']);
+	for (let i = 0; i < argv.length; i++) {
+		let a = argv[i], v;
+		if (a === '-h' || a === '--help') {
+			process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(4, 13)
+				.map(l => l.replace(/^ \*/, '')).join('\n') + '\n');
+			process.exit(0);
+		}
+		const eq = a.indexOf('=');
+		if (eq > 0) {
+			v = a.slice(eq + 1);
+			a = a.slice(0, eq);
+		} else
+			v = argv[++i];
+		const key = names[a];
+		if (!key || v === undefined)
+			throw new Error(`unknown option or missing value: ${a}`);
+		opts[key] = numeric.has(key) ? Number(v) : v;
+		if (numeric.has(key) && !Number.isInteger(opts[key]))
+			throw new Error(`${a} needs an integer`);
+	}
+	if (!opts.dataDir)
+		throw new Error('--data-dir is required');
+	if (!!opts.tlsCert !== !!opts.tlsKey)
+		throw new Error('--tls-cert and --tls-key go together');
+	return opts;
+}
+
+/* Apply a config file: {"tables": [...], "clients": [...]}. */
+function applyConfig(emu, file) {
+	const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+	for (const t of cfg.tables || [])
+		emu.catalog.putTable(t.name, t.columns);
+	for (const c of cfg.clients || [])
+		emu.catalog.putClient(c.client_id, c.client_secret, c.tables || ['*']);
+}
+
+async function main() {
+	let opts;
+	try {
+		opts = parseArgs(process.argv.slice(2));
+	} catch (e) {
+		process.stderr.write(`zerobus-emulator: ${e.message}\n`);
+		process.exit(2);
+	}
+	const log = (m) => process.stderr.write(`${new Date().toISOString()} zerobus-emulator: ${m}\n`);
+	const emu = new Emulator({ ...opts, log });
+	if (opts.config)
+		applyConfig(emu, opts.config);
+	await emu.recover();
+	const ports = await emu.listen(opts);
+	const { port: httpPort } = await startHttp(emu, opts.host, opts.httpPort);
+	const ready = { event: 'ready', host: opts.host, ...ports, http_port: httpPort,
+		data_dir: emu.dataDir, pid: process.pid };
+	process.stdout.write(JSON.stringify(ready) + '\n');
+	log(`ready: ${JSON.stringify(ready)}`);
+	let stopping = false;
+	const stop = async () => {
+		if (stopping)
+			return;
+		stopping = true;
+		log('stopping');
+		await emu.close();
+		process.exit(0);
+	};
+	process.on('SIGTERM', stop);
+	process.on('SIGINT', stop);
+}
+
+main().catch((e) => {
+	process.stderr.write(`zerobus-emulator: ${e.stack || e}\n`);
+	process.exit(1);
+});

@@ -1,0 +1,383 @@
+'use strict';
+/*
+ * delta.js
+ *    Delta Lake tables on the local file system: commits, Parquet data
+ *    files written by DuckDB, and a reader that uses only the log and the
+ *    Parquet files.
+ *
+ * A table lives at <data-dir>/tables/<catalog>/<schema>/<table>/ with
+ * _delta_log/NNNNNNNNNNNNNNNNNNNN.json commits (protocol, metaData, add,
+ * commitInfo actions).  Each data commit's commitInfo carries
+ * "zerobusLogPosition": every durable record up to that emulator log
+ * position is in the table, which is how a restart knows what is left to
+ * publish.  Rejected records (the table changed incompatibly after they were
+ * acked) go to _zerobus/table_rejected_parquets/ and into no commit.
+ */
+
+const fs = require('node:fs');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { DuckDBInstance } = require('@duckdb/node-api');
+const T = require('./types');
+const { fsyncDir } = require('./wal');
+
+let duckPromise = null;
+
+/* One in-process DuckDB connection, created on first use. */
+function duck() {
+	if (!duckPromise)
+		duckPromise = (async () => {
+			const inst = await DuckDBInstance.create(':memory:', { threads: '2' });
+			const conn = await inst.connect();
+			await conn.run("SET TimeZone='UTC'");
+			return conn;
+		})();
+	return duckPromise;
+}
+
+const sqlString = (s) => "'" + String(s).replace(/'/g, "''") + "'";
+
+function tableRoot(dataDir, name) {
+	const [c, s, t] = name.split('.');
+	return path.join(dataDir, 'tables', c, s, t);
+}
+
+const versionFile = (v) => String(v).padStart(20, '0') + '.json';
+
+function writeDurable(file, text) {
+	const tmp = file + '.tmp';
+	const fd = fs.openSync(tmp, 'w');
+	fs.writeSync(fd, text);
+	fs.fsyncSync(fd);
+	fs.closeSync(fd);
+	fs.renameSync(tmp, file);
+	fsyncDir(path.dirname(file));
+}
+
+/* All commits of a table in order, each as an array of actions. */
+function readLog(root) {
+	const dir = path.join(root, '_delta_log');
+	if (!fs.existsSync(dir))
+		return [];
+	return fs.readdirSync(dir)
+		.filter(f => /^\d{20}\.json$/.test(f))
+		.sort()
+		.map(f => ({
+			version: Number(f.slice(0, 20)),
+			actions: fs.readFileSync(path.join(dir, f), 'utf8').split('\n')
+				.filter(l => l.trim()).map(l => JSON.parse(l)),
+		}));
+}
+
+/*
+ * Replay the log: latest protocol and metaData, the active files in commit
+ * order, and the highest emulator log position published.
+ */
+function tableState(root) {
+	const commits = readLog(root);
+	let metaData = null, protocol = null, position = 0;
+	const files = new Map();
+	for (const c of commits)
+		for (const a of c.actions) {
+			if (a.metaData)
+				metaData = a.metaData;
+			else if (a.protocol)
+				protocol = a.protocol;
+			else if (a.add)
+				files.set(a.add.path, a.add);
+			else if (a.remove)
+				files.delete(a.remove.path);
+			else if (a.commitInfo && a.commitInfo.zerobusLogPosition !== undefined)
+				position = Math.max(position, a.commitInfo.zerobusLogPosition);
+		}
+	return {
+		version: commits.length ? commits[commits.length - 1].version : -1,
+		metaData, protocol, files: [...files.values()], position,
+	};
+}
+
+function protocolFor(columns) {
+	const ntz = columns.some(c => T.usesKind(c.type, 'TIMESTAMP_NTZ'));
+	if (ntz)
+		return { minReaderVersion: 3, minWriterVersion: 7,
+			readerFeatures: ['timestampNtz'], writerFeatures: ['timestampNtz'] };
+	return { minReaderVersion: 1, minWriterVersion: 2 };
+}
+
+function schemaString(columns) {
+	return JSON.stringify(T.deltaStruct(columns));
+}
+
+/*
+ * Make the Delta table match `columns`: create version 0 when there is no
+ * log, or commit a new metaData (and protocol) when the schema changed.
+ * Returns the table's current version.
+ */
+function ensureTable(root, columns, tableName) {
+	fs.mkdirSync(path.join(root, '_delta_log'), { recursive: true });
+	const st = tableState(root);
+	const schema = schemaString(columns);
+	if (st.metaData && st.metaData.schemaString === schema)
+		return st.version;
+	const now = Date.now();
+	const actions = [
+		{ commitInfo: { timestamp: now, operation: st.metaData ? 'CHANGE COLUMN' : 'CREATE TABLE',
+			engineInfo: 'zerobus-emulator' } },
+		{ protocol: protocolFor(columns) },
+		{ metaData: {
+			id: st.metaData ? st.metaData.id : crypto.randomUUID(),
+			name: tableName,
+			format: { provider: 'parquet', options: {} },
+			schemaString: schema,
+			partitionColumns: [],
+			configuration: {},
+			createdTime: st.metaData ? st.metaData.createdTime : now,
+		} },
+	];
+	const v = st.version + 1;
+	writeDurable(path.join(root, '_delta_log', versionFile(v)),
+		actions.map(a => JSON.stringify(a)).join('\n') + '\n');
+	return v;
+}
+
+/* SQL turning a staged column (BINARY staged as base64 text) into its type. */
+function castExpr(expr, t) {
+	if (!T.usesKind(t, 'BINARY'))
+		return expr;
+	switch (t.kind) {
+		case 'BINARY':
+			return `from_base64(${expr})`;
+		case 'ARRAY':
+			return `list_transform(${expr}, x -> ${castExpr('x', t.element)})`;
+		case 'MAP':
+			return `map_from_entries(list_transform(map_entries(${expr}), e -> ` +
+				`{'key': ${castExpr('e.key', t.key)}, 'value': ${castExpr('e.value', t.value)}}))`;
+		case 'STRUCT':
+			return `CASE WHEN ${expr} IS NULL THEN NULL ELSE struct_pack(` +
+				t.fields.map(f => `${T.quoteIdent(f.name)} := ${castExpr(`${expr}.${T.quoteIdent(f.name)}`, f.type)}`).join(', ') +
+				') END';
+		default:
+			return expr;
+	}
+}
+
+/* The type DuckDB reads from staging text: BINARY arrives as base64 text. */
+function stagedType(t) {
+	switch (t.kind) {
+		case 'BINARY': return { kind: 'STRING' };
+		case 'ARRAY': return { kind: 'ARRAY', element: stagedType(t.element) };
+		case 'MAP': return { kind: 'MAP', key: stagedType(t.key), value: stagedType(t.value) };
+		case 'STRUCT': return { kind: 'STRUCT', fields: t.fields.map(f => ({ ...f, type: stagedType(f.type) })) };
+		default: return t;
+	}
+}
+
+/* Staging JSON for one value: BINARY as base64 text, nested types recursively. */
+function stageValue(v, t) {
+	if (v === null || v === undefined)
+		return 'null';
+	switch (t.kind) {
+		case 'BINARY':
+			return JSON.stringify(v.toString('base64'));
+		case 'ARRAY':
+			return '[' + v.map(e => stageValue(e, t.element)).join(',') + ']';
+		case 'MAP':
+			return '{' + v.map(([k, val]) => JSON.stringify(String(k)) + ':' + stageValue(val, t.value)).join(',') + '}';
+		case 'STRUCT':
+			return '{' + t.fields.map(f => JSON.stringify(f.name) + ':' + stageValue(v[f.name], f.type)).join(',') + '}';
+		default:
+			return T.duckJson(v, t);
+	}
+}
+
+function stageRow(row, columns) {
+	let s = '{';
+	for (let i = 0; i < columns.length; i++) {
+		if (i)
+			s += ',';
+		s += JSON.stringify(columns[i].name) + ':' + stageValue(row[columns[i].name], columns[i].type);
+	}
+	return s + '}';
+}
+
+/*
+ * Write rows to one new Parquet file at `file` with the column types of
+ * `columns`.  Rows are staged as NDJSON and converted by DuckDB's typed
+ * JSON reader, which keeps 64-bit integers, decimals and timestamps exact.
+ */
+async function writeParquet(file, rows, columns) {
+	const conn = await duck();
+	const staging = file + '.ndjson';
+	const fd = fs.openSync(staging, 'w');
+	let buf = [];
+	let size = 0;
+	for (const r of rows) {
+		const line = stageRow(r, columns) + '\n';
+		buf.push(line);
+		size += line.length;
+		if (size > 1 << 20) {
+			fs.writeSync(fd, buf.join(''));
+			buf = [];
+			size = 0;
+		}
+	}
+	fs.writeSync(fd, buf.join(''));
+	fs.closeSync(fd);
+	const cols = '{' + columns.map(c => `${sqlString(c.name)}: ${sqlString(T.duckType(stagedType(c.type)))}`).join(', ') + '}';
+	const select = columns.map(c => `${castExpr(T.quoteIdent(c.name), c.type)}::${T.duckType(c.type)} AS ${T.quoteIdent(c.name)}`).join(', ');
+	try {
+		await conn.run(`COPY (SELECT ${select} FROM read_json(${sqlString(staging)}, ` +
+			`format='newline_delimited', columns=${cols}, maximum_object_size=67108864)) ` +
+			`TO ${sqlString(file)} (FORMAT parquet, COMPRESSION snappy)`);
+	} finally {
+		fs.rmSync(staging, { force: true });
+	}
+	const fdp = fs.openSync(file, 'r');
+	fs.fsyncSync(fdp);
+	fs.closeSync(fdp);
+	return fs.statSync(file).size;
+}
+
+/*
+ * Append rows to the table as one new data file and one commit numbered
+ * `version` (the caller is the table's only writer and knows the next
+ * version).  `position` is the emulator log position the commit covers.
+ */
+async function appendRows(root, rows, columns, position, version) {
+	const name = `part-00000-${crypto.randomUUID()}-c000.snappy.parquet`;
+	const size = await writeParquet(path.join(root, name), rows, columns);
+	const now = Date.now();
+	const actions = [
+		{ commitInfo: { timestamp: now, operation: 'STREAMING UPDATE', engineInfo: 'zerobus-emulator',
+			operationMetrics: { numOutputRows: String(rows.length) }, zerobusLogPosition: position } },
+		{ add: { path: name, partitionValues: {}, size, modificationTime: now, dataChange: true,
+			stats: JSON.stringify({ numRecords: rows.length }) } },
+	];
+	writeDurable(path.join(root, '_delta_log', versionFile(version)),
+		actions.map(a => JSON.stringify(a)).join('\n') + '\n');
+	return version;
+}
+
+/* Commit only a log position (all records up to it were rejected or none). */
+function commitPosition(root, position, version) {
+	writeDurable(path.join(root, '_delta_log', versionFile(version)), JSON.stringify({ commitInfo: {
+		timestamp: Date.now(), operation: 'STREAMING UPDATE', engineInfo: 'zerobus-emulator',
+		operationMetrics: { numOutputRows: '0' }, zerobusLogPosition: position } }) + '\n');
+	return version;
+}
+
+/* Write records the table can no longer take, as the service does. */
+async function writeRejected(root, rows, columns) {
+	const dir = path.join(root, '_zerobus', 'table_rejected_parquets');
+	fs.mkdirSync(dir, { recursive: true });
+	const file = path.join(dir, `part-${crypto.randomUUID()}.parquet`);
+	await writeParquet(file, rows, columns);
+	return file;
+}
+
+/* ---- reading ---- */
+
+function jsonText(v) {
+	if (v === null || v === undefined)
+		return 'null';
+	if (typeof v === 'bigint')
+		return v.toString();
+	if (Array.isArray(v))
+		return '[' + v.map(jsonText).join(',') + ']';
+	if (typeof v === 'object')
+		return '{' + Object.entries(v).map(([k, x]) => JSON.stringify(k) + ':' + jsonText(x)).join(',') + '}';
+	if (typeof v === 'number' && !Number.isFinite(v))
+		return JSON.stringify(String(v));
+	return JSON.stringify(v);
+}
+
+function decimalText(d) {
+	const neg = d.value < 0n;
+	let digits = (neg ? -d.value : d.value).toString();
+	if (d.scale > 0) {
+		digits = digits.padStart(d.scale + 1, '0');
+		digits = digits.slice(0, -d.scale) + '.' + digits.slice(-d.scale);
+	}
+	return (neg ? '-' : '') + digits;
+}
+
+/*
+ * DuckDB value to the reader's output form: BIGINT and TIMESTAMP* as exact
+ * integers (microseconds), DATE as "YYYY-MM-DD", DECIMAL as text, BINARY as
+ * base64, VARIANT as its JSON text, MAP as an object.
+ */
+function outValue(v, t) {
+	if (v === null || v === undefined)
+		return null;
+	switch (t.kind) {
+		case 'TIMESTAMP':
+		case 'TIMESTAMP_NTZ': {
+			const us = v.micros;
+			return Number.isSafeInteger(Number(us)) ? Number(us) : us;
+		}
+		case 'BIGINT':
+			return Number.isSafeInteger(Number(v)) ? Number(v) : v;
+		case 'DATE':
+			return T.dateText(v.days);
+		case 'DECIMAL':
+			return decimalText(v);
+		case 'BINARY':
+			return Buffer.from(v.bytes).toString('base64');
+		case 'ARRAY':
+			return v.items.map(e => outValue(e, t.element));
+		case 'MAP': {
+			const o = {};
+			for (const e of v.entries)
+				o[String(outValue(e.key, t.key))] = outValue(e.value, t.value);
+			return o;
+		}
+		case 'STRUCT': {
+			const o = {};
+			for (const f of t.fields)
+				o[f.name] = outValue(v.entries[f.name], f.type);
+			return o;
+		}
+		default:
+			return v;
+	}
+}
+
+function columnsOf(metaData) {
+	return JSON.parse(metaData.schemaString).fields.map(f => ({
+		name: f.name, type: T.fromDeltaType(f.type, f.metadata), nullable: f.nullable,
+	}));
+}
+
+/* Rows of Parquet files with the given columns (rejected files, tests). */
+async function readParquetFiles(files, columns) {
+	const conn = await duck();
+	const rows = [];
+	for (const f of files) {
+		const res = await conn.runAndReadAll(`SELECT * FROM read_parquet(${sqlString(f)})`);
+		for (const r of res.getRowObjects()) {
+			const o = {};
+			for (const c of columns)
+				o[c.name] = outValue(r[c.name] === undefined ? null : r[c.name], c.type);
+			rows.push(o);
+		}
+	}
+	return rows;
+}
+
+/*
+ * Rows of a Delta table, in commit order, from _delta_log and the Parquet
+ * files only.  Columns the table gained after a file was written read as null.
+ */
+async function readTable(root) {
+	const st = tableState(root);
+	if (!st.metaData)
+		throw new Error(`no Delta table at ${root}`);
+	const columns = columnsOf(st.metaData);
+	const rows = await readParquetFiles(st.files.map(a => path.join(root, decodeURIComponent(a.path))), columns);
+	return { columns, rows, version: st.version };
+}
+
+module.exports = {
+	duck, tableRoot, tableState, ensureTable, appendRows, commitPosition, writeRejected,
+	readTable, readParquetFiles, columnsOf, jsonText, readLog,
+};

@@ -1,0 +1,114 @@
+'use strict';
+/*
+ * faults.js
+ *    Run-time fault injection, per table or per stream id.
+ *
+ * Knobs (any combination, set through the admin API):
+ *   ack_delay_ms            delay every ack by this many milliseconds
+ *   withhold_acks           send no acks until cleared (then the latest ack goes out)
+ *   drop_after_records      reset the TCP connection when a request would take the
+ *                           stream past this many records
+ *   close_stream_signal_ms  send CloseStreamSignal{duration} to matching streams
+ *                           (live ones at once, new ones at creation), then end the
+ *                           call with UNAVAILABLE after the duration
+ *   unavailable_on_create   answer create_stream with UNAVAILABLE (count: N times, or true = always)
+ *   unavailable             end the stream with UNAVAILABLE at its next request (count or true)
+ *   unauthenticated         answer create_stream with UNAUTHENTICATED (count or true)
+ * Token expiry is separate: expireTokens() makes every token issued so far
+ * (or a client's) expired.  A stream fault overrides the same knob of its table.
+ */
+
+const KNOBS = new Set(['ack_delay_ms', 'withhold_acks', 'drop_after_records', 'close_stream_signal_ms',
+	'unavailable_on_create', 'unavailable', 'unauthenticated']);
+const COUNTED = new Set(['unavailable_on_create', 'unavailable', 'unauthenticated']);
+
+class FaultError extends Error {}
+
+class Faults {
+	constructor() {
+		this.byTable = new Map();
+		this.byStream = new Map();
+		this.revokedAll = 0;
+		this.revokedClient = new Map();
+	}
+
+	/* Merge knobs into the fault set of a table or stream. */
+	set({ table, stream_id: streamId, ...knobs }) {
+		if (!!table === !!streamId)
+			throw new FaultError('give exactly one of "table" or "stream_id"');
+		for (const [k, v] of Object.entries(knobs)) {
+			if (!KNOBS.has(k))
+				throw new FaultError(`unknown fault "${k}" (known: ${[...KNOBS].join(', ')})`);
+			if (COUNTED.has(k) ? !(v === true || v === false || (Number.isInteger(v) && v >= 0))
+				: k === 'withhold_acks' ? typeof v !== 'boolean' : !(Number.isInteger(v) && v >= 0))
+				throw new FaultError(`bad value for fault "${k}": ${JSON.stringify(v)}`);
+		}
+		const map = table ? this.byTable : this.byStream;
+		const key = table || streamId;
+		const cur = { ...(map.get(key) || {}), ...knobs };
+		for (const k of Object.keys(cur))
+			if (cur[k] === false || cur[k] === 0 && COUNTED.has(k))
+				delete cur[k];
+		if (Object.keys(cur).length)
+			map.set(key, cur);
+		else
+			map.delete(key);
+		return cur;
+	}
+
+	/* Clear faults: of one table or stream, or all (tokens stay expired). */
+	clear({ table, stream_id: streamId } = {}) {
+		if (table)
+			this.byTable.delete(table);
+		else if (streamId)
+			this.byStream.delete(streamId);
+		else {
+			this.byTable.clear();
+			this.byStream.clear();
+		}
+	}
+
+	list() {
+		return { tables: Object.fromEntries(this.byTable), streams: Object.fromEntries(this.byStream) };
+	}
+
+	forTable(table) {
+		return this.byTable.get(table) || null;
+	}
+
+	/* Effective knobs of a stream: its table's, overridden by its own. */
+	forStream(id, table) {
+		const t = this.byTable.get(table);
+		const s = this.byStream.get(id);
+		if (!t && !s)
+			return null;
+		return { ...(t || {}), ...(s || {}), _t: t, _s: s };
+	}
+
+	/* Consume one use of a counted fault; true if it fires. */
+	take(f, knob) {
+		if (!f || f[knob] === undefined)
+			return false;
+		const owner = f._s && f._s[knob] !== undefined ? f._s : f._t && f._t[knob] !== undefined ? f._t : f;
+		if (owner[knob] === true)
+			return true;
+		owner[knob]--;
+		if (owner[knob] <= 0)
+			delete owner[knob];
+		return true;
+	}
+
+	expireTokens(clientId) {
+		const now = Date.now() + 1;
+		if (clientId)
+			this.revokedClient.set(clientId, now);
+		else
+			this.revokedAll = now;
+	}
+
+	tokenRevoked(clientId, issuedAt) {
+		return issuedAt < this.revokedAll || issuedAt < (this.revokedClient.get(clientId) || 0);
+	}
+}
+
+module.exports = { Faults, FaultError, KNOBS };

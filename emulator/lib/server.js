@@ -1,0 +1,598 @@
+'use strict';
+/*
+ * server.js
+ *    The Zerobus Ingest emulator: gRPC EphemeralStream service, durable log,
+ *    publication into Delta tables, faults and counters.
+ *
+ * Life of a record: a stream is opened by create_stream (auth, table,
+ * descriptor checks); each ingest request is checked for its offset_id
+ * (0, 1, 2, ... per call), every record in it is decoded against the table,
+ * then the request is appended to the durable log; once the group fsync
+ * covering it returns, the stream's cumulative ack moves up to its offset.
+ * A timer (and the admin flush call) publishes durable records into the
+ * Delta table; a restart republishes whatever the log holds beyond the
+ * position recorded in each table's last commit.
+ */
+
+const fs = require('node:fs');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const T = require('./types');
+const R = require('./records');
+const { Wal } = require('./wal');
+const { PublisherClient } = require('./publisher');
+const { Catalog } = require('./catalog');
+const { Faults } = require('./faults');
+
+const Status = grpc.status;
+const REC_OPEN = 1;
+const REC_RECORDS = 2;
+const COMPACT_BYTES = 64 * 1024 * 1024;
+
+function loadService(protoFile) {
+	const def = protoLoader.loadSync(protoFile, {
+		keepCase: true, longs: String, enums: String, defaults: false, oneofs: true, bytes: Buffer,
+	});
+	return grpc.loadPackageDefinition(def).databricks.zerobus;
+}
+
+function defaultProtoPath() {
+	return path.resolve(__dirname, '..', '..', 'proto', 'zerobus_service.proto');
+}
+
+class StatusError extends Error {
+	constructor(code, message) {
+		super(message);
+		this.code = code;
+	}
+}
+
+/* The HTTP/2 session under a grpc-js server call, to drop the connection. */
+function sessionOf(call) {
+	let c = call.call;
+	for (let i = 0; c && i < 5; i++) {
+		if (c.stream && c.stream.session)
+			return c.stream.session;
+		c = c.nextCall;
+	}
+	return null;
+}
+
+function newCounters() {
+	return { streams_opened: 0, streams_active: 0, streams_failed: 0, requests_received: 0,
+		records_received: 0, requests_durable: 0, records_durable: 0, acks_sent: 0, duplicates: 0,
+		invalid_requests: 0, records_published: 0, records_rejected_parquet: 0, connections_dropped: 0,
+		close_signals_sent: 0 };
+}
+
+class Emulator {
+	/*
+	 * opts: dataDir (required), protoFile, publishIntervalMs, tokenTtlS,
+	 * compactBytes (log size that triggers compaction), log (function for
+	 * stderr lines).
+	 */
+	constructor(opts) {
+		this.opts = opts;
+		this.dataDir = path.resolve(opts.dataDir);
+		fs.mkdirSync(this.dataDir, { recursive: true });
+		this.log = opts.log || (() => {});
+		this.catalog = new Catalog(this.dataDir, opts.tokenTtlS);
+		this.faults = new Faults();
+		this.streams = new Map();		/* stream id -> live stream */
+		this.streamInfo = new Map();	/* stream number -> {table, columns, ...} from OPEN */
+		this.lastChunkEnd = new Map();	/* table -> end position of the last chunk sent */
+		this.counters = newCounters();
+		this.tableCounters = new Map();
+		this.seen = new Map();			/* table -> Set of record digests */
+		this.published = new Map();		/* table -> last published log position */
+		this.versions = new Map();		/* table -> Delta version */
+		this.nextSn = 1;
+		this.inflight = 0;
+		this.publishing = Promise.resolve();
+		this.service = loadService(opts.protoFile || defaultProtoPath());
+	}
+
+	tc(table) {
+		let c = this.tableCounters.get(table);
+		if (!c) {
+			c = newCounters();
+			this.tableCounters.set(table, c);
+		}
+		return c;
+	}
+
+	count(table, key, n = 1) {
+		this.counters[key] += n;
+		this.tc(table)[key] += n;
+	}
+
+	/* Recover from the log and publish what it holds; call before serving. */
+	async recover() {
+		this.publisher = new PublisherClient(this.dataDir, this.log);
+		for (const t of this.catalog.tableNames())
+			await this.syncTable(t);
+		const { wal, frames } = Wal.open(path.join(this.dataDir, 'emulator.wal'));
+		this.wal = wal;
+		let replayed = 0;
+		for (const f of frames) {
+			const type = f.payload[0];
+			if (type === REC_OPEN) {
+				const info = JSON.parse(f.payload.subarray(1).toString('utf8'));
+				this.streamInfo.set(info.sn, info);
+				this.publisher.send('info', [info]);
+				this.nextSn = Math.max(this.nextSn, info.sn + 1);
+			} else if (type === REC_RECORDS) {
+				const info = this.streamInfo.get(f.payload.readUInt32LE(1));
+				if (!info || !this.catalog.table(info.table) || f.end <= (this.published.get(info.table) || 0))
+					continue;
+				this.sendChunk(info, f.payload, f.end);
+				replayed += f.payload.readUInt32LE(5);
+			}
+		}
+		if (replayed)
+			this.log(`recovered ${replayed} durable records not yet published`);
+		await this.publish();
+	}
+
+	/* Create or update the Delta table of a catalog table (after a catalog change). */
+	async syncTable(name) {
+		const t = this.catalog.table(name);
+		const r = await this.publisher.call('table', name,
+			t.columns.map(c => ({ name: c.name, type: T.typeText(c.type), nullable: c.nullable })), t.schemaVersion);
+		this.versions.set(name, r.version);
+		this.published.set(name, r.position);
+	}
+
+	async dropTable(name) {
+		this.catalog.dropTable(name);
+		this.endTableStreams(name, `table "${name}" was dropped`);
+		await this.publisher.call('dropTable', name);
+		this.versions.delete(name);
+		this.published.delete(name);
+		this.lastChunkEnd.delete(name);
+	}
+
+	sendChunk(info, payload, end) {
+		this.lastChunkEnd.set(info.table, end);
+		this.publisher.send('chunk', [info.table, info.sn, payload, end], payload);
+	}
+
+	/* ---- publication ---- */
+
+	/* Publish every durable record to its Delta table (in the worker); serialized. */
+	publish() {
+		this.publishing = this.publishing.then(async () => {
+			const res = await this.publisher.call('publish');
+			for (const [table, r] of Object.entries(res)) {
+				this.versions.set(table, r.version);
+				this.published.set(table, r.position);
+				if (this.catalog.table(table)) {
+					this.count(table, 'records_published', r.published);
+					this.count(table, 'records_rejected_parquet', r.rejected);
+				}
+				for (const f of r.rejectedFiles)
+					this.log(`table ${table} changed incompatibly: durable records written to ${f}`);
+			}
+			await this.maybeCompact();
+		}).catch((e) => {
+			this.log(`publication failed: ${e.stack || e}`);
+		});
+		return this.publishing;
+	}
+
+	/* Shrink the log once everything in it is published. */
+	async maybeCompact() {
+		if (this.wal.size() < (this.opts.compactBytes || COMPACT_BYTES) || this.inflight > 0)
+			return;
+		for (const [table, end] of this.lastChunkEnd)
+			if ((this.published.get(table) || 0) < end)
+				return;
+		const live = new Set([...this.streams.values()].map(s => s.info.sn));
+		const dead = [...this.streamInfo.keys()].filter(sn => !live.has(sn));
+		dead.forEach(sn => this.streamInfo.delete(sn));
+		this.publisher.send('forget', [dead]);
+		await this.wal.compact([...this.streamInfo.values()].map(i => this.openPayload(i)));
+		this.log('log compacted');
+	}
+
+	openPayload(info) {
+		return Buffer.concat([Buffer.from([REC_OPEN]), Buffer.from(JSON.stringify(info), 'utf8')]);
+	}
+
+	/* ---- gRPC ---- */
+
+	handleStream(call) {
+		call.sendMetadata(new grpc.Metadata());
+		const s = {
+			call, id: null, info: null, table: null, nextOffset: 0, durable: -1, sentAck: -1,
+			received: 0, outstanding: 0, ended: false, halfClosed: false, closeSignalled: false,
+		};
+		call.on('data', (msg) => {
+			try {
+				if (s.ended)
+					return;
+				if (!s.id)
+					this.openStream(s, msg);
+				else
+					this.ingest(s, msg);
+			} catch (e) {
+				if (e instanceof StatusError || e instanceof R.ValidationError) {
+					if (s.table && !(e instanceof StatusError && e.code !== Status.INVALID_ARGUMENT))
+						this.count(s.table, 'invalid_requests');
+					this.endStream(s, e.code || Status.INVALID_ARGUMENT, e.message);
+				} else {
+					this.log(`internal error: ${e.stack || e}`);
+					this.endStream(s, Status.INTERNAL, `emulator internal error: ${e.message}`);
+				}
+			}
+		});
+		call.on('end', () => {
+			s.halfClosed = true;
+			this.maybeFinish(s);
+		});
+		call.on('cancelled', () => this.detach(s));
+		call.on('error', () => this.detach(s));
+		call.on('close', () => this.detach(s));
+	}
+
+	detach(s) {
+		if (!s.ended) {
+			s.ended = true;
+			if (s.table)
+				this.count(s.table, 'streams_failed');
+		}
+		if (s.id && this.streams.get(s.id) === s) {
+			this.streams.delete(s.id);
+			this.count(s.table, 'streams_active', -1);
+		}
+	}
+
+	/* End the call with a status (OK after a clean half-close). */
+	endStream(s, code, message) {
+		if (s.ended)
+			return;
+		s.ended = true;
+		if (s.id && this.streams.get(s.id) === s) {
+			this.streams.delete(s.id);
+			this.count(s.table, 'streams_active', -1);
+		}
+		if (code === Status.OK)
+			s.call.end();
+		else {
+			this.log(`stream ${s.id || '(not created)'} ends: ${Object.keys(Status).find(k => Status[k] === code)}: ${message}`);
+			s.call.emit('error', { code, details: message, metadata: new grpc.Metadata() });
+		}
+	}
+
+	authenticate(call, tableName) {
+		const md = call.metadata;
+		const auth = (md.get('authorization')[0] || '').toString();
+		const m = /^Bearer\s+(\S+)$/i.exec(auth);
+		if (!m)
+			throw new StatusError(Status.UNAUTHENTICATED, 'missing or malformed authorization header (expected "Bearer <token>")');
+		const claims = this.catalog.verifyToken(m[1], this.faults);
+		if (!claims.ok)
+			throw new StatusError(Status.UNAUTHENTICATED, claims.reason);
+		const hdr = (md.get('x-databricks-zerobus-table-name')[0] || '').toString();
+		if (!hdr)
+			throw new StatusError(Status.INVALID_ARGUMENT, 'missing x-databricks-zerobus-table-name header');
+		if (hdr !== tableName)
+			throw new StatusError(Status.INVALID_ARGUMENT,
+				`x-databricks-zerobus-table-name "${hdr}" differs from create_stream.table_name "${tableName}"`);
+		if (claims.table !== tableName)
+			throw new StatusError(Status.PERMISSION_DENIED,
+				`token of client "${claims.client_id}" is scoped to table "${claims.table}", not "${tableName}"`);
+		if (!this.catalog.clientMayWrite(claims.client_id, tableName))
+			throw new StatusError(Status.PERMISSION_DENIED,
+				`client "${claims.client_id}" lacks MODIFY on table "${tableName}"`);
+		return claims;
+	}
+
+	openStream(s, msg) {
+		if (msg.payload !== 'create_stream')
+			throw new StatusError(Status.INVALID_ARGUMENT, `first message must be create_stream, got ${msg.payload || 'an empty message'}`);
+		const req = msg.create_stream;
+		const table = req.table_name || '';
+		if (table.split('.').length !== 3 || table.split('.').some(p => !p))
+			throw new StatusError(Status.INVALID_ARGUMENT, `table_name "${table}" is not of the form catalog.schema.table`);
+		const fault = this.faults.forTable(table);
+		if (this.faults.take(fault, 'unauthenticated'))
+			throw new StatusError(Status.UNAUTHENTICATED, 'injected fault: token rejected');
+		if (this.faults.take(fault, 'unavailable_on_create'))
+			throw new StatusError(Status.UNAVAILABLE, 'injected fault: service unavailable');
+		const claims = this.authenticate(s.call, table);
+		const t = this.catalog.table(table);
+		if (!t)
+			throw new StatusError(Status.NOT_FOUND, `table "${table}" does not exist`);
+		let recordType = req.record_type === undefined ? 'PROTO' : req.record_type;
+		if (recordType !== 'PROTO' && recordType !== 'JSON')
+			throw new StatusError(Status.INVALID_ARGUMENT, `record_type ${recordType} is not supported (PROTO or JSON)`);
+		let plan = null;
+		if (recordType === 'PROTO')
+			plan = R.compileProto(req.descriptor_proto, t.columns);
+		const id = crypto.randomUUID();
+		const info = { sn: this.nextSn++, stream_id: id, table, recordType, schemaVersion: t.schemaVersion,
+			columns: t.columns.map(c => ({ name: c.name, type: T.typeText(c.type), nullable: c.nullable })),
+			descriptor: recordType === 'PROTO' ? Buffer.from(req.descriptor_proto).toString('base64') : null };
+		this.streamInfo.set(info.sn, info);
+		this.publisher.send('info', [info]);
+		s.id = id;
+		s.info = info;
+		s.columns = t.columns;
+		s.plan = plan;
+		s.table = table;
+		s.client = claims.client_id;
+		this.streams.set(id, s);
+		this.count(table, 'streams_opened');
+		this.count(table, 'streams_active');
+		s.openWrite = this.track(this.wal.append(this.openPayload(info)));
+		s.openWrite.catch(() => {});
+		s.call.write({ create_stream_response: { stream_id: id } });
+		this.log(`stream ${id} opened on ${table} (${recordType}) by client ${claims.client_id}`);
+		this.applyStreamFaults(s);
+	}
+
+	track(p) {
+		this.inflight++;
+		return p.finally(() => this.inflight--);
+	}
+
+	ingest(s, msg) {
+		let offset, records;
+		if (msg.payload === 'ingest_record') {
+			const r = msg.ingest_record;
+			offset = r.offset_id;
+			if (r.record === 'proto_encoded_record')
+				records = [r.proto_encoded_record];
+			else if (r.record === 'json_record')
+				records = [r.json_record];
+			else
+				throw new StatusError(Status.INVALID_ARGUMENT, `ingest_record with offset_id ${offset} carries no record`);
+		} else if (msg.payload === 'ingest_record_batch') {
+			const r = msg.ingest_record_batch;
+			offset = r.offset_id;
+			if (r.batch === 'proto_encoded_batch')
+				records = r.proto_encoded_batch.records || [];
+			else if (r.batch === 'json_batch')
+				records = r.json_batch.records || [];
+			else
+				throw new StatusError(Status.INVALID_ARGUMENT, `ingest_record_batch with offset_id ${offset} carries no batch`);
+			if (records.length === 0)
+				throw new StatusError(Status.INVALID_ARGUMENT, `ingest_record_batch with offset_id ${offset} is empty`);
+		} else if (msg.payload === 'create_stream')
+			throw new StatusError(Status.INVALID_ARGUMENT, 'create_stream sent twice on one call');
+		else
+			throw new StatusError(Status.INVALID_ARGUMENT, 'request carries no payload');
+		if (offset === undefined)
+			throw new StatusError(Status.INVALID_ARGUMENT, 'ingest request lacks offset_id');
+		offset = Number(offset);
+		if (offset !== s.nextOffset)
+			throw new StatusError(Status.INVALID_ARGUMENT,
+				`offset_id ${offset} out of sequence: expected ${s.nextOffset} (offsets start at 0 on each stream and grow by 1 per request)`);
+		const isJson = s.info.recordType === 'JSON';
+		const wrongKind = isJson ? (msg.ingest_record ? msg.ingest_record.record !== 'json_record'
+			: msg.ingest_record_batch.batch !== 'json_batch')
+			: (msg.ingest_record ? msg.ingest_record.record !== 'proto_encoded_record'
+				: msg.ingest_record_batch.batch !== 'proto_encoded_batch');
+		if (wrongKind)
+			throw new StatusError(Status.INVALID_ARGUMENT,
+				`request with offset_id ${offset} carries ${isJson ? 'PROTO' : 'JSON'} records on a ${s.info.recordType} stream`);
+
+		const fault = this.faults.forStream(s.id, s.table);
+		if (this.faults.take(fault, 'unavailable'))
+			throw new StatusError(Status.UNAVAILABLE, 'injected fault: service unavailable');
+		if (fault && fault.drop_after_records !== undefined && s.received + records.length > fault.drop_after_records) {
+			this.count(s.table, 'connections_dropped');
+			this.log(`stream ${s.id}: injected fault: dropping the connection after ${s.received} records`);
+			const sess = sessionOf(s.call);
+			if (sess)
+				sess.destroy();	/* also destroys its TCP socket, without GOAWAY */
+			else
+				this.endStream(s, Status.UNAVAILABLE, 'injected fault: connection dropped');
+			s.ended = true;
+			return;
+		}
+
+		let size = 9;
+		for (let i = 0; i < records.length; i++) {
+			const rec = records[i];
+			try {
+				if (isJson)
+					R.decodeJson(rec, s.columns);
+				else
+					R.decodeProto(rec, s.plan);
+			} catch (e) {
+				if (e instanceof R.ValidationError)
+					throw new R.ValidationError(`record ${i} of request offset_id ${offset}: ${e.message}`);
+				throw e;
+			}
+			size += 4 + (isJson ? Buffer.byteLength(rec) : rec.length);
+		}
+		s.nextOffset++;
+		s.received += records.length;
+		this.count(s.table, 'requests_received');
+		this.count(s.table, 'records_received', records.length);
+		this.countDuplicates(s.table, records);
+
+		const payload = Buffer.allocUnsafe(size);
+		payload[0] = REC_RECORDS;
+		payload.writeUInt32LE(s.info.sn, 1);
+		payload.writeUInt32LE(records.length, 5);
+		let off = 9;
+		for (const rec of records) {
+			const b = isJson ? Buffer.from(rec, 'utf8') : rec;
+			payload.writeUInt32LE(b.length, off);
+			b.copy(payload, off + 4);
+			off += 4 + b.length;
+		}
+		s.outstanding++;
+		this.track(this.wal.append(payload)).then((end) => {
+			s.outstanding--;
+			if (this.catalog.table(s.table))
+				this.sendChunk(s.info, payload, end);
+			if (offset > s.durable) {
+				s.durable = offset;
+			}
+			this.count(s.table, 'requests_durable');
+			this.count(s.table, 'records_durable', records.length);
+			this.scheduleAck(s);
+		}, (err) => {
+			s.outstanding--;
+			this.log(`log write failed: ${err.message}`);
+			this.endStream(s, Status.INTERNAL, `emulator log write failed: ${err.message}`);
+		});
+	}
+
+	countDuplicates(table, records) {
+		let set = this.seen.get(table);
+		if (!set) {
+			set = new Set();
+			this.seen.set(table, set);
+		}
+		if (set.size > 5000000)
+			return;
+		let dup = 0;
+		for (const r of records) {
+			const h = crypto.hash('sha1', r, 'base64');
+			if (set.has(h))
+				dup++;
+			else
+				set.add(h);
+		}
+		if (dup)
+			this.count(table, 'duplicates', dup);
+	}
+
+	/* Send the cumulative ack now, later (delay fault) or not (withhold). */
+	scheduleAck(s) {
+		if (s.ended || s.durable <= s.sentAck)
+			return this.maybeFinish(s);
+		const fault = this.faults.forStream(s.id, s.table);
+		if (fault && fault.withhold_acks)
+			return;
+		const delay = fault && fault.ack_delay_ms ? fault.ack_delay_ms : 0;
+		if (delay > 0) {
+			const upTo = s.durable;
+			setTimeout(() => this.sendAck(s, upTo), delay);
+		} else if (!s.ackQueued) {
+			s.ackQueued = true;
+			setImmediate(() => {
+				s.ackQueued = false;
+				this.sendAck(s, s.durable);
+			});
+		}
+	}
+
+	sendAck(s, upTo) {
+		if (s.ended || upTo <= s.sentAck)
+			return this.maybeFinish(s);
+		const fault = this.faults.forStream(s.id, s.table);
+		if (fault && fault.withhold_acks)
+			return;
+		s.sentAck = upTo;
+		this.count(s.table, 'acks_sent');
+		s.call.write({ ingest_record_response: { durability_ack_up_to_offset: String(upTo) } });
+		this.maybeFinish(s);
+	}
+
+	/* After the client's half-close: end with OK once everything is acked. */
+	maybeFinish(s) {
+		if (!s.halfClosed || s.ended || s.outstanding > 0)
+			return;
+		if (!s.id) {
+			this.endStream(s, Status.INVALID_ARGUMENT, 'stream closed before create_stream');
+			return;
+		}
+		const fault = this.faults.forStream(s.id, s.table);
+		if (s.sentAck < s.durable && !(fault && fault.withhold_acks))
+			return;
+		this.endStream(s, Status.OK, 'OK');
+	}
+
+	/* Faults that act on a stream without waiting for a request. */
+	applyStreamFaults(s) {
+		if (s.ended || !s.id)
+			return;
+		const fault = this.faults.forStream(s.id, s.table);
+		if (fault && fault.close_stream_signal_ms !== undefined && !s.closeSignalled) {
+			s.closeSignalled = true;
+			const ms = fault.close_stream_signal_ms;
+			s.call.write({ close_stream_signal: { duration: { seconds: String(Math.floor(ms / 1000)),
+				nanos: (ms % 1000) * 1e6 } } });
+			this.count(s.table, 'close_signals_sent');
+			setTimeout(() => this.endStream(s, Status.UNAVAILABLE,
+				`Stream timeout reached. Closing the stream (ID: ${s.id}). Error Code: 6002, Error State: 0.`), ms);
+		}
+		if (!fault || !fault.withhold_acks)
+			this.scheduleAck(s);
+	}
+
+	/* Re-evaluate faults on live streams after an admin change. */
+	faultsChanged() {
+		for (const s of [...this.streams.values()])
+			this.applyStreamFaults(s);
+	}
+
+	/* Streams of a table end when the table is dropped or altered. */
+	endTableStreams(table, why) {
+		for (const s of [...this.streams.values()])
+			if (s.table === table)
+				this.endStream(s, Status.FAILED_PRECONDITION, why);
+	}
+
+	stats() {
+		return {
+			...this.counters,
+			log_syncs: this.wal.syncs,
+			log_bytes: this.wal.size(),
+			tables: Object.fromEntries(this.catalog.tableNames().map(t => [t, {
+				...this.tc(t), delta_version: this.versions.get(t),
+				published_log_position: this.published.get(t) || 0,
+			}])),
+		};
+	}
+
+	streamList() {
+		return [...this.streams.values()].map(s => ({
+			stream_id: s.id, table: s.table, client_id: s.client, record_type: s.info.recordType,
+			next_offset: s.nextOffset, acked_up_to: s.sentAck, durable_up_to: s.durable, records: s.received,
+		}));
+	}
+
+	/* Bind gRPC (h2c and optionally TLS) ports; returns the bound ports. */
+	async listen({ host = '127.0.0.1', grpcPort = 0, tlsPort, tlsCert, tlsKey }) {
+		const server = new grpc.Server({
+			'grpc.max_receive_message_length': 4 * 1024 * 1024,
+			'grpc.max_send_message_length': 4 * 1024 * 1024,
+		});
+		server.addService(this.service.Zerobus.service, { EphemeralStream: (call) => this.handleStream(call) });
+		const bind = (port, creds) => new Promise((res, rej) =>
+			server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, creds, (err, p) => (err ? rej(err) : res(p))));
+		const out = { grpc_port: await bind(grpcPort, grpc.ServerCredentials.createInsecure()), grpc_tls_port: null };
+		if (tlsCert) {
+			const creds = grpc.ServerCredentials.createSsl(null,
+				[{ cert_chain: fs.readFileSync(tlsCert), private_key: fs.readFileSync(tlsKey) }], false);
+			out.grpc_tls_port = await bind(tlsPort || 0, creds);
+		}
+		this.grpcServer = server;
+		this.timer = setInterval(() => this.publish(), this.opts.publishIntervalMs || 2000);
+		this.timer.unref();
+		return out;
+	}
+
+	async close() {
+		clearInterval(this.timer);
+		for (const s of [...this.streams.values()])
+			this.endStream(s, Status.UNAVAILABLE, 'emulator shutting down');
+		if (this.grpcServer)
+			this.grpcServer.forceShutdown();
+		await this.wal.idle();
+		await this.publish();
+		this.wal.close();
+		await this.publisher.terminate();
+	}
+}
+
+module.exports = { Emulator, StatusError, loadService, defaultProtoPath };

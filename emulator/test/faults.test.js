@@ -1,0 +1,165 @@
+'use strict';
+/*
+ * Fault injection knobs, per table and per stream, switched at run time
+ * through the admin API, and the counters that show them.
+ */
+
+const test = require('node:test');
+const assert = require('node:assert');
+const grpc = require('@grpc/grpc-js');
+const H = require('./helpers');
+
+const S = grpc.status;
+let emu, cli, seq = 0;
+const tokens = {};
+
+/* Each test gets its own table so table-scoped faults do not leak. */
+async function freshTable() {
+	const t = `main.faults.t${++seq}`;
+	await emu.http('PUT', `/admin/tables/${t}`, { columns: [{ name: 'id', type: 'BIGINT', nullable: false }] });
+	tokens[t] = (await H.getToken(emu, 'w', 'w', t)).body.access_token;
+	return t;
+}
+
+function open(t) {
+	const c = H.openCall(cli, { token: tokens[t], table: t, headerTable: t });
+	c.call.write({ create_stream: { table_name: t, record_type: 'JSON' } });
+	return c;
+}
+const created = (c) => c.waitFor(() => c.responses.some(r => r.payload === 'create_stream_response'));
+const rec = (c, off, id = off) => c.call.write({ ingest_record: { offset_id: off, json_record: JSON.stringify({ id }) } });
+const stats = async (t) => (await emu.http('GET', '/admin/stats')).body.tables[t];
+const fault = async (body) => {
+	const r = await emu.http('POST', '/admin/faults', body);
+	assert.strictEqual(r.status, 200, JSON.stringify(r.body));
+};
+
+test.before(async () => {
+	emu = await H.startEmulator();
+	await emu.http('POST', '/admin/clients', { client_id: 'w', client_secret: 'w', tables: ['*'] });
+	cli = H.client(emu.ports.grpc_port);
+});
+
+test.after(async () => {
+	cli.close();
+	await emu.stop();
+});
+
+test('ack_delay_ms delays acks', async () => {
+	const t = await freshTable();
+	await fault({ table: t, ack_delay_ms: 400 });
+	const c = open(t);
+	await created(c);
+	const t0 = Date.now();
+	rec(c, 0);
+	await c.waitFor(() => c.lastAck() === 0);
+	assert.ok(Date.now() - t0 >= 390, `ack came after ${Date.now() - t0} ms`);
+	c.call.end();
+	assert.strictEqual((await c.status).code, S.OK);
+});
+
+test('withhold_acks sends no ack until cleared (per stream)', async () => {
+	const t = await freshTable();
+	const c = open(t);
+	await created(c);
+	const id = c.responses[0].create_stream_response.stream_id;
+	await fault({ stream_id: id, withhold_acks: true });
+	rec(c, 0);
+	rec(c, 1);
+	await H.until(async () => (await stats(t)).records_durable === 2);
+	assert.deepStrictEqual(c.acks(), [], 'no ack while withheld');
+	const other = open(t);
+	await created(other);
+	rec(other, 0);
+	await other.waitFor(() => other.lastAck() === 0);
+	assert.strictEqual((await emu.http('DELETE', `/admin/faults?stream_id=${id}`)).status, 200);
+	await c.waitFor(() => c.lastAck() === 1);
+	c.call.end();
+	other.call.end();
+	assert.strictEqual((await c.status).code, S.OK);
+});
+
+test('drop_after_records resets the connection', async () => {
+	const t = await freshTable();
+	await fault({ table: t, drop_after_records: 3 });
+	const c = open(t);
+	await created(c);
+	for (let i = 0; i < 5; i++)
+		rec(c, i);
+	const st = await c.status;
+	assert.strictEqual(st.code, S.UNAVAILABLE, st.details);
+	const s = await stats(t);
+	assert.strictEqual(s.connections_dropped, 1);
+	assert.strictEqual(s.records_received, 3);
+});
+
+test('close_stream_signal_ms sends CloseStreamSignal, then UNAVAILABLE after the duration', async () => {
+	const t = await freshTable();
+	const c = open(t);
+	await created(c);
+	rec(c, 0);
+	await c.waitFor(() => c.lastAck() === 0);
+	const id = c.responses[0].create_stream_response.stream_id;
+	const t0 = Date.now();
+	await fault({ stream_id: id, close_stream_signal_ms: 1500 });
+	await c.waitFor(() => c.responses.some(r => r.payload === 'close_stream_signal'));
+	const sig = c.responses.find(r => r.payload === 'close_stream_signal').close_stream_signal;
+	assert.deepStrictEqual({ s: Number(sig.duration.seconds), n: sig.duration.nanos }, { s: 1, n: 500000000 });
+	rec(c, 1);
+	await c.waitFor(() => c.lastAck() === 1);
+	const st = await c.status;
+	assert.strictEqual(st.code, S.UNAVAILABLE);
+	assert.match(st.details, /Error Code: 6002/);
+	assert.ok(Date.now() - t0 >= 1400);
+});
+
+test('unavailable_on_create answers UNAVAILABLE N times', async () => {
+	const t = await freshTable();
+	await fault({ table: t, unavailable_on_create: 2 });
+	assert.strictEqual((await open(t).status).code, S.UNAVAILABLE);
+	assert.strictEqual((await open(t).status).code, S.UNAVAILABLE);
+	const c = open(t);
+	await created(c);
+	c.call.end();
+	assert.strictEqual((await c.status).code, S.OK);
+});
+
+test('unavailable ends a live stream at its next request', async () => {
+	const t = await freshTable();
+	const c = open(t);
+	await created(c);
+	rec(c, 0);
+	await c.waitFor(() => c.lastAck() === 0);
+	await fault({ stream_id: c.responses[0].create_stream_response.stream_id, unavailable: true });
+	rec(c, 1);
+	assert.strictEqual((await c.status).code, S.UNAVAILABLE);
+});
+
+test('unauthenticated answers UNAUTHENTICATED once', async () => {
+	const t = await freshTable();
+	await fault({ table: t, unauthenticated: 1 });
+	assert.strictEqual((await open(t).status).code, S.UNAUTHENTICATED);
+	const c = open(t);
+	await created(c);
+	c.call.end();
+	assert.strictEqual((await c.status).code, S.OK);
+});
+
+test('resent records are counted as duplicates', async () => {
+	const t = await freshTable();
+	const c = open(t);
+	await created(c);
+	rec(c, 0, 1);
+	rec(c, 1, 2);
+	rec(c, 2, 1);
+	await c.waitFor(() => c.lastAck() === 2);
+	c.call.end();
+	await c.status;
+	assert.strictEqual((await stats(t)).duplicates, 1);
+});
+
+test('bad fault requests are refused', async () => {
+	assert.strictEqual((await emu.http('POST', '/admin/faults', { table: 'main.faults.x', explode: 1 })).status, 400);
+	assert.strictEqual((await emu.http('POST', '/admin/faults', { ack_delay_ms: 1 })).status, 400);
+	assert.strictEqual((await emu.http('POST', '/admin/faults', { table: 'main.faults.x', ack_delay_ms: -1 })).status, 400);
+});
