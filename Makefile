@@ -23,6 +23,10 @@ OBJS = \
 	src/typemap.o \
 	src/render.o \
 	src/catalog.o \
+	src/launcher.o \
+	src/worker.o \
+	src/grpc.o \
+	src/auth.o \
 	$(PB_SRCS:.c=.o)
 
 TAP_TESTS = 1
@@ -49,3 +53,7 @@ src/pb/%.pb-c.c src/pb/%.pb-c.h: proto/%.proto
 
 $(OBJS): $(PB_HDRS) src/zerobus.h src/compat.h
 src/decoder.o src/publication.o: src/publication.h
+src/grpc.o: src/grpc.h
+src/auth.o: src/auth.h
+src/catalog.o src/launcher.o src/worker.o: src/stream.h
+src/worker.o: src/grpc.h src/auth.h

@@ -10,3 +10,209 @@ LANGUAGE C STRICT STABLE;
 
 COMMENT ON FUNCTION target_ddl(regclass, text) IS
 'Databricks SQL CREATE TABLE for the Delta table that receives the changes of a source table';
+
+-- Streams: a publication + a logical slot + a Zerobus endpoint + a workspace
+-- + credentials + the mapping of source tables to target tables.  Readable by
+-- everyone: nothing secret lives here.  The NULL option columns take the
+-- value of the zerobus.* setting of the same name.
+CREATE TABLE streams (
+	id serial PRIMARY KEY,
+	name text NOT NULL UNIQUE,
+	owner regrole NOT NULL,
+	publication text NOT NULL,
+	slot_name name NOT NULL UNIQUE,
+	endpoint text NOT NULL,
+	workspace_url text NOT NULL,
+	workspace_id text,
+	target_catalog text NOT NULL,
+	target_schema text,
+	table_map jsonb NOT NULL DEFAULT '{}',
+	insecure bool NOT NULL DEFAULT false,
+	ca_file text,
+	batch_max_records int,
+	batch_max_bytes int,
+	batch_max_delay int,
+	max_inflight_bytes int,
+	ack_timeout int,
+	enabled bool NOT NULL DEFAULT true,
+	paused_reason text,
+	paused_at timestamptz,
+	config_version int NOT NULL DEFAULT 1,
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE streams IS
+'zerobus streams; change them only through the zerobus functions';
+COMMENT ON COLUMN streams.table_map IS
+'source table (schema.table, quoted as needed) -> target table (catalog.schema.table)';
+COMMENT ON COLUMN streams.batch_max_delay IS 'milliseconds';
+COMMENT ON COLUMN streams.ack_timeout IS 'milliseconds';
+COMMENT ON COLUMN streams.paused_reason IS
+'why the stream stopped on a permanent error; zerobus.resume_stream() clears it';
+
+-- Credentials and the replication conninfo (which may hold a password):
+-- superusers only.  A stream's owner reads them with stream_credentials().
+CREATE TABLE stream_secrets (
+	stream_id int PRIMARY KEY REFERENCES streams (id) ON DELETE CASCADE,
+	client_id text NOT NULL,
+	client_secret text NOT NULL,
+	conninfo text
+);
+
+GRANT SELECT ON streams TO PUBLIC;
+REVOKE ALL ON stream_secrets FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('streams', '');
+SELECT pg_catalog.pg_extension_config_dump('streams_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('stream_secrets', '');
+
+-- The management functions check the caller's privileges themselves
+-- (creating a stream takes a superuser; changing one, its owner) and then
+-- act on the catalog as the bootstrap superuser.
+CREATE FUNCTION create_stream(
+	name text,
+	publication text,
+	endpoint text,
+	workspace_url text,
+	client_id text,
+	client_secret text,
+	target_catalog text,
+	target_schema text DEFAULT NULL,
+	table_map jsonb DEFAULT '{}',
+	insecure bool DEFAULT false,
+	conninfo text DEFAULT NULL,
+	enabled bool DEFAULT true,
+	batch_max_records int DEFAULT NULL,
+	batch_max_bytes int DEFAULT NULL,
+	batch_max_delay int DEFAULT NULL,
+	max_inflight_bytes int DEFAULT NULL,
+	ack_timeout int DEFAULT NULL,
+	workspace_id text DEFAULT NULL,
+	ca_file text DEFAULT NULL,
+	owner regrole DEFAULT NULL)
+RETURNS int
+AS 'MODULE_PATHNAME', 'zerobus_create_stream'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- the call's text holds the secret: keep it out of the server log, where
+-- the LOG of the slot's creation (or an error) would otherwise copy it
+SET log_min_error_statement = panic;
+
+COMMENT ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole) IS
+'create a stream and its logical replication slot; returns the stream id';
+
+CREATE FUNCTION alter_stream(
+	name text,
+	publication text DEFAULT NULL,
+	endpoint text DEFAULT NULL,
+	workspace_url text DEFAULT NULL,
+	client_id text DEFAULT NULL,
+	client_secret text DEFAULT NULL,
+	target_catalog text DEFAULT NULL,
+	target_schema text DEFAULT NULL,
+	table_map jsonb DEFAULT NULL,
+	insecure bool DEFAULT NULL,
+	conninfo text DEFAULT NULL,
+	batch_max_records int DEFAULT NULL,
+	batch_max_bytes int DEFAULT NULL,
+	batch_max_delay int DEFAULT NULL,
+	max_inflight_bytes int DEFAULT NULL,
+	ack_timeout int DEFAULT NULL,
+	workspace_id text DEFAULT NULL,
+	ca_file text DEFAULT NULL,
+	owner regrole DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'zerobus_alter_stream'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION alter_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, int, int, int, int, int, text, text, regrole) IS
+'change the given settings of a stream; its worker restarts with them';
+
+CREATE FUNCTION drop_stream(name text, if_exists bool DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'zerobus_drop_stream'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION drop_stream(text, bool) IS
+'stop a stream''s worker and drop the stream and its replication slot';
+
+CREATE FUNCTION pause_stream(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'zerobus_pause_stream'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION pause_stream(text) IS
+'stop a stream''s worker until zerobus.resume_stream(); the slot keeps the WAL';
+
+CREATE FUNCTION resume_stream(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'zerobus_resume_stream'
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION resume_stream(text) IS
+'restart a stream paused by the user or by an error';
+
+CREATE FUNCTION stream_credentials(name text,
+	OUT client_id text, OUT client_secret text, OUT conninfo text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'zerobus_stream_credentials'
+LANGUAGE C STRICT STABLE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION stream_credentials(text) IS
+'the credentials of a stream, for its owner and superusers';
+
+CREATE FUNCTION stream_shared_state(
+	OUT stream_id int, OUT pid int, OUT state text,
+	OUT received_lsn pg_lsn, OUT acked_lsn pg_lsn, OUT confirmed_lsn pg_lsn,
+	OUT acked_commit_time timestamptz,
+	OUT oldest_unacked_commit_time timestamptz,
+	OUT last_ack_time timestamptz,
+	OUT records_sent int8, OUT bytes_sent int8,
+	OUT records_acked int8, OUT bytes_acked int8, OUT reconnects int8,
+	OUT last_error text, OUT last_error_time timestamptz,
+	OUT started_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'zerobus_stream_shared_state'
+LANGUAGE C STRICT VOLATILE;
+
+COMMENT ON FUNCTION stream_shared_state() IS
+'the live state of the stream workers, from shared memory';
+
+CREATE VIEW stat_streams AS
+SELECT s.name,
+	CASE WHEN s.paused_reason IS NOT NULL THEN 'failed'
+		WHEN NOT s.enabled THEN 'paused'
+		ELSE coalesce(w.state, 'stopped') END AS state,
+	coalesce(w.last_error, s.paused_reason) AS last_error,
+	coalesce(w.last_error_time, s.paused_at) AS last_error_time,
+	w.pid,
+	r.confirmed_flush_lsn AS confirmed_lsn,
+	w.acked_lsn,
+	pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+							   r.confirmed_flush_lsn)::int8 AS lag_bytes,
+	coalesce(extract(epoch FROM pg_catalog.clock_timestamp() -
+					 w.oldest_unacked_commit_time), 0)::float8 AS lag_seconds,
+	coalesce(w.records_sent, 0) AS records_sent,
+	coalesce(w.bytes_sent, 0) AS bytes_sent,
+	coalesce(w.records_acked, 0) AS records_acked,
+	coalesce(w.bytes_acked, 0) AS bytes_acked,
+	coalesce(w.reconnects, 0) AS reconnects,
+	w.last_ack_time,
+	s.paused_reason,
+	s.slot_name,
+	r.active AS slot_active,
+	r.wal_status
+FROM streams s
+	LEFT JOIN stream_shared_state() w ON w.stream_id = s.id
+	LEFT JOIN pg_catalog.pg_replication_slots r ON r.slot_name = s.slot_name;
+
+COMMENT ON VIEW stat_streams IS 'one row per stream: its state, positions, lag and counters';
+
+GRANT SELECT ON stat_streams TO PUBLIC;
+
+REVOKE ALL ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole) FROM PUBLIC;

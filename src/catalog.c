@@ -1,17 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * catalog.c
- *	  zerobus.target_ddl(): the Databricks CREATE TABLE of a target table.
+ *	  The SQL API: zerobus.target_ddl(), the Databricks CREATE TABLE of a
+ *	  target table, and the stream functions (create, alter, drop, pause,
+ *	  resume, credentials) with the configuration readers the stream
+ *	  workers use (zerobus_stream_load and friends).
  *
- * The statement is derived from the very record plan the output plugin
+ * target_ddl's statement is derived from the very record plan the output plugin
  * uses (zerobus_plan_build), so the Delta table it creates and the
  * DescriptorProto of the stream agree column for column: the source columns
  * in attribute number order, then the metadata columns.  Source columns are
  * nullable (a delete carries only the key; an unchanged TOAST value is
  * absent); the metadata columns are NOT NULL but _unchanged_columns.
  *
- * Calling it requires ownership of, or SELECT privilege on, the source
- * table: the output reveals only column names and types, but those are not
+ * Calling target_ddl requires ownership of, or SELECT privilege on, the
+ * source table: the output reveals only column names and types, but those are not
  * everybody's to see.
  *
  * src/catalog.c
@@ -21,15 +24,40 @@
 #include "zerobus.h"
 
 #include "access/relation.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_publication.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "replication/slot.h"
+#include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
 #include "utils/rel.h"
+#include "utils/varlena.h"
+
+#include "stream.h"
 
 PG_FUNCTION_INFO_V1(zerobus_target_ddl);
+PG_FUNCTION_INFO_V1(zerobus_create_stream);
+PG_FUNCTION_INFO_V1(zerobus_alter_stream);
+PG_FUNCTION_INFO_V1(zerobus_drop_stream);
+PG_FUNCTION_INFO_V1(zerobus_pause_stream);
+PG_FUNCTION_INFO_V1(zerobus_resume_stream);
+PG_FUNCTION_INFO_V1(zerobus_stream_credentials);
 
 /*
  * Databricks SQL reserved words (ANSI mode), lowercase and sorted for
@@ -84,6 +112,19 @@ zerobus_delta_identifier(const char *name)
 }
 
 /*
+ * The end of the run of ASCII letters, digits and underscores starting at
+ * p: the characters a part of a Unity Catalog name may have.
+ */
+static const char *
+target_part_end(const char *p)
+{
+	while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		   (*p >= '0' && *p <= '9') || *p == '_')
+		p++;
+	return p;
+}
+
+/*
  * Append target_table, which must be catalog.schema.table with three
  * non-empty parts of ASCII letters, digits and underscores (the form
  * Zerobus accepts), each part quoted as needed.
@@ -99,9 +140,7 @@ append_target_name(StringInfo out, const char *target_table)
 		const char *start = p;
 		char	   *part;
 
-		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			   (*p >= '0' && *p <= '9') || *p == '_')
-			p++;
+		p = target_part_end(p);
 		if (p == start || (*p != '.' && *p != '\0') ||
 			(*p == '.' && parts == 2) || (*p == '\0' && parts != 2))
 			ereport(ERROR,
@@ -211,4 +250,1070 @@ zerobus_target_ddl(PG_FUNCTION_ARGS)
 	relation_close(rel, AccessShareLock);
 
 	PG_RETURN_TEXT_P(cstring_to_text(ddl));
+}
+
+/*
+ * The stream API
+ *
+ * The functions below check the caller's privileges (creating a stream
+ * takes a superuser, changing one its owner or a superuser) and then read
+ * and write zerobus.streams and zerobus.stream_secrets through SPI as the
+ * bootstrap superuser, since only superusers may touch the secrets.  Every
+ * value goes to SPI as a parameter, so no secret is ever part of a
+ * statement's text, and no constraint of the secrets table can fail on the
+ * secret (so no error shows its row).  The SQL declarations pin
+ * search_path to pg_catalog, pg_temp.
+ */
+
+/* How long drop_stream waits for the slot to be released (ms) */
+#define SLOT_RELEASE_TIMEOUT_MS 30000
+
+/* The stream settings given to create_stream / alter_stream */
+typedef enum SettingKind
+{
+	SETTING_TEXT,				/* non-empty text */
+	SETTING_URL,				/* endpoint, workspace_url: checked together
+								 * with insecure */
+	SETTING_PUBLICATION,		/* name of an existing publication */
+	SETTING_TARGET_PART,		/* part of a Unity Catalog name */
+	SETTING_TABLE_MAP,			/* jsonb, normalized */
+	SETTING_OPTION,				/* int, in the limits of zerobus.<column> */
+	SETTING_BOOL,
+	SETTING_OWNER				/* regrole; changing it takes a superuser */
+} SettingKind;
+
+typedef struct StreamSetting
+{
+	const char *column;
+	SettingKind kind;
+	Oid			type;
+	int			create_argno;
+	int			alter_argno;
+	bool		secret;			/* stored in zerobus.stream_secrets */
+	bool		required;		/* create_stream: must be given */
+} StreamSetting;
+
+static const StreamSetting stream_settings[] = {
+	{"publication", SETTING_PUBLICATION, TEXTOID, 1, 1, false, true},
+	{"endpoint", SETTING_URL, TEXTOID, 2, 2, false, true},
+	{"workspace_url", SETTING_URL, TEXTOID, 3, 3, false, true},
+	{"client_id", SETTING_TEXT, TEXTOID, 4, 4, true, true},
+	{"client_secret", SETTING_TEXT, TEXTOID, 5, 5, true, true},
+	{"target_catalog", SETTING_TARGET_PART, TEXTOID, 6, 6, false, true},
+	{"target_schema", SETTING_TARGET_PART, TEXTOID, 7, 7, false, false},
+	{"table_map", SETTING_TABLE_MAP, JSONBOID, 8, 8, false, false},
+	{"insecure", SETTING_BOOL, BOOLOID, 9, 9, false, false},
+	{"conninfo", SETTING_TEXT, TEXTOID, 10, 10, true, false},
+	{"enabled", SETTING_BOOL, BOOLOID, 11, -1, false, false},
+	{"batch_max_records", SETTING_OPTION, INT4OID, 12, 11, false, false},
+	{"batch_max_bytes", SETTING_OPTION, INT4OID, 13, 12, false, false},
+	{"batch_max_delay", SETTING_OPTION, INT4OID, 14, 13, false, false},
+	{"max_inflight_bytes", SETTING_OPTION, INT4OID, 15, 14, false, false},
+	{"ack_timeout", SETTING_OPTION, INT4OID, 16, 15, false, false},
+	{"workspace_id", SETTING_TEXT, TEXTOID, 17, 16, false, false},
+	{"ca_file", SETTING_TEXT, TEXTOID, 18, 17, false, false},
+	{"owner", SETTING_OWNER, REGROLEOID, 19, 18, false, false},
+};
+
+/* Column values collected for an INSERT or UPDATE, as SPI parameters */
+typedef struct ColumnValues
+{
+	int			n;
+	const char *columns[lengthof(stream_settings) + 8];
+	Oid			types[lengthof(stream_settings) + 8];
+	Datum		values[lengthof(stream_settings) + 8];
+	char		nulls[lengthof(stream_settings) + 8];
+} ColumnValues;
+
+static void
+add_column(ColumnValues *cv, const char *column, Oid type, Datum value,
+		   bool isnull)
+{
+	Assert(cv->n < lengthof(cv->columns));
+	cv->columns[cv->n] = column;
+	cv->types[cv->n] = type;
+	cv->values[cv->n] = value;
+	cv->nulls[cv->n] = isnull ? 'n' : ' ';
+	cv->n++;
+}
+
+/* A stream row, as the functions that change a stream need it */
+typedef struct StreamRow
+{
+	int32		id;
+	Oid			owner;
+	char	   *slot_name;
+	char	   *endpoint;
+	char	   *workspace_url;
+	bool		insecure;
+} StreamRow;
+
+/* The caller's identity, saved while acting as the bootstrap superuser */
+typedef struct CatalogAccess
+{
+	Oid			caller;
+	int			sec_context;
+} CatalogAccess;
+
+/*
+ * Connects to SPI as the bootstrap superuser; catalog_end() undoes it (an
+ * error undoes it too, with the transaction).
+ */
+static void
+catalog_begin(CatalogAccess *access)
+{
+	GetUserIdAndSecContext(&access->caller, &access->sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   access->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+catalog_end(CatalogAccess *access)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(access->caller, access->sec_context);
+}
+
+/* SPI_execute_with_args on cv's values, checking the result */
+static void
+execute_with_values(const char *sql, ColumnValues *cv, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, cv->n, cv->types, cv->values,
+										   cv->nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+}
+
+/* Text of column attnum of the first result row, or NULL */
+static char *
+result_text(int attnum)
+{
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, attnum);
+}
+
+static Datum
+result_datum(int attnum, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+						 attnum, isnull);
+}
+
+/* s copied out of SPI's memory, into the caller's */
+static char *
+spi_strdup(const char *s)
+{
+	char	   *copy = SPI_palloc(strlen(s) + 1);
+
+	strcpy(copy, s);
+	return copy;
+}
+
+/*
+ * Reads the stream called name, row-locked for update (allocated in the
+ * caller's memory); NULL when there is
+ * none and missing_ok.  Needs catalog_begin().
+ */
+static StreamRow *
+lookup_stream(const char *name, bool missing_ok)
+{
+	ColumnValues cv = {0};
+	StreamRow  *row;
+	bool		isnull;
+
+	add_column(&cv, "name", TEXTOID, CStringGetTextDatum(name), false);
+	execute_with_values("SELECT id, owner::oid, slot_name, endpoint, workspace_url, insecure"
+						" FROM zerobus.streams WHERE name = $1 FOR UPDATE",
+						&cv, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist", name)));
+	}
+	row = SPI_palloc(sizeof(StreamRow));
+	row->id = DatumGetInt32(result_datum(1, &isnull));
+	row->owner = DatumGetObjectId(result_datum(2, &isnull));
+	row->slot_name = spi_strdup(result_text(3));
+	row->endpoint = spi_strdup(result_text(4));
+	row->workspace_url = spi_strdup(result_text(5));
+	row->insecure = DatumGetBool(result_datum(6, &isnull));
+	return row;
+}
+
+/* Errors out unless the caller has the privileges of the stream's owner. */
+static void
+check_stream_owner(CatalogAccess *access, const char *name, StreamRow *row)
+{
+	if (!has_privs_of_role(access->caller, row->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of stream \"%s\"", name)));
+}
+
+/* The text argument argno, or NULL; errors out when NULL and required */
+static char *
+text_arg(FunctionCallInfo fcinfo, int argno, const char *argname,
+		 bool required)
+{
+	if (PG_ARGISNULL(argno))
+	{
+		if (required)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be null", argname)));
+		return NULL;
+	}
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * Errors out unless name can name a stream: lowercase letters, digits and
+ * underscores (the characters of a replication slot name), short enough
+ * for its slot name "zerobus_<name>" to fit.
+ */
+static void
+check_stream_name(const char *name)
+{
+	const char *p;
+
+	for (p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+			  *p == '_'))
+			break;
+	if (*name == '\0' || *p != '\0' || strlen(name) > ZB_STREAM_NAME_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid stream name \"%s\"", name),
+				 errdetail("A stream name has 1 to %d lowercase letters, digits and underscores.",
+						   ZB_STREAM_NAME_MAXLEN),
+				 errhint("The stream's replication slot is named \"%s\" followed by the stream name.",
+						 ZB_SLOT_PREFIX)));
+}
+
+/*
+ * Whether host (as written in a URL, IPv6 in brackets) is a loopback
+ * address: localhost, 127.0.0.0/8 or ::1.
+ */
+static bool
+is_loopback_host(const char *host)
+{
+	const char *p;
+	int			dots = 0;
+
+	if (pg_strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+		return true;
+	if (strncmp(host, "127.", 4) != 0)
+		return false;
+	for (p = host; *p; p++)
+	{
+		if (*p == '.')
+			dots++;
+		else if (*p < '0' || *p > '9')
+			return false;
+	}
+	return dots == 3;
+}
+
+/*
+ * Errors out unless url is https://host[:port][/] or, when insecure is
+ * true and the host is a loopback address, http://host[:port][/].
+ */
+static void
+check_url(const char *what, const char *url, bool insecure)
+{
+	const char *host;
+	const char *p;
+	char	   *hostname;
+	bool		plain = false;
+	bool		valid;
+
+	if (pg_strncasecmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else if (pg_strncasecmp(url, "http://", 7) == 0)
+	{
+		host = url + 7;
+		plain = true;
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"%s\"", what, url),
+				 errdetail("The URL must start with https://.")));
+
+	/* a host name or IPv4 address, or an IPv6 address in brackets */
+	p = host;
+	if (*p == '[')
+	{
+		p += strspn(p + 1, "0123456789abcdefABCDEF:.") + 1;
+		valid = (*p == ']' && p > host + 1);
+		if (valid)
+			p++;
+	}
+	else
+	{
+		p += strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.");
+		valid = (p > host);
+	}
+	hostname = pnstrdup(host, p - host);
+	if (*p == ':')
+	{
+		const char *port = ++p;
+
+		p += strspn(p, "0123456789");
+		if (p == port || p - port > 5 || atoi(port) == 0 || atoi(port) > 65535)
+			valid = false;
+	}
+	if (*p == '/')
+		p++;
+	if (!valid || *p != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"%s\"", what, url),
+				 errdetail("The URL must be made of a scheme, a host and an optional port, with no path.")));
+
+	if (plain && !(insecure && is_loopback_host(hostname)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"%s\"", what, url),
+				 errdetail("Plain http:// is only allowed to a loopback host and with insecure => true."),
+				 errhint("Use an https:// URL.")));
+}
+
+/* Errors out unless value can be a part of a Unity Catalog name. */
+static void
+check_target_part(const char *what, const char *value)
+{
+	if (*value == '\0' || *target_part_end(value) != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"%s\"", what, value),
+				 errdetail("A Unity Catalog name is made of ASCII letters, digits and underscores.")));
+}
+
+/*
+ * The table map, checked and normalized: an object whose keys name existing
+ * tables as schema.table and whose values are catalog.schema.table target
+ * names.  The keys are rewritten as quote_qualified_identifier() spells the
+ * table, which is how zerobus_stream_target_table() looks them up.
+ */
+static Datum
+normalize_table_map(Jsonb *map)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	StringInfoData out;
+	char	   *key = NULL;
+	bool		first = true;
+
+	if (!JB_ROOT_IS_OBJECT(map) || JB_ROOT_IS_SCALAR(map))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("table_map must be a JSON object"),
+				 errhint("Map source tables to target tables, as in '{\"public.orders\": \"main.sales.orders\"}'.")));
+
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '{');
+	it = JsonbIteratorInit(&map->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE)
+		{
+			List	   *names = stringToQualifiedNameList(key);
+			char	   *target;
+			StringInfoData scratch;
+			Oid			relid;
+
+			if (list_length(names) != 2)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("table_map key \"%s\" is not a schema-qualified table name", key),
+						 errhint("Name the source table as schema.table.")));
+			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
+			if (!OidIsValid(relid) ||
+				(get_rel_relkind(relid) != RELKIND_RELATION &&
+				 get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_TABLE),
+						 errmsg("table \"%s\" of table_map does not exist", key)));
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("table_map value for \"%s\" is not a string", key)));
+			target = pnstrdup(v.val.string.val, v.val.string.len);
+			initStringInfo(&scratch);
+			append_target_name(&scratch, target);
+
+			if (!first)
+				appendStringInfoString(&out, ", ");
+			first = false;
+			escape_json(&out, quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+														 get_rel_name(relid)));
+			appendStringInfoString(&out, ": ");
+			escape_json(&out, target);
+		}
+	}
+	appendStringInfoChar(&out, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data));
+}
+
+/*
+ * Checks the settings given to create_stream (create) or alter_stream and
+ * adds them to cols (zerobus.streams) and secrets (zerobus.stream_secrets).
+ * For alter_stream, old is the stream before the change.  caller is who
+ * called the function.
+ */
+static void
+collect_settings(FunctionCallInfo fcinfo, bool create, StreamRow *old,
+				 Oid caller, ColumnValues *cols, ColumnValues *secrets)
+{
+	const char *endpoint = old ? old->endpoint : NULL;
+	const char *workspace_url = old ? old->workspace_url : NULL;
+	bool		insecure = old ? old->insecure : false;
+	bool		urls_changed = create;
+	int			i;
+
+	for (i = 0; i < lengthof(stream_settings); i++)
+	{
+		const StreamSetting *s = &stream_settings[i];
+		int			argno = create ? s->create_argno : s->alter_argno;
+		Datum		value;
+		char	   *str = NULL;
+
+		if (argno < 0)
+			continue;
+		if (PG_ARGISNULL(argno))
+		{
+			if (create && s->required)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("%s must not be null", s->column)));
+			continue;
+		}
+		value = PG_GETARG_DATUM(argno);
+		if (s->type == TEXTOID)
+		{
+			str = TextDatumGetCString(value);
+			if (*str == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s must not be empty", s->column)));
+		}
+
+		switch (s->kind)
+		{
+			case SETTING_TEXT:
+				break;
+			case SETTING_URL:
+				if (strcmp(s->column, "endpoint") == 0)
+					endpoint = str;
+				else
+					workspace_url = str;
+				urls_changed = true;
+				break;
+			case SETTING_PUBLICATION:
+				if (!OidIsValid(get_publication_oid(str, true)))
+					ereport(ERROR,
+							(errcode(ERRCODE_UNDEFINED_OBJECT),
+							 errmsg("publication \"%s\" does not exist", str),
+							 errhint("Create it first with CREATE PUBLICATION.")));
+				break;
+			case SETTING_TARGET_PART:
+				check_target_part(s->column, str);
+				break;
+			case SETTING_TABLE_MAP:
+				value = normalize_table_map(DatumGetJsonbP(value));
+				break;
+			case SETTING_OPTION:
+				zerobus_check_stream_option(s->column, DatumGetInt32(value));
+				break;
+			case SETTING_BOOL:
+				if (strcmp(s->column, "insecure") == 0)
+				{
+					insecure = DatumGetBool(value);
+					urls_changed = true;
+				}
+				break;
+			case SETTING_OWNER:
+				if (!create && !superuser_arg(caller))
+					ereport(ERROR,
+							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+							 errmsg("permission denied to change the owner of a stream"),
+							 errdetail("Only superusers can change the owner of a stream.")));
+				break;
+		}
+		add_column(s->secret ? secrets : cols, s->column, s->type, value, false);
+	}
+
+	if (urls_changed)
+	{
+		check_url("endpoint", endpoint, insecure);
+		check_url("workspace_url", workspace_url, insecure);
+	}
+}
+
+/*
+ * Errors out unless this server can run streams: logical WAL, and the output
+ * plugin allowed by output_plugin_libraries where that setting exists.
+ */
+static void
+check_server_setup(void)
+{
+	const char *libraries;
+
+	if (wal_level < WAL_LEVEL_LOGICAL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("zerobus streams require wal_level = logical"),
+				 errhint("Set wal_level = logical in postgresql.conf and restart the server.")));
+
+	libraries = GetConfigOption("output_plugin_libraries", true, false);
+	if (libraries != NULL)
+	{
+		char	   *copy = pstrdup(libraries);
+		List	   *names;
+		ListCell   *lc;
+		bool		allowed = false;
+
+		if (!SplitIdentifierString(copy, ',', &names))
+			names = NIL;
+		foreach(lc, names)
+			if (strcmp((char *) lfirst(lc), "zerobus") == 0)
+				allowed = true;
+		if (!allowed)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("output plugin \"zerobus\" is not allowed by output_plugin_libraries"),
+					 errhint("Add zerobus to output_plugin_libraries in postgresql.conf and reload the configuration.")));
+	}
+}
+
+/* INSERT INTO table the columns of cv */
+static void
+insert_row(const char *table, ColumnValues *cv)
+{
+	StringInfoData sql;
+	StringInfoData params;
+	int			i;
+
+	initStringInfo(&sql);
+	initStringInfo(&params);
+	appendStringInfo(&sql, "INSERT INTO %s (", table);
+	for (i = 0; i < cv->n; i++)
+	{
+		appendStringInfo(&sql, "%s%s", i ? ", " : "", cv->columns[i]);
+		appendStringInfo(&params, "%s$%d", i ? ", " : "", i + 1);
+	}
+	appendStringInfo(&sql, ") VALUES (%s)", params.data);
+	execute_with_values(sql.data, cv, SPI_OK_INSERT);
+}
+
+/*
+ * Inserts a new stream in a subtransaction; if that fails, drops the slot
+ * already created for it before rethrowing.  Returns the new id.
+ */
+static int32
+insert_stream(ColumnValues *cols, ColumnValues *secrets, const char *slot_name)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	int32		id = 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		bool		isnull;
+
+		if (SPI_execute("SELECT pg_catalog.nextval('zerobus.streams_id_seq')::int4",
+						false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not allocate a stream id");
+		id = DatumGetInt32(result_datum(1, &isnull));
+		add_column(cols, "id", INT4OID, Int32GetDatum(id), false);
+		add_column(secrets, "stream_id", INT4OID, Int32GetDatum(id), false);
+		insert_row("zerobus.streams", cols);
+		insert_row("zerobus.stream_secrets", secrets);
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ReplicationSlotDrop(slot_name, true);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return id;
+}
+
+/*
+ * zerobus.create_stream(name, publication, endpoint, workspace_url,
+ *	 client_id, client_secret, target_catalog, ...) returns int
+ *
+ * Superusers only.  Creates the logical slot zerobus_<name> first (a
+ * logical slot cannot be created once the transaction has written), then
+ * the rows.  The slot is not transactional: if the calling transaction
+ * rolls back later, the launcher drops the slot it left.
+ */
+Datum
+zerobus_create_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	char	   *slot_name;
+	ColumnValues cols = {0};
+	ColumnValues secrets = {0};
+	ColumnValues args = {0};
+	CatalogAccess access;
+	bool		isnull;
+	int32		id;
+
+	zerobus_require_preload();
+	name = text_arg(fcinfo, 0, "name", true);
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create stream \"%s\"", name),
+				 errdetail("Only superusers can create streams.")));
+	check_server_setup();
+	check_stream_name(name);
+	slot_name = psprintf("%s%s", ZB_SLOT_PREFIX, name);
+	collect_settings(fcinfo, true, NULL, GetUserId(), &cols, &secrets);
+	add_column(&cols, "name", TEXTOID, CStringGetTextDatum(name), false);
+	add_column(&cols, "slot_name", NAMEOID,
+			   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
+	if (PG_ARGISNULL(19))
+		add_column(&cols, "owner", REGROLEOID, ObjectIdGetDatum(GetUserId()), false);
+
+	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("cannot create a stream in a transaction that has written"),
+				 errdetail("A stream's logical replication slot must be created before its transaction writes anything."),
+				 errhint("Call zerobus.create_stream() in a transaction of its own, or first in its transaction.")));
+
+	catalog_begin(&access);
+	zerobus_slot_lock(false, true);
+
+	add_column(&args, "name", TEXTOID, CStringGetTextDatum(name), false);
+	execute_with_values("SELECT count(*) FILTER (WHERE name = $1), count(*)"
+						" FROM zerobus.streams", &args, SPI_OK_SELECT);
+	if (DatumGetInt64(result_datum(1, &isnull)) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("stream \"%s\" already exists", name)));
+	if (DatumGetInt64(result_datum(2, &isnull)) >= zerobus_max_streams)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("cannot create more than %d streams", zerobus_max_streams),
+				 errhint("Drop a stream, or increase zerobus.max_streams.")));
+
+	args.n = 0;
+	add_column(&args, "slot_name", NAMEOID,
+			   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
+	execute_with_values("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'zerobus')",
+						&args, SPI_OK_SELECT);
+	id = insert_stream(&cols, &secrets, slot_name);
+	catalog_end(&access);
+
+	if (!zerobus_in_served_database())
+		ereport(WARNING,
+				(errmsg("stream \"%s\" will not run: the zerobus launcher serves database \"%s\"",
+						name, zerobus_database),
+				 errhint("Create streams in database \"%s\", or set zerobus.database and restart the server.",
+						 zerobus_database)));
+	zerobus_launcher_wakeup_at_commit();
+	PG_RETURN_INT32(id);
+}
+
+/*
+ * zerobus.alter_stream(name, ...) returns void
+ *
+ * Changes the settings given (not NULL); the owner's or a superuser's.  The
+ * stream's config_version goes up, so the launcher restarts its worker with
+ * the new settings once the transaction commits: with no setting given, it
+ * just restarts the worker.
+ */
+Datum
+zerobus_alter_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	ColumnValues cols = {0};
+	ColumnValues secrets = {0};
+	CatalogAccess access;
+	StreamRow  *row;
+	StringInfoData sql;
+	int			i;
+
+	zerobus_require_preload();
+	name = text_arg(fcinfo, 0, "name", true);
+	catalog_begin(&access);
+	row = lookup_stream(name, false);
+	check_stream_owner(&access, name, row);
+	collect_settings(fcinfo, false, row, access.caller, &cols, &secrets);
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "UPDATE zerobus.streams SET config_version = config_version + 1");
+	for (i = 0; i < cols.n; i++)
+		appendStringInfo(&sql, ", %s = $%d", cols.columns[i], i + 1);
+	add_column(&cols, "id", INT4OID, Int32GetDatum(row->id), false);
+	appendStringInfo(&sql, " WHERE id = $%d", cols.n);
+	execute_with_values(sql.data, &cols, SPI_OK_UPDATE);
+
+	if (secrets.n > 0)
+	{
+		resetStringInfo(&sql);
+		appendStringInfoString(&sql, "UPDATE zerobus.stream_secrets SET ");
+		for (i = 0; i < secrets.n; i++)
+			appendStringInfo(&sql, "%s%s = $%d", i ? ", " : "",
+							 secrets.columns[i], i + 1);
+		add_column(&secrets, "stream_id", INT4OID, Int32GetDatum(row->id), false);
+		appendStringInfo(&sql, " WHERE stream_id = $%d", secrets.n);
+		execute_with_values(sql.data, &secrets, SPI_OK_UPDATE);
+	}
+	catalog_end(&access);
+
+	zerobus_launcher_wakeup_at_commit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * The pid of the process using the replication slot, 0 if none; *exists
+ * tells whether the slot exists.
+ */
+static pid_t
+slot_active_pid(const char *slot_name, bool *exists)
+{
+	ReplicationSlot *slot;
+	pid_t		pid = 0;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(slot_name, false);
+	*exists = (slot != NULL);
+	if (slot)
+	{
+		SpinLockAcquire(&slot->mutex);
+		pid = slot->active_pid;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return pid;
+}
+
+/*
+ * zerobus.drop_stream(name text, if_exists bool) returns void
+ *
+ * The owner's or a superuser's.  Deletes the stream, has the launcher stop
+ * its worker, waits for the slot to be released and drops it.  Dropping the
+ * slot cannot be undone: if the transaction rolls back afterwards, the
+ * stream remains without its slot and must be dropped again.
+ */
+Datum
+zerobus_drop_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_arg(fcinfo, 0, "name", true);
+	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	ColumnValues args = {0};
+	CatalogAccess access;
+	StreamRow  *row;
+	bool		exists;
+	pid_t		pid;
+	int			waited_ms = 0;
+
+	zerobus_require_preload();
+	catalog_begin(&access);
+	row = lookup_stream(name, if_exists);
+	if (row == NULL)
+	{
+		catalog_end(&access);
+		ereport(NOTICE,
+				(errmsg("stream \"%s\" does not exist, skipping", name)));
+		PG_RETURN_VOID();
+	}
+	check_stream_owner(&access, name, row);
+	add_column(&args, "id", INT4OID, Int32GetDatum(row->id), false);
+	execute_with_values("DELETE FROM zerobus.streams WHERE id = $1", &args,
+						SPI_OK_DELETE);
+	catalog_end(&access);
+
+	if (zerobus_in_served_database())
+		zerobus_stream_mark_dropping(row->id);
+
+	while ((pid = slot_active_pid(row->slot_name, &exists)) != 0)
+	{
+		if (waited_ms >= SLOT_RELEASE_TIMEOUT_MS)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("replication slot \"%s\" of stream \"%s\" is still in use by process %d",
+							row->slot_name, name, (int) pid),
+					 errhint("Stop the process that uses the slot, then drop the stream again.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		waited_ms += 100;
+	}
+	if (exists)
+		ReplicationSlotDrop(row->slot_name, true);
+
+	zerobus_launcher_wakeup_at_commit();
+	PG_RETURN_VOID();
+}
+
+/* Runs sql (with $1 = the stream's id) on the stream name, for its owner. */
+static void
+update_stream(FunctionCallInfo fcinfo, const char *sql)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ColumnValues args = {0};
+	CatalogAccess access;
+	StreamRow  *row;
+
+	zerobus_require_preload();
+	catalog_begin(&access);
+	row = lookup_stream(name, false);
+	check_stream_owner(&access, name, row);
+	add_column(&args, "id", INT4OID, Int32GetDatum(row->id), false);
+	execute_with_values(sql, &args, SPI_OK_UPDATE);
+	catalog_end(&access);
+	zerobus_launcher_wakeup_at_commit();
+}
+
+/*
+ * zerobus.pause_stream(name text) returns void
+ *
+ * Stops the worker until resume_stream; the slot keeps the WAL meanwhile.
+ */
+Datum
+zerobus_pause_stream(PG_FUNCTION_ARGS)
+{
+	update_stream(fcinfo, "UPDATE zerobus.streams SET enabled = false WHERE id = $1");
+	PG_RETURN_VOID();
+}
+
+/*
+ * zerobus.resume_stream(name text) returns void
+ *
+ * Restarts a stream paused by the user or by an error (whose reason it
+ * clears).
+ */
+Datum
+zerobus_resume_stream(PG_FUNCTION_ARGS)
+{
+	update_stream(fcinfo, "UPDATE zerobus.streams"
+				  " SET enabled = true, paused_reason = NULL, paused_at = NULL"
+				  " WHERE id = $1");
+	PG_RETURN_VOID();
+}
+
+/*
+ * zerobus.stream_credentials(name text, OUT client_id, OUT client_secret,
+ *	 OUT conninfo) returns record
+ *
+ * For the stream's owner and superusers.
+ */
+Datum
+zerobus_stream_credentials(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ColumnValues args = {0};
+	CatalogAccess access;
+	StreamRow  *row;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3];
+	HeapTupleHeader result;
+	int			i;
+
+	zerobus_require_preload();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	catalog_begin(&access);
+	row = lookup_stream(name, false);
+	check_stream_owner(&access, name, row);
+	add_column(&args, "id", INT4OID, Int32GetDatum(row->id), false);
+	execute_with_values("SELECT client_id, client_secret, conninfo"
+						" FROM zerobus.stream_secrets WHERE stream_id = $1",
+						&args, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "credentials of stream \"%s\" are missing", name);
+	for (i = 0; i < 3; i++)
+	{
+		char	   *v = result_text(i + 1);
+
+		nulls[i] = (v == NULL);
+		values[i] = v ? CStringGetTextDatum(v) : (Datum) 0;
+	}
+	/* form the tuple before SPI_finish frees the values */
+	result = SPI_returntuple(heap_form_tuple(tupdesc, values, nulls), tupdesc);
+	catalog_end(&access);
+	PG_RETURN_DATUM(HeapTupleHeaderGetDatum(result));
+}
+
+/* Text of column attnum of the first result row copied into cxt, or NULL */
+static char *
+result_copy(MemoryContext cxt, int attnum)
+{
+	char	   *v = result_text(attnum);
+
+	return v ? MemoryContextStrdup(cxt, v) : NULL;
+}
+
+/* Integer option in column attnum, or the setting's value when NULL */
+static int
+result_option(int attnum, int setting)
+{
+	bool		isnull;
+	Datum		v = result_datum(attnum, &isnull);
+
+	return isnull ? setting : DatumGetInt32(v);
+}
+
+/*
+ * The configuration of stream stream_id, allocated in the caller's memory
+ * context, with the zerobus.* settings filling in the options the stream
+ * does not set; NULL if the stream does not exist.  It includes the
+ * credentials.  Must run in a transaction; the caller needs no particular
+ * privilege.
+ */
+ZerobusStreamConfig *
+zerobus_stream_load(int32 stream_id)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ZerobusStreamConfig *config;
+	ColumnValues args = {0};
+	CatalogAccess access;
+	bool		isnull;
+	uint64		i;
+
+	catalog_begin(&access);
+	add_column(&args, "id", INT4OID, Int32GetDatum(stream_id), false);
+	execute_with_values("SELECT s.id, s.name, s.owner::oid, s.publication, s.slot_name,"
+						" s.endpoint, s.workspace_url, s.workspace_id, c.client_id,"
+						" c.client_secret, s.target_catalog, s.target_schema, s.insecure,"
+						" s.ca_file, c.conninfo, s.batch_max_records, s.batch_max_bytes,"
+						" s.batch_max_delay, s.max_inflight_bytes, s.ack_timeout"
+						" FROM zerobus.streams s"
+						" JOIN zerobus.stream_secrets c ON c.stream_id = s.id"
+						" WHERE s.id = $1", &args, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		catalog_end(&access);
+		return NULL;
+	}
+
+	config = MemoryContextAllocZero(cxt, sizeof(ZerobusStreamConfig));
+	config->id = stream_id;
+	config->name = result_copy(cxt, 2);
+	config->owner = DatumGetObjectId(result_datum(3, &isnull));
+	config->publication = result_copy(cxt, 4);
+	config->slot_name = result_copy(cxt, 5);
+	config->endpoint = result_copy(cxt, 6);
+	config->workspace_url = result_copy(cxt, 7);
+	config->workspace_id = result_copy(cxt, 8);
+	config->client_id = result_copy(cxt, 9);
+	config->client_secret = result_copy(cxt, 10);
+	config->target_catalog = result_copy(cxt, 11);
+	config->target_schema = result_copy(cxt, 12);
+	config->insecure = DatumGetBool(result_datum(13, &isnull));
+	config->ca_file = result_copy(cxt, 14);
+	if (config->ca_file == NULL && zerobus_ca_file[0] != '\0')
+		config->ca_file = MemoryContextStrdup(cxt, zerobus_ca_file);
+	config->conninfo = result_copy(cxt, 15);
+	config->batch_max_records = result_option(16, zerobus_batch_max_records);
+	config->batch_max_bytes = result_option(17, zerobus_batch_max_bytes);
+	config->batch_max_delay_ms = result_option(18, zerobus_batch_max_delay);
+	config->max_inflight_bytes = result_option(19, zerobus_max_inflight_bytes);
+	config->ack_timeout_ms = result_option(20, zerobus_ack_timeout);
+
+	execute_with_values("SELECT m.key, m.value FROM zerobus.streams s,"
+						" pg_catalog.jsonb_each_text(s.table_map) m"
+						" WHERE s.id = $1", &args, SPI_OK_SELECT);
+	config->ntargets = (int) SPI_processed;
+	config->target_sources = MemoryContextAllocZero(cxt, sizeof(char *) * (SPI_processed + 1));
+	config->target_tables = MemoryContextAllocZero(cxt, sizeof(char *) * (SPI_processed + 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+
+		config->target_sources[i] =
+			MemoryContextStrdup(cxt, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1));
+		config->target_tables[i] =
+			MemoryContextStrdup(cxt, SPI_getvalue(tup, SPI_tuptable->tupdesc, 2));
+	}
+	catalog_end(&access);
+	return config;
+}
+
+/*
+ * The target table (catalog.schema.table) of source table
+ * schema_name.table_name: its table_map entry, else the stream's target
+ * catalog, its target schema (or else the source schema) and the table's
+ * name.  palloc'd.
+ */
+char *
+zerobus_stream_target_table(ZerobusStreamConfig *config,
+							const char *schema_name, const char *table_name)
+{
+	const char *source = quote_qualified_identifier(schema_name, table_name);
+	int			i;
+
+	for (i = 0; i < config->ntargets; i++)
+		if (strcmp(config->target_sources[i], source) == 0)
+			return pstrdup(config->target_tables[i]);
+	return psprintf("%s.%s.%s", config->target_catalog,
+					config->target_schema ? config->target_schema : schema_name,
+					table_name);
+}
+
+/*
+ * Pauses stream stream_id on a permanent error: records reason in
+ * zerobus.streams (in a transaction of its own, which the caller must not
+ * be in) and in the shared state, which shows the stream failed.  The
+ * launcher starts no worker for it until zerobus.resume_stream().
+ */
+void
+zerobus_stream_set_failed(int32 stream_id, const char *reason)
+{
+	ZerobusStreamShared *shared;
+	ColumnValues args = {0};
+	CatalogAccess access;
+
+	Assert(!IsTransactionState());
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	catalog_begin(&access);
+	add_column(&args, "id", INT4OID, Int32GetDatum(stream_id), false);
+	add_column(&args, "reason", TEXTOID, CStringGetTextDatum(reason), false);
+	execute_with_values("UPDATE zerobus.streams"
+						" SET paused_reason = $2, paused_at = pg_catalog.now()"
+						" WHERE id = $1", &args, SPI_OK_UPDATE);
+	catalog_end(&access);
+	CommitTransactionCommand();
+
+	shared = zerobus_stream_shared(stream_id, true);
+	SpinLockAcquire(&shared->mutex);
+	shared->state = ZB_STATE_FAILED;
+	strlcpy(shared->last_error, reason, sizeof(shared->last_error));
+	shared->last_error_time = GetCurrentTimestamp();
+	SpinLockRelease(&shared->mutex);
+
+	ereport(LOG,
+			(errmsg("zerobus stream %d paused: %s", stream_id, reason)));
 }

@@ -1,0 +1,1500 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The stream worker: consumes a stream's logical replication slot and
+ *	  pushes every change record to Zerobus, confirming to the slot only
+ *	  what Zerobus has made durable.
+ *
+ * Consuming the slot.  The worker opens a loopback replication connection
+ * with PostgreSQL's own libpqwalreceiver, as the subscription apply worker
+ * does, and runs START_REPLICATION SLOT ... LOGICAL 0/0 (proto_version '1',
+ * publication_names '<the stream's publication>'): decoding then runs in a
+ * walsender, in parallel with this process's network I/O, and
+ * pg_stat_replication shows the worker like any subscriber (application
+ * name "zerobus:<stream name>").  Starting at 0/0 means "from the slot's
+ * confirmed_flush_lsn".  Without a conninfo in the stream's configuration
+ * the worker connects to host=<first unix_socket_directories entry or
+ * localhost> port=<port> dbname=<this database> user=<bootstrap superuser>;
+ * libpqwalreceiver adds replication=database.  pg_hba.conf must let that
+ * user make a local replication connection (peer or trust on the socket).
+ *
+ * Each CopyData of the walsender is an XLogData ('w') carrying one
+ * zerobus.output.Message (proto/zerobus_output.proto), or a keepalive ('k').
+ * Change messages, the hot path, are parsed by hand; the rarer ones with
+ * the protobuf-c code generated from the proto.
+ *
+ * Sending.  One HTTP/2 connection (grpc.c) carries one EphemeralStream call
+ * per target table.  A call is opened lazily, with a token fetched for its
+ * table (auth.c) and the DescriptorProto of the relation's last Relation
+ * message.  Records of a call are appended to its open batch, which is
+ * sent when it holds batch_max_records records or batch_max_bytes bytes,
+ * when batch_max_delay_ms has passed since its first record, or as soon as
+ * the replication stream has nothing more to read (so a lone change is not
+ * delayed).  A batch takes the next offset_id of its call (0, 1, 2, ...).
+ * A call is retired, i.e. takes no new records and is closed once its last
+ * batch is acked, when a relation of its table changes descriptor, when its
+ * token nears expiry (less than min(5 minutes, 20% of its lifetime) left)
+ * or when the server announces a close (CloseStreamSignal); new records go
+ * to a fresh call.
+ *
+ * Confirming.  Transactions are kept in a FIFO in commit order.  Each knows
+ * how many unacked batches (sent or still open) hold its records.  An ack
+ * of offset N on a call releases that call's batches up to N.  The
+ * confirmable LSN is the end LSN of the longest prefix of the FIFO whose
+ * transactions are committed and fully acked; with an empty FIFO and no
+ * transaction being received it is the last WAL position the walsender
+ * reported, so idle or filtered-out WAL is confirmed too.  That position,
+ * and never a later one, is sent as flush (and apply) position in the
+ * standby status updates, which the walsender turns into the slot's
+ * confirmed_flush_lsn.
+ *
+ * Backpressure.  Records count as in flight from the moment they enter a
+ * batch until they are acked.  While more than max_inflight_bytes are in
+ * flight, or more than ZB_MAX_QUEUED_BYTES wait in the transport's send
+ * queues, the worker stops reading the replication connection (and stops
+ * watching its socket); the walsender then blocks on a full socket.  Status
+ * updates keep flowing.  Memory thus stays bounded whatever the size of a
+ * transaction or the ack delay.
+ *
+ * Recovery.  Every transient failure (transport error, a call ending with a
+ * retryable status or ending with unacked batches, no message for
+ * ack_timeout_ms while batches are in flight, token endpoint unavailable,
+ * replication connection lost, any ERROR raised while streaming) resets
+ * the session: all calls are dropped, the replication connection is closed,
+ * the state becomes RETRYING, and after a backoff (1 s doubling to 30 s,
+ * back to 1 s once an ack arrives) the worker reconnects and starts
+ * replication again.  The walsender then resends everything after the
+ * slot's confirmed_flush_lsn, i.e. everything not known durable: nothing is
+ * lost, records may be sent twice (at-least-once; (_commit_lsn, _seq)
+ * identifies them).  Permanent failures (gRPC status INVALID_ARGUMENT,
+ * NOT_FOUND, PERMISSION_DENIED, OUT_OF_RANGE, UNIMPLEMENTED,
+ * UNAUTHENTICATED with an unexpired token, OAuth denial, a record too large
+ * for Zerobus) mark the stream failed with the reason and the worker exits
+ * with status 0, so the launcher leaves it alone until resume_stream(); the
+ * WAL stays in the slot.
+ *
+ * Truncate is not propagated: Delta's change data feed has no such change
+ * type.  Each one is logged as a WARNING naming the tables.
+ *
+ * src/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "port/pg_bswap.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "postmaster/postmaster.h"
+#include "replication/walreceiver.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/varlena.h"
+
+#include "auth.h"
+#include "grpc.h"
+#include "stream.h"
+#include "zerobus.h"
+#include "zerobus_output.pb-c.h"
+
+/* Backoff between sessions after a transient failure */
+#define ZB_BACKOFF_MIN_MS		1000
+#define ZB_BACKOFF_MAX_MS		30000
+
+/* How long a token fetch may block the worker */
+#define ZB_TOKEN_TIMEOUT_MS		10000
+
+/* Refresh a token when less than min(this, 20% of its lifetime) is left */
+#define ZB_TOKEN_REFRESH_MARGIN_MS	(5 * 60 * 1000)
+
+/* Room left in a gRPC message for the request framing around the records */
+#define ZB_REQUEST_OVERHEAD		(64 * 1024)
+#define ZB_MAX_RECORD			(ZB_GRPC_MAX_MESSAGE - ZB_REQUEST_OVERHEAD)
+
+/* Replication messages handled per loop iteration before serving the rest */
+#define ZB_RECEIVE_BURST		2000
+
+/*
+ * Most record bytes held in the transport's send queues before the worker
+ * stops reading the slot, whatever max_inflight_bytes allows: bounds the
+ * memory used while Zerobus reads slower than the slot is decoded.
+ */
+#define ZB_MAX_QUEUED_BYTES		(8 * 1024 * 1024)
+
+/* Most sockets libcurl can ask us to watch */
+#define ZB_MAX_SOCKETS			16
+
+/* A transaction received from the walsender, in commit order. */
+typedef struct ZbTxn
+{
+	dlist_node	node;			/* in ZbSession.txns */
+	XLogRecPtr	end_lsn;		/* end of its commit record, once seen */
+	TimestampTz commit_time;
+	int			pending;		/* unacked batches holding its records */
+	bool		committed;		/* its Commit message was received */
+} ZbTxn;
+
+/* A batch of records of one call: open, then sent, then acked. */
+typedef struct ZbBatch
+{
+	dlist_node	node;			/* in ZbCall.inflight once sent */
+	int64		offset;			/* offset_id, once sent */
+	int			nrecords;
+	size_t		bytes;			/* sum of the record sizes */
+	int			ntxns;			/* the transactions it holds records of, */
+	int			maxtxns;		/* in commit order */
+	ZbTxn	  **txns;
+} ZbBatch;
+
+typedef struct ZbTarget ZbTarget;
+
+/* One EphemeralStream call, writing one target table. */
+typedef struct ZbCall
+{
+	dlist_node	node;			/* in ZbSession.calls */
+	ZerobusGrpcCall *grpc;
+	ZbTarget   *target;
+	uint64		serial;			/* unique in the session */
+	char	   *descriptor;		/* DescriptorProto it was opened with */
+	int			descriptor_len;
+	int64		next_offset;
+	ZbBatch    *open;			/* batch being filled, or NULL */
+	StringInfoData buf;			/* the open batch's records, back to back */
+	size_t	   *lens;			/* their sizes */
+	int			maxlens;
+	TimestampTz open_since;		/* when the open batch got its first record */
+	dlist_head	inflight;		/* sent batches awaiting their ack */
+	bool		retiring;		/* takes no new records */
+	TimestampTz last_heard;		/* last event, or when batches went in
+								 * flight */
+} ZbCall;
+
+/* A target table and its token. */
+struct ZbTarget
+{
+	dlist_node	node;			/* in ZbSession.targets */
+	char	   *name;			/* catalog.schema.table */
+	ZbCall	   *call;			/* current call, NULL until needed */
+	char	   *token;			/* malloc'd by auth.c, NULL when none */
+	TimestampTz token_expires;
+	TimestampTz token_refresh;	/* when to replace the token */
+};
+
+/* A source relation, as last described by a Relation message. */
+typedef struct ZbRelation
+{
+	uint32		relid;			/* hash key */
+	char	   *qualname;		/* schema.table, for messages */
+	ZbTarget   *target;
+	char	   *descriptor;
+	int			descriptor_len;
+	uint64		call_serial;	/* the call known to accept the descriptor */
+} ZbRelation;
+
+/*
+ * Everything a session (one replication connection, one Zerobus connection)
+ * owns.  Allocations live in cxt, which is reset when the session ends;
+ * grpc and rcv are released explicitly.
+ */
+typedef struct ZbSession
+{
+	MemoryContext cxt;
+	MemoryContext txn_cxt;		/* ZbTxn and ZbBatch chunks */
+	WalReceiverConn *rcv;
+	pgsocket	rcv_sock;
+	ZerobusGrpc *grpc;
+	HTAB	   *relations;
+	dlist_head	targets;
+	dlist_head	calls;
+	uint64		next_serial;
+	dlist_head	txns;			/* ZbTxn in commit order */
+	ZbTxn	   *cur_txn;		/* being received (between Begin and Commit) */
+	size_t		inflight_bytes;
+	XLogRecPtr	received_lsn;	/* highest WAL position the walsender sent */
+	XLogRecPtr	confirm_lsn;	/* confirmable position */
+	XLogRecPtr	sent_write;		/* positions of the last status update */
+	XLogRecPtr	sent_flush;
+	TimestampTz last_feedback;
+	bool		reply_requested;
+	bool		drained;		/* walrcv_receive had nothing more */
+	bool		unsent;			/* batches queued since the last perform */
+	bool		got_ack;		/* an ack arrived: the session works */
+} ZbSession;
+
+static ZerobusStreamConfig *config;
+static ZerobusStreamShared *shared;
+static MemoryContext worker_cxt;
+static ZbSession *zb;
+static TimestampTz zb_now;		/* taken once per loop iteration */
+
+static void fail_stream(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
+static void flush_batch(ZbCall *call);
+static void retire_call(ZbCall *call);
+
+/*
+ * True when the process must stop; lets a blocking token fetch return
+ * early.
+ */
+static bool
+interrupt_pending(void)
+{
+	return ProcDiePending;
+}
+
+/*
+ * Lowers *timeout (milliseconds, -1 = none) to the time left until due.
+ */
+static void
+timeout_until(long *timeout, TimestampTz due)
+{
+	long		ms = due <= zb_now ? 0 : (long) ((due - zb_now + 999) / 1000);
+
+	if (*timeout < 0 || ms < *timeout)
+		*timeout = ms;
+}
+
+/*
+ * Stops the stream for good: records the reason in zerobus.streams (so the
+ * launcher does not restart the worker until resume_stream) and in shared
+ * memory, and exits with status 0.  The slot keeps the WAL.
+ */
+static void
+fail_stream(const char *fmt,...)
+{
+	char		reason[1024];
+	va_list		args;
+
+	va_start(args, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, args);
+	va_end(args);
+
+	zerobus_stream_set_failed(config->id, reason);
+	proc_exit(0);
+}
+
+/*
+ * Reads the stream's configuration into worker_cxt.  With reload, only the
+ * tuning options are taken over (the launcher restarts the worker when
+ * anything else changes), and the fresh copy is thrown away.
+ */
+static void
+load_config(bool reload)
+{
+	ZerobusStreamConfig *fresh;
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+
+	cxt = reload ? AllocSetContextCreate(worker_cxt, "zerobus config",
+										 ALLOCSET_SMALL_SIZES) : worker_cxt;
+	oldcxt = CurrentMemoryContext;
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(cxt);
+	fresh = zerobus_stream_load(shared->stream_id);
+	MemoryContextSwitchTo(oldcxt);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(oldcxt);
+
+	if (fresh == NULL)
+		ereport(FATAL,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("zerobus stream %d does not exist", shared->stream_id)));
+
+	if (!reload)
+	{
+		config = fresh;
+		return;
+	}
+	config->batch_max_records = fresh->batch_max_records;
+	config->batch_max_bytes = fresh->batch_max_bytes;
+	config->batch_max_delay_ms = fresh->batch_max_delay_ms;
+	config->max_inflight_bytes = fresh->max_inflight_bytes;
+	config->ack_timeout_ms = fresh->ack_timeout_ms;
+	MemoryContextDelete(cxt);
+}
+
+/* ----------------------------------------------------------------
+ * Transactions and the confirmable position
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Moves the confirmable position over every committed, fully acked
+ * transaction at the head of the FIFO, or to the last WAL position received
+ * when nothing is pending at all, and publishes the result.
+ */
+static void
+advance_confirm(void)
+{
+	TimestampTz acked_time = 0;
+	TimestampTz oldest = 0;
+
+	while (!dlist_is_empty(&zb->txns))
+	{
+		ZbTxn	   *txn = dlist_head_element(ZbTxn, node, &zb->txns);
+
+		if (!txn->committed || txn->pending > 0)
+		{
+			oldest = txn->commit_time;
+			break;
+		}
+		zb->confirm_lsn = txn->end_lsn;
+		acked_time = txn->commit_time;
+		dlist_delete(&txn->node);
+		pfree(txn);
+	}
+
+	if (dlist_is_empty(&zb->txns) && zb->cur_txn == NULL &&
+		zb->received_lsn > zb->confirm_lsn)
+		zb->confirm_lsn = zb->received_lsn;
+
+	SpinLockAcquire(&shared->mutex);
+	if (zb->confirm_lsn > shared->acked_lsn)
+		shared->acked_lsn = zb->confirm_lsn;
+	if (acked_time != 0)
+		shared->acked_commit_time = acked_time;
+	shared->oldest_unacked_commit_time = oldest;
+	SpinLockRelease(&shared->mutex);
+}
+
+/* Frees a batch whose records are durable (or will never be). */
+static void
+release_batch(ZbBatch *batch, bool acked)
+{
+	int			i;
+
+	for (i = 0; i < batch->ntxns; i++)
+		batch->txns[i]->pending--;
+	zb->inflight_bytes -= batch->bytes;
+	if (acked)
+	{
+		SpinLockAcquire(&shared->mutex);
+		shared->records_acked += batch->nrecords;
+		shared->bytes_acked += batch->bytes;
+		SpinLockRelease(&shared->mutex);
+	}
+	if (batch->txns)
+		pfree(batch->txns);
+	pfree(batch);
+}
+
+/* ----------------------------------------------------------------
+ * Targets, calls and batches
+ * ----------------------------------------------------------------
+ */
+
+/* Finds or creates the target of the given name. */
+static ZbTarget *
+get_target(const char *name)
+{
+	dlist_iter	iter;
+	ZbTarget   *target;
+
+	dlist_foreach(iter, &zb->targets)
+	{
+		target = dlist_container(ZbTarget, node, iter.cur);
+		if (strcmp(target->name, name) == 0)
+			return target;
+	}
+	target = MemoryContextAllocZero(zb->cxt, sizeof(ZbTarget));
+	target->name = MemoryContextStrdup(zb->cxt, name);
+	dlist_push_tail(&zb->targets, &target->node);
+	return target;
+}
+
+/*
+ * Makes sure target has a token that is not due for refresh, fetching one
+ * if needed (this blocks for at most ZB_TOKEN_TIMEOUT_MS).
+ */
+static void
+ensure_token(ZbTarget *target)
+{
+	char		errbuf[512];
+	char	   *token = NULL;
+	TimestampTz expires = 0;
+	TimestampTz fetched;
+	int64		margin;
+	ZerobusAuthResult res;
+	char	   *workspace_id;
+
+	if (target->token && zb_now < target->token_refresh)
+		return;
+
+	workspace_id = config->workspace_id ? config->workspace_id :
+		zerobus_workspace_id(config->endpoint);
+	fetched = GetCurrentTimestamp();
+	res = zerobus_auth_fetch(config->workspace_url, workspace_id,
+							 config->client_id, config->client_secret,
+							 target->name, config->ca_file,
+							 ZB_TOKEN_TIMEOUT_MS, interrupt_pending,
+							 &token, &expires, errbuf, sizeof(errbuf));
+	CHECK_FOR_INTERRUPTS();
+	if (res == ZB_AUTH_DENIED)
+		fail_stream("OAuth token request for table %s was denied: %s",
+					target->name, errbuf);
+	if (res != ZB_AUTH_OK)
+		ereport(ERROR,
+				(errmsg("could not fetch an OAuth token for table %s: %s",
+						target->name, errbuf)));
+
+	if (target->token)
+		free(target->token);
+	target->token = token;
+	target->token_expires = expires;
+	margin = Min((int64) ZB_TOKEN_REFRESH_MARGIN_MS * 1000,
+				 (expires - fetched) / 5);
+	target->token_refresh = expires - Max(margin, 0);
+}
+
+/*
+ * Opens a new call for target with the given descriptor and makes it the
+ * target's current call.  Any previous current call must have been retired.
+ */
+static ZbCall *
+open_call(ZbTarget *target, const char *descriptor, int descriptor_len)
+{
+	ZbCall	   *call;
+	char		errbuf[512];
+
+	ensure_token(target);
+
+	call = MemoryContextAllocZero(zb->cxt, sizeof(ZbCall));
+	call->target = target;
+	call->serial = ++zb->next_serial;
+	call->descriptor = MemoryContextAlloc(zb->cxt, descriptor_len);
+	memcpy(call->descriptor, descriptor, descriptor_len);
+	call->descriptor_len = descriptor_len;
+	call->last_heard = zb_now;
+	dlist_init(&call->inflight);
+	call->buf.data = NULL;
+
+	call->grpc = zerobus_grpc_open(zb->grpc, target->name, target->token,
+								   descriptor, descriptor_len, call,
+								   errbuf, sizeof(errbuf));
+	if (call->grpc == NULL)
+		ereport(ERROR,
+				(errmsg("could not open a Zerobus stream for table %s: %s",
+						target->name, errbuf)));
+	dlist_push_tail(&zb->calls, &call->node);
+	target->call = call;
+	return call;
+}
+
+/* Cancels a call and frees it, with whatever it still holds. */
+static void
+drop_call(ZbCall *call)
+{
+	dlist_mutable_iter iter;
+
+	if (call->target->call == call)
+		call->target->call = NULL;
+	if (call->grpc)
+		zerobus_grpc_close(call->grpc);
+	if (call->open)
+		release_batch(call->open, false);
+	dlist_foreach_modify(iter, &call->inflight)
+	{
+		ZbBatch    *batch = dlist_container(ZbBatch, node, iter.cur);
+
+		dlist_delete(&batch->node);
+		release_batch(batch, false);
+	}
+	dlist_delete(&call->node);
+	if (call->buf.data)
+		pfree(call->buf.data);
+	if (call->lens)
+		pfree(call->lens);
+	pfree(call->descriptor);
+	pfree(call);
+}
+
+/*
+ * Stops routing records to a call: its open batch is sent, and it is
+ * closed once everything it sent is acked.
+ */
+static void
+retire_call(ZbCall *call)
+{
+	if (call->open)
+		flush_batch(call);
+	call->retiring = true;
+	if (call->target->call == call)
+		call->target->call = NULL;
+	if (dlist_is_empty(&call->inflight))
+		drop_call(call);
+}
+
+/*
+ * The call records of rel go to: the target's current call when it was
+ * opened with rel's descriptor, else a new one (retiring the old).
+ */
+static ZbCall *
+call_for(ZbRelation *rel)
+{
+	ZbTarget   *target = rel->target;
+	ZbCall	   *call = target->call;
+
+	if (call)
+	{
+		if (call->serial == rel->call_serial)
+			return call;
+		if (call->descriptor_len == rel->descriptor_len &&
+			memcmp(call->descriptor, rel->descriptor, rel->descriptor_len) == 0)
+		{
+			rel->call_serial = call->serial;
+			return call;
+		}
+		retire_call(call);
+	}
+	call = open_call(target, rel->descriptor, rel->descriptor_len);
+	rel->call_serial = call->serial;
+	return call;
+}
+
+/* Sends a call's open batch with the call's next offset. */
+static void
+flush_batch(ZbCall *call)
+{
+	ZbBatch    *batch = call->open;
+	const char **records;
+	const char *p;
+	int			i;
+
+	Assert(batch != NULL && !call->retiring);
+
+	records = palloc(sizeof(char *) * batch->nrecords);
+	p = call->buf.data;
+	for (i = 0; i < batch->nrecords; i++)
+	{
+		records[i] = p;
+		p += call->lens[i];
+	}
+	batch->offset = call->next_offset++;
+	zerobus_grpc_send(call->grpc, batch->offset, batch->nrecords,
+					  records, call->lens);
+	pfree(records);
+	zb->unsent = true;
+
+	if (dlist_is_empty(&call->inflight))
+		call->last_heard = zb_now;
+	dlist_push_tail(&call->inflight, &batch->node);
+	call->open = NULL;
+	resetStringInfo(&call->buf);
+
+	SpinLockAcquire(&shared->mutex);
+	shared->records_sent += batch->nrecords;
+	shared->bytes_sent += batch->bytes;
+	SpinLockRelease(&shared->mutex);
+}
+
+/* Sends every open batch; called when the replication stream is drained. */
+static void
+flush_all(void)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &zb->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+
+		if (call->open)
+			flush_batch(call);
+	}
+}
+
+/* Appends one record of the current transaction to rel's call. */
+static void
+add_record(ZbRelation *rel, const char *data, size_t len)
+{
+	ZbTxn	   *txn = zb->cur_txn;
+	ZbCall	   *call;
+	ZbBatch    *batch;
+
+	if (len > ZB_MAX_RECORD)
+		fail_stream("a record of table %s is %zu bytes, more than Zerobus accepts in one message (%d bytes)",
+					rel->qualname, len, ZB_MAX_RECORD);
+
+	call = call_for(rel);
+	batch = call->open;
+	if (batch && batch->bytes + len > (size_t) config->batch_max_bytes)
+	{
+		flush_batch(call);
+		batch = NULL;
+	}
+	if (batch == NULL)
+	{
+		batch = MemoryContextAllocZero(zb->txn_cxt, sizeof(ZbBatch));
+		call->open = batch;
+		call->open_since = zb_now;
+		if (call->buf.data == NULL)
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(zb->cxt);
+
+			initStringInfo(&call->buf);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		if (call->lens == NULL)
+		{
+			call->maxlens = config->batch_max_records;
+			call->lens = MemoryContextAlloc(zb->cxt,
+											sizeof(size_t) * call->maxlens);
+		}
+	}
+
+	if (batch->nrecords >= call->maxlens)
+	{
+		call->maxlens *= 2;
+		call->lens = repalloc(call->lens, sizeof(size_t) * call->maxlens);
+	}
+	appendBinaryStringInfo(&call->buf, data, len);
+	call->lens[batch->nrecords++] = len;
+	batch->bytes += len;
+	zb->inflight_bytes += len;
+
+	if (batch->ntxns == 0 || batch->txns[batch->ntxns - 1] != txn)
+	{
+		if (batch->ntxns == batch->maxtxns)
+		{
+			batch->maxtxns = batch->maxtxns ? batch->maxtxns * 2 : 4;
+			if (batch->txns)
+				batch->txns = repalloc(batch->txns,
+									   sizeof(ZbTxn *) * batch->maxtxns);
+			else
+				batch->txns = MemoryContextAlloc(zb->txn_cxt,
+												 sizeof(ZbTxn *) * batch->maxtxns);
+		}
+		batch->txns[batch->ntxns++] = txn;
+		txn->pending++;
+	}
+
+	if (batch->nrecords >= config->batch_max_records)
+		flush_batch(call);
+}
+
+/* ----------------------------------------------------------------
+ * Zerobus events
+ * ----------------------------------------------------------------
+ */
+
+/* Whether the official SDKs give up (rather than retry) on this status. */
+static bool
+status_is_permanent(int status)
+{
+	switch (status)
+	{
+		case ZB_GRPC_INVALID_ARGUMENT:
+		case ZB_GRPC_NOT_FOUND:
+		case ZB_GRPC_PERMISSION_DENIED:
+		case ZB_GRPC_OUT_OF_RANGE:
+		case ZB_GRPC_UNIMPLEMENTED:
+		case ZB_GRPC_UNAUTHENTICATED:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* Releases a call's batches acked by "durable up to offset". */
+static void
+handle_ack(ZbCall *call, int64 offset)
+{
+	while (!dlist_is_empty(&call->inflight))
+	{
+		ZbBatch    *batch = dlist_head_element(ZbBatch, node, &call->inflight);
+
+		if (batch->offset > offset)
+			break;
+		dlist_delete(&batch->node);
+		release_batch(batch, true);
+	}
+	zb->got_ack = true;
+	SpinLockAcquire(&shared->mutex);
+	shared->last_ack_time = zb_now;
+	SpinLockRelease(&shared->mutex);
+
+	if (call->retiring && dlist_is_empty(&call->inflight))
+		drop_call(call);
+}
+
+/* A call ended: fine when it owed nothing, else a failure. */
+static void
+handle_ended(ZbCall *call, int status, const char *message)
+{
+	const char *table = call->target->name;
+
+	if (status == ZB_GRPC_OK && call->open == NULL &&
+		dlist_is_empty(&call->inflight))
+	{
+		drop_call(call);
+		return;
+	}
+
+	/* an expired token is renewed, not a reason to give up */
+	if (status_is_permanent(status) &&
+		!(status == ZB_GRPC_UNAUTHENTICATED &&
+		  zb_now >= call->target->token_expires))
+		fail_stream("Zerobus ended the stream for table %s with status %d: %s",
+					table, status, message);
+
+	if (status == ZB_GRPC_TRANSPORT_ERROR)
+		ereport(ERROR,
+				(errmsg("Zerobus connection failed for table %s: %s",
+						table, message)));
+	ereport(ERROR,
+			(errmsg("Zerobus ended the stream for table %s with status %d before acking every batch: %s",
+					table, status, message)));
+}
+
+/*
+ * Does the pending Zerobus I/O and handles what came of it.  Returns the
+ * milliseconds after which it must run again (-1: no timer).
+ */
+static long
+process_grpc(void)
+{
+	long		timeout;
+	ZerobusGrpcEvent ev;
+
+	zb->unsent = false;
+	timeout = zerobus_grpc_perform(zb->grpc);
+
+	while (zerobus_grpc_next_event(zb->grpc, &ev))
+	{
+		ZbCall	   *call = (ZbCall *) ev.user_data;
+
+		call->last_heard = zb_now;
+		switch (ev.kind)
+		{
+			case ZB_GRPC_EV_CREATED:
+				elog(DEBUG1, "zerobus stream %s opened for table %s",
+					 ev.stream_id, call->target->name);
+				break;
+			case ZB_GRPC_EV_ACK:
+				handle_ack(call, ev.offset);
+				break;
+			case ZB_GRPC_EV_CLOSE_SIGNAL:
+				elog(DEBUG1, "Zerobus announced the close of the stream for table %s in " INT64_FORMAT " ms",
+					 call->target->name, ev.close_after_ms);
+				if (!call->retiring)
+					retire_call(call);
+				break;
+			case ZB_GRPC_EV_ENDED:
+				handle_ended(call, ev.status, ev.message);
+				break;
+		}
+	}
+	return timeout;
+}
+
+/*
+ * Timers: sends batches older than batch_max_delay_ms, retires calls whose
+ * token is due for refresh (an idle one is closed at once, so that no call
+ * outlives its token), and fails the session when a call with batches in
+ * flight has been silent for ack_timeout_ms.  Lowers *timeout to the time
+ * until the next timer is due.
+ */
+static void
+check_timers(long *timeout)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &zb->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+		TimestampTz due;
+
+		if (!dlist_is_empty(&call->inflight))
+		{
+			due = TimestampTzPlusMilliseconds(call->last_heard,
+											  config->ack_timeout_ms);
+			if (zb_now >= due)
+				ereport(ERROR,
+						(errmsg("no ack from Zerobus for table %s in %d ms",
+								call->target->name, config->ack_timeout_ms)));
+			timeout_until(timeout, due);
+		}
+		if (call->retiring)
+			continue;
+		if (call->open)
+		{
+			due = TimestampTzPlusMilliseconds(call->open_since,
+											  config->batch_max_delay_ms);
+			if (zb_now >= due)
+				flush_batch(call);
+			else
+				timeout_until(timeout, due);
+		}
+		if (zb_now >= call->target->token_refresh)
+			retire_call(call);
+		else
+			timeout_until(timeout, call->target->token_refresh);
+	}
+}
+
+/* ----------------------------------------------------------------
+ * The replication stream
+ * ----------------------------------------------------------------
+ */
+
+/* Appends key='value' to a conninfo string, quoting as libpq wants. */
+static void
+append_conninfo(StringInfo buf, const char *key, const char *value)
+{
+	const char *p;
+
+	appendStringInfo(buf, "%s%s='", buf->len > 0 ? " " : "", key);
+	for (p = value; *p; p++)
+	{
+		if (*p == '\'' || *p == '\\')
+			appendStringInfoChar(buf, '\\');
+		appendStringInfoChar(buf, *p);
+	}
+	appendStringInfoChar(buf, '\'');
+}
+
+/*
+ * The conninfo of the loopback replication connection when the stream does
+ * not give one (see the file header).  Needs a transaction.
+ */
+static char *
+default_conninfo(void)
+{
+	StringInfoData buf;
+	char	   *dirs;
+	List	   *dirlist = NIL;
+	char		port[16];
+
+	initStringInfo(&buf);
+	dirs = pstrdup(Unix_socket_directories ? Unix_socket_directories : "");
+	if (SplitDirectoriesString(dirs, ',', &dirlist) && dirlist != NIL)
+		append_conninfo(&buf, "host", (char *) linitial(dirlist));
+	else
+		append_conninfo(&buf, "host", "localhost");
+	snprintf(port, sizeof(port), "%d", PostPortNumber);
+	append_conninfo(&buf, "port", port);
+	append_conninfo(&buf, "dbname", get_database_name(MyDatabaseId));
+	append_conninfo(&buf, "user",
+					GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false));
+	return buf.data;
+}
+
+/*
+ * Sends a standby status update: write = everything received, flush =
+ * apply = the confirmable position.  Sent when the confirmable position
+ * moved, when the walsender asked, and at least every
+ * wal_receiver_status_interval seconds.
+ */
+static void
+send_feedback(void)
+{
+	char		msg[1 + 8 * 4 + 1];
+	uint64		v;
+	bool		due;
+
+	due = wal_receiver_status_interval > 0 &&
+		TimestampDifferenceExceeds(zb->last_feedback, zb_now,
+								   wal_receiver_status_interval * 1000);
+	if (!due && !zb->reply_requested &&
+		zb->confirm_lsn == zb->sent_flush &&
+		zb->received_lsn == zb->sent_write)
+		return;
+
+	msg[0] = 'r';
+	v = pg_hton64(zb->received_lsn);
+	memcpy(msg + 1, &v, 8);
+	v = pg_hton64(zb->confirm_lsn);
+	memcpy(msg + 9, &v, 8);
+	memcpy(msg + 17, &v, 8);
+	v = pg_hton64((uint64) zb_now);
+	memcpy(msg + 25, &v, 8);
+	msg[33] = 0;
+	walrcv_send(zb->rcv, msg, sizeof(msg));
+
+	zb->sent_write = zb->received_lsn;
+	zb->sent_flush = zb->confirm_lsn;
+	zb->last_feedback = zb_now;
+	zb->reply_requested = false;
+
+	SpinLockAcquire(&shared->mutex);
+	shared->confirmed_lsn = zb->confirm_lsn;
+	SpinLockRelease(&shared->mutex);
+}
+
+/* Reads a protobuf varint; false when it runs past end. */
+static inline bool
+read_varint(const uint8 **p, const uint8 *end, uint64 *value)
+{
+	uint64		v = 0;
+	int			shift = 0;
+
+	while (*p < end && shift < 64)
+	{
+		uint8		b = *(*p)++;
+
+		v |= (uint64) (b & 0x7f) << shift;
+		if ((b & 0x80) == 0)
+		{
+			*value = v;
+			return true;
+		}
+		shift += 7;
+	}
+	return false;
+}
+
+static pg_attribute_noreturn() void
+protocol_error(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PROTOCOL_VIOLATION),
+			 errmsg("invalid message from the zerobus output plugin: %s", what)));
+}
+
+/* A Change message: relid, type, record (the hot path, parsed by hand). */
+static void
+handle_change(const uint8 *p, const uint8 *end)
+{
+	uint32		relid = 0;
+	const uint8 *record = NULL;
+	uint64		record_len = 0;
+	ZbRelation *rel;
+
+	while (p < end)
+	{
+		uint64		tag;
+		uint64		v;
+
+		if (!read_varint(&p, end, &tag))
+			protocol_error("truncated Change");
+		switch (tag & 7)
+		{
+			case 0:
+				if (!read_varint(&p, end, &v))
+					protocol_error("truncated Change");
+				if ((tag >> 3) == 1)
+					relid = (uint32) v;
+				break;
+			case 2:
+				if (!read_varint(&p, end, &v) || v > (uint64) (end - p))
+					protocol_error("truncated Change");
+				if ((tag >> 3) == 3)
+				{
+					record = p;
+					record_len = v;
+				}
+				p += v;
+				break;
+			default:
+				protocol_error("unexpected wire type in Change");
+		}
+	}
+	if (record == NULL || zb->cur_txn == NULL)
+		protocol_error("Change without record or outside a transaction");
+
+	rel = hash_search(zb->relations, &relid, HASH_FIND, NULL);
+	if (rel == NULL)
+		protocol_error("Change for a relation never described");
+	add_record(rel, (const char *) record, record_len);
+}
+
+/* A Relation message: (re)learn the relation's target and descriptor. */
+static void
+handle_relation(const uint8 *data, size_t len)
+{
+	Zerobus__Output__Relation *msg;
+	ZbRelation *rel;
+	bool		found;
+	char	   *target;
+
+	msg = zerobus__output__relation__unpack(NULL, len, data);
+	if (msg == NULL || !msg->has_descriptor_proto ||
+		msg->schema_name == NULL || msg->table_name == NULL)
+		protocol_error("bad Relation");
+
+	rel = hash_search(zb->relations, &msg->relid, HASH_ENTER, &found);
+	if (found)
+	{
+		pfree(rel->qualname);
+		pfree(rel->descriptor);
+	}
+	rel->qualname = quote_qualified_identifier(msg->schema_name,
+											   msg->table_name);
+	rel->descriptor = palloc(msg->descriptor_proto.len);
+	memcpy(rel->descriptor, msg->descriptor_proto.data,
+		   msg->descriptor_proto.len);
+	rel->descriptor_len = msg->descriptor_proto.len;
+	rel->call_serial = 0;
+
+	target = zerobus_stream_target_table(config, msg->schema_name,
+										 msg->table_name);
+	rel->target = get_target(target);
+	pfree(target);
+
+	zerobus__output__relation__free_unpacked(msg, NULL);
+}
+
+/* A Truncate message: not propagated, said so. */
+static void
+handle_truncate(const uint8 *data, size_t len)
+{
+	Zerobus__Output__Truncate *msg;
+	StringInfoData names;
+	size_t		i;
+
+	msg = zerobus__output__truncate__unpack(NULL, len, data);
+	if (msg == NULL)
+		protocol_error("bad Truncate");
+	initStringInfo(&names);
+	for (i = 0; i < msg->n_relids; i++)
+	{
+		ZbRelation *rel = hash_search(zb->relations, &msg->relids[i],
+									  HASH_FIND, NULL);
+
+		if (i > 0)
+			appendStringInfoString(&names, ", ");
+		if (rel)
+			appendStringInfoString(&names, rel->qualname);
+		else
+			appendStringInfo(&names, "relation %u", msg->relids[i]);
+	}
+	ereport(WARNING,
+			(errmsg("truncate of %s is not propagated to Zerobus", names.data),
+			 errdetail("Delta change data feed has no truncate change type."),
+			 errhint("Truncate the target tables in Databricks if needed.")));
+	pfree(names.data);
+	zerobus__output__truncate__free_unpacked(msg, NULL);
+}
+
+/* One zerobus.output.Message. */
+static void
+handle_message(const uint8 *p, size_t len)
+{
+	const uint8 *end = p + len;
+	uint64		tag;
+	uint64		sublen;
+
+	if (!read_varint(&p, end, &tag) || (tag & 7) != 2 ||
+		!read_varint(&p, end, &sublen) || sublen != (uint64) (end - p))
+		protocol_error("bad Message framing");
+
+	switch (tag >> 3)
+	{
+		case 4:					/* change */
+			handle_change(p, end);
+			break;
+		case 1:					/* begin */
+			{
+				Zerobus__Output__Begin *msg;
+
+				if (zb->cur_txn)
+					protocol_error("Begin inside a transaction");
+				msg = zerobus__output__begin__unpack(NULL, sublen, p);
+				if (msg == NULL)
+					protocol_error("bad Begin");
+				zb->cur_txn = MemoryContextAllocZero(zb->txn_cxt,
+													 sizeof(ZbTxn));
+				zb->cur_txn->commit_time = (TimestampTz) msg->commit_time -
+					((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC);
+				dlist_push_tail(&zb->txns, &zb->cur_txn->node);
+				zerobus__output__begin__free_unpacked(msg, NULL);
+				break;
+			}
+		case 2:					/* commit */
+			{
+				Zerobus__Output__Commit *msg;
+
+				if (zb->cur_txn == NULL)
+					protocol_error("Commit outside a transaction");
+				msg = zerobus__output__commit__unpack(NULL, sublen, p);
+				if (msg == NULL || !msg->has_end_lsn)
+					protocol_error("bad Commit");
+				zb->cur_txn->end_lsn = msg->end_lsn;
+				zb->cur_txn->committed = true;
+				zb->cur_txn = NULL;
+				if (msg->end_lsn > zb->received_lsn)
+					zb->received_lsn = msg->end_lsn;
+				SpinLockAcquire(&shared->mutex);
+				shared->received_lsn = zb->received_lsn;
+				SpinLockRelease(&shared->mutex);
+				zerobus__output__commit__free_unpacked(msg, NULL);
+				advance_confirm();
+				break;
+			}
+		case 3:					/* relation */
+			handle_relation(p, sublen);
+			break;
+		case 5:					/* truncate */
+			handle_truncate(p, sublen);
+			break;
+		case 6:					/* logical message: not requested */
+			break;
+		default:
+			protocol_error("unknown Message kind");
+	}
+}
+
+/* One CopyData message of the walsender. */
+static void
+handle_copydata(const char *buf, int len)
+{
+	uint64		walend;
+
+	if (len >= 1 + 24 && buf[0] == 'w')
+	{
+		memcpy(&walend, buf + 9, 8);
+		walend = pg_ntoh64(walend);
+		handle_message((const uint8 *) buf + 25, len - 25);
+	}
+	else if (len >= 1 + 17 && buf[0] == 'k')
+	{
+		memcpy(&walend, buf + 1, 8);
+		walend = pg_ntoh64(walend);
+		if (buf[17])
+			zb->reply_requested = true;
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("unexpected message type \"%c\" from the walsender",
+						buf[0])));
+
+	if (walend > zb->received_lsn && zb->cur_txn == NULL)
+	{
+		zb->received_lsn = walend;
+		if (dlist_is_empty(&zb->txns))
+			advance_confirm();
+	}
+}
+
+/*
+ * Whether reading the slot must wait: too many bytes unacked, or too many
+ * not even handed to the network yet.
+ */
+static bool
+backpressured(void)
+{
+	dlist_iter	iter;
+	size_t		queued = 0;
+
+	if (zb->inflight_bytes >= (size_t) config->max_inflight_bytes)
+		return true;
+	dlist_foreach(iter, &zb->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+
+		queued += zerobus_grpc_queued_bytes(call->grpc);
+	}
+	return queued >= ZB_MAX_QUEUED_BYTES;
+}
+
+/*
+ * Reads the replication stream until it has nothing ready, until
+ * ZB_RECEIVE_BURST messages were handled or until backpressure applies.
+ * Sends the open batches when the stream is drained.
+ */
+static void
+receive(void)
+{
+	int			n;
+
+	for (n = 0; n < ZB_RECEIVE_BURST; n++)
+	{
+		char	   *buf;
+		pgsocket	fd = PGINVALID_SOCKET;
+		int			len;
+
+		if (zb->unsent && backpressured())
+			return;
+		len = walrcv_receive(zb->rcv, &buf, &fd);
+		if (len == 0)
+		{
+			zb->rcv_sock = fd;
+			zb->drained = true;
+			flush_all();
+			return;
+		}
+		if (len < 0)
+			ereport(ERROR,
+					(errmsg("the walsender ended replication of slot \"%s\"",
+							config->slot_name)));
+		handle_copydata(buf, len);
+	}
+}
+
+/* ----------------------------------------------------------------
+ * Sessions and the event loop
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Waits for the latch, the replication socket (unless backpressured) and
+ * libcurl's sockets, for at most timeout ms.  The set is built anew each
+ * time: libcurl may have closed a socket and opened another one with the
+ * same number, which an epoll set would no longer watch.
+ */
+static void
+wait_for_work(bool watch_rcv, long timeout)
+{
+	pgsocket	socks[ZB_MAX_SOCKETS];
+	int			events[ZB_MAX_SOCKETS];
+	WaitEvent	occurred[ZB_MAX_SOCKETS + 3];
+	WaitEventSet *wes;
+	int			n;
+	int			i;
+
+	n = zerobus_grpc_sockets(zb->grpc, socks, events, ZB_MAX_SOCKETS);
+	wes = CreateWaitEventSet(CurrentMemoryContext, n + 3);
+	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	if (watch_rcv && zb->rcv_sock != PGINVALID_SOCKET)
+		AddWaitEventToSet(wes, WL_SOCKET_READABLE, zb->rcv_sock, NULL, NULL);
+	for (i = 0; i < n; i++)
+		AddWaitEventToSet(wes, events[i], socks[i], NULL, NULL);
+
+	(void) WaitEventSetWait(wes, timeout, occurred, lengthof(occurred),
+							PG_WAIT_EXTENSION);
+	FreeWaitEventSet(wes);
+	ResetLatch(MyLatch);
+}
+
+/* Connects to Zerobus and to the slot; the session starts STREAMING. */
+static void
+start_session(void)
+{
+	char		errbuf[512];
+	char	   *conninfo;
+	char	   *appname;
+	char	   *err = NULL;
+	WalRcvStreamOptions options;
+	HASHCTL		ctl;
+
+	zb = MemoryContextAllocZero(worker_cxt, sizeof(ZbSession));
+	zb->cxt = AllocSetContextCreate(worker_cxt, "zerobus session",
+									ALLOCSET_DEFAULT_SIZES);
+	zb->txn_cxt = AllocSetContextCreate(zb->cxt, "zerobus transactions",
+										ALLOCSET_DEFAULT_SIZES);
+	zb->rcv_sock = PGINVALID_SOCKET;
+	dlist_init(&zb->targets);
+	dlist_init(&zb->calls);
+	dlist_init(&zb->txns);
+	MemoryContextSwitchTo(zb->cxt);
+
+	ctl.keysize = sizeof(uint32);
+	ctl.entrysize = sizeof(ZbRelation);
+	ctl.hcxt = zb->cxt;
+	zb->relations = hash_create("zerobus relations", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	zb->grpc = zerobus_grpc_create(config->endpoint, config->insecure,
+								   config->ca_file, errbuf, sizeof(errbuf));
+	if (zb->grpc == NULL)
+		fail_stream("invalid Zerobus endpoint: %s", errbuf);
+
+	if (config->conninfo)
+		conninfo = config->conninfo;
+	else
+	{
+		StartTransactionCommand();
+		MemoryContextSwitchTo(zb->cxt);
+		conninfo = default_conninfo();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(zb->cxt);
+	}
+	appname = psprintf("zerobus:%s", config->name);
+	zb->rcv = walrcv_connect(conninfo, true, appname, &err);
+	if (zb->rcv == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not connect to the slot of zerobus stream \"%s\": %s",
+						config->name, err)));
+
+	memset(&options, 0, sizeof(options));
+	options.logical = true;
+	options.slotname = config->slot_name;
+	options.startpoint = InvalidXLogRecPtr;
+	options.proto.logical.proto_version = 1;
+	options.proto.logical.publication_names =
+		list_make1(makeString(config->publication));
+	if (!walrcv_startstreaming(zb->rcv, &options))
+		ereport(ERROR,
+				(errmsg("could not start replication from slot \"%s\"",
+						config->slot_name)));
+
+	zb_now = GetCurrentTimestamp();
+	zb->last_feedback = zb_now;
+	SpinLockAcquire(&shared->mutex);
+	shared->state = ZB_STATE_STREAMING;
+	SpinLockRelease(&shared->mutex);
+}
+
+/* Releases what a session holds outside its memory context. */
+static void
+end_session(void)
+{
+	if (zb == NULL)
+		return;
+	while (!dlist_is_empty(&zb->calls))
+		drop_call(dlist_head_element(ZbCall, node, &zb->calls));
+	while (!dlist_is_empty(&zb->targets))
+	{
+		ZbTarget   *target = dlist_head_element(ZbTarget, node, &zb->targets);
+
+		if (target->token)
+			free(target->token);
+		dlist_delete(&target->node);
+	}
+	if (zb->grpc)
+		zerobus_grpc_destroy(zb->grpc);
+	if (zb->rcv)
+		walrcv_disconnect(zb->rcv);
+	MemoryContextSwitchTo(worker_cxt);
+	MemoryContextDelete(zb->cxt);
+	pfree(zb);
+	zb = NULL;
+}
+
+/*
+ * Streams until an ERROR ends the session.  Each iteration reads the slot
+ * (unless backpressured), does the Zerobus I/O, handles acks and events,
+ * sends a status update if one is due and waits for the next thing to do.
+ */
+static void
+run_session(void)
+{
+	start_session();
+
+	for (;;)
+	{
+		long		timeout;
+		bool		waiting;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			load_config(true);
+		}
+
+		zb_now = GetCurrentTimestamp();
+		zb->drained = false;
+		receive();
+		zb_now = GetCurrentTimestamp();
+		timeout = process_grpc();
+		advance_confirm();
+		check_timers(&timeout);
+		send_feedback();
+		if (wal_receiver_status_interval > 0)
+			timeout_until(&timeout,
+						  TimestampTzPlusMilliseconds(zb->last_feedback,
+													  wal_receiver_status_interval * 1000));
+
+		waiting = backpressured();
+		if ((!zb->drained && !waiting) || zb->unsent)
+			timeout = 0;		/* more to read or to send right away */
+		wait_for_work(!waiting, timeout);
+	}
+}
+
+/* Sleeps ms milliseconds, waking for interrupts. */
+static void
+backoff_sleep(long ms)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	for (;;)
+	{
+		long		left;
+
+		CHECK_FOR_INTERRUPTS();
+		left = (long) ((end - GetCurrentTimestamp()) / 1000);
+		if (left <= 0)
+			break;
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * Entry point of a stream worker; bgw_main_arg is the stream id and
+ * bgw_extra a ZerobusWorkerArgs.
+ */
+void
+zerobus_worker_main(Datum main_arg)
+{
+	ZerobusWorkerArgs args;
+	long		backoff = ZB_BACKOFF_MIN_MS;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+
+	shared = zerobus_stream_shared(DatumGetInt32(main_arg), true);
+	SpinLockAcquire(&shared->mutex);
+	shared->pid = MyProcPid;
+	shared->state = ZB_STATE_STARTING;
+	shared->started_at = GetCurrentTimestamp();
+	SpinLockRelease(&shared->mutex);
+
+	worker_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker",
+									   ALLOCSET_DEFAULT_SIZES);
+	load_config(false);
+	pgstat_report_appname(psprintf("zerobus:%s", config->name));
+
+	load_file("libpqwalreceiver", false);
+
+	for (;;)
+	{
+		PG_TRY();
+		{
+			run_session();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			if (IsTransactionState())
+				AbortCurrentTransaction();
+			MemoryContextSwitchTo(worker_cxt);
+			EmitErrorReport();
+			edata = CopyErrorData();
+			FlushErrorState();
+
+			if (zb && zb->got_ack)
+				backoff = ZB_BACKOFF_MIN_MS;
+			end_session();
+
+			SpinLockAcquire(&shared->mutex);
+			shared->state = ZB_STATE_RETRYING;
+			strlcpy(shared->last_error, edata->message,
+					sizeof(shared->last_error));
+			shared->last_error_time = GetCurrentTimestamp();
+			shared->reconnects++;
+			SpinLockRelease(&shared->mutex);
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+
+		backoff_sleep(backoff);
+		backoff = Min(backoff * 2, ZB_BACKOFF_MAX_MS);
+	}
+}

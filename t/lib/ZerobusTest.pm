@@ -1,0 +1,243 @@
+# Copyright (c) zerobus authors
+#
+# Helpers shared by the TAP tests that stream into the local Zerobus
+# emulator: a PostgreSQL node set up for zerobus, the emulator process and
+# its admin API, target tables declared from zerobus.target_ddl(), and the
+# Delta rows read back and folded into the table they describe.
+
+package ZerobusTest;
+
+use strict;
+use warnings;
+use File::Basename qw(dirname);
+use File::Spec;
+use HTTP::Tiny;
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use Exporter 'import';
+our @EXPORT = qw(zb_node start_emulator stop_emulator emulator_api
+  declare_target create_stream wait_acked delta_rows fold_changes
+  source_rows check_slot_behind_acks);
+
+my $srcdir =
+  File::Spec->rel2abs(File::Spec->catdir(dirname(__FILE__), '..', '..'));
+my $json = JSON::PP->new->canonical;
+
+# A started node with zerobus preloaded, serving the postgres database.
+# Extra postgresql.conf lines may be given.
+sub zb_node
+{
+	my ($name, $extra_conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(allows_streaming => 'logical');
+	$node->append_conf(
+		'postgresql.conf', qq{
+shared_preload_libraries = 'zerobus'
+output_plugin_libraries = 'pgoutput, test_decoding, zerobus'
+zerobus.database = 'postgres'
+wal_receiver_status_interval = 1
+} . ($extra_conf // ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION zerobus');
+	return $node;
+}
+
+# Starts the emulator on free ports with its data in a fresh directory;
+# returns a handle with grpc_port, http_port, data_dir.
+sub start_emulator
+{
+	my (%opts) = @_;
+	my $dir = $opts{data_dir} // PostgreSQL::Test::Utils::tempdir();
+	my ($out, $err) = ('', '');
+	my @cmd = (
+		'node', "$srcdir/emulator/bin/zerobus-emulator.js",
+		'--data-dir', $dir,
+		'--grpc-port', $opts{grpc_port} // 0,
+		'--http-port', $opts{http_port} // 0,
+		@{ $opts{args} // [] });
+	my $log = "$PostgreSQL::Test::Utils::log_path/emulator.log";
+	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', \$out, '2>>', $log);
+	my $timer = IPC::Run::timer($PostgreSQL::Test::Utils::timeout_default);
+	$timer->start;
+	while ($out !~ /\n/)
+	{
+		die "emulator did not start (see $log)"
+		  if $timer->is_expired || !$h->pumpable;
+		$h->pump_nb;
+		select(undef, undef, undef, 0.05);
+	}
+	my ($line) = split /\n/, $out;
+	my $ready = decode_json($line);
+	die "unexpected emulator output: $line" unless ($ready->{event} // '') eq 'ready';
+	return {
+		handle => $h,
+		grpc_port => $ready->{grpc_port},
+		http_port => $ready->{http_port},
+		data_dir => $dir,
+		pid => $ready->{pid},
+	};
+}
+
+# Stops the emulator (SIGTERM: it publishes before exiting).
+sub stop_emulator
+{
+	my ($emu) = @_;
+	$emu->{handle}->signal('TERM');
+	$emu->{handle}->finish;
+	return;
+}
+
+# Calls the emulator's HTTP API; dies unless it answers 2xx.  Returns the
+# decoded JSON reply.
+sub emulator_api
+{
+	my ($emu, $method, $path, $body) = @_;
+	my $res = HTTP::Tiny->new(timeout => 60)->request(
+		$method,
+		"http://127.0.0.1:$emu->{http_port}$path",
+		{
+			headers => { 'content-type' => 'application/json' },
+			defined $body ? (content => $json->encode($body)) : ()
+		});
+	die "emulator $method $path: $res->{status} $res->{content}"
+	  unless $res->{success};
+	return decode_json($res->{content} || '{}');
+}
+
+# Declares target table $target in the emulator with the columns
+# zerobus.target_ddl() gives for $source.
+sub declare_target
+{
+	my ($node, $emu, $source, $target) = @_;
+	my $ddl = $node->safe_psql('postgres',
+		"SELECT zerobus.target_ddl('$source', '$target')");
+	my @columns;
+	for my $line (split /\n/, $ddl)
+	{
+		next
+		  unless $line =~
+		  /^  (`(?:[^`]|``)+`|\S+) (.*?)( NOT NULL)?,?(?: -- .*)?$/;
+		my ($name, $type, $notnull) = ($1, $2, $3);
+		$name =~ s/^`(.*)`$/$1/ and $name =~ s/``/`/g;
+		push @columns,
+		  { name => $name, type => $type, nullable => !$notnull };
+	}
+	die "no columns in target_ddl output:\n$ddl" unless @columns;
+	emulator_api($emu, 'PUT', "/admin/tables/$target",
+		{ columns => \@columns });
+	return \@columns;
+}
+
+# Creates a stream to the emulator (insecure: plain h2c to loopback) with a
+# client allowed to write every table.  %opts are extra named arguments of
+# zerobus.create_stream (SQL literals).
+sub create_stream
+{
+	my ($node, $emu, $name, $publication, %opts) = @_;
+	my $client = "client_$name";
+	emulator_api($emu, 'POST', '/admin/clients',
+		{ client_id => $client, client_secret => "secret_$name", tables => ['*'] });
+	my $extra = join '', map { ", $_ => $opts{$_}" } sort keys %opts;
+	$node->safe_psql(
+		'postgres', qq{
+		SELECT zerobus.create_stream('$name', '$publication',
+			endpoint => 'http://127.0.0.1:$emu->{grpc_port}',
+			workspace_url => 'http://127.0.0.1:$emu->{http_port}',
+			client_id => '$client', client_secret => 'secret_$name',
+			target_catalog => 'main', target_schema => 'cdc',
+			insecure => true$extra)});
+	return;
+}
+
+# Waits until the stream's acked LSN reaches $lsn; fails the test (with the
+# stream's state) if it does not in time.
+sub wait_acked
+{
+	my ($node, $name, $lsn) = @_;
+	my $ok = $node->poll_query_until('postgres',
+		"SELECT acked_lsn >= '$lsn' FROM zerobus.stat_streams WHERE name = '$name'"
+	);
+	ok($ok, "stream $name acked up to $lsn")
+	  or diag $node->safe_psql('postgres',
+		"SELECT * FROM zerobus.stat_streams WHERE name = '$name'");
+	return $ok;
+}
+
+# The rows of an emulator Delta table, after publishing what is durable.
+sub delta_rows
+{
+	my ($emu, $table) = @_;
+	emulator_api($emu, 'POST', '/admin/flush');
+	my ($out, $err);
+	IPC::Run::run [
+		'node', "$srcdir/emulator/bin/zerobus-read.js",
+		'--data-dir', $emu->{data_dir}, '--table', $table
+	  ],
+	  '>', \$out, '2>', \$err
+	  or die "zerobus-read failed: $err";
+	return [ map { decode_json($_) } grep { /\S/ } split /\n/, $out ];
+}
+
+# Applies change records in (_commit_lsn, _seq) order: inserts and update
+# postimages upsert by key, deletes and update preimages (present when the
+# key changed) delete by key.  Returns { key => row without metadata }.
+sub fold_changes
+{
+	my ($rows, @keys) = @_;
+	my %table;
+	for my $r (sort {
+			$a->{_commit_lsn} <=> $b->{_commit_lsn}
+			  or $a->{_seq} <=> $b->{_seq}
+	} @$rows)
+	{
+		my $key = join "\0", map { $r->{$_} // '' } @keys;
+		my %row = map { $_ => $r->{$_} } grep { !/^_/ } keys %$r;
+		my $type = $r->{_change_type};
+		if ($type eq 'insert' || $type eq 'update_postimage')
+		{
+			$table{$key} = \%row;
+		}
+		elsif ($type eq 'delete' || $type eq 'update_preimage')
+		{
+			delete $table{$key};
+		}
+		else
+		{
+			die "unknown _change_type $type";
+		}
+	}
+	return \%table;
+}
+
+# The rows of a source table in the shape fold_changes returns; $select
+# lists the columns as JSON-compatible expressions.
+sub source_rows
+{
+	my ($node, $table, $select, @keys) = @_;
+	my $rows = decode_json(
+		$node->safe_psql(
+			'postgres',
+			"SELECT coalesce(json_agg(t), '[]') FROM (SELECT $select FROM $table) t"
+		));
+	return { map { (join("\0", map { $_ // '' } @{$_}{@keys}) => $_) } @$rows };
+}
+
+# Checks that the slot's confirmed_flush_lsn is not past the stream's acked
+# LSN.
+sub check_slot_behind_acks
+{
+	my ($node, $name) = @_;
+	my $res = $node->safe_psql(
+		'postgres', qq{
+		SELECT s.confirmed_flush_lsn <= z.acked_lsn, s.confirmed_flush_lsn, z.acked_lsn
+		FROM pg_replication_slots s JOIN zerobus.stat_streams z USING (slot_name)
+		WHERE z.name = '$name'});
+	like($res, qr/^t\|/, "slot of $name confirmed no further than acked ($res)");
+	return;
+}
+
+1;
