@@ -16,6 +16,7 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
+const http2 = require('node:http2');
 const crypto = require('node:crypto');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -58,6 +59,27 @@ function sessionOf(call) {
 		c = c.nextCall;
 	}
 	return null;
+}
+
+/*
+ * Once the trailers of a call are out, reset its HTTP/2 stream with
+ * NO_ERROR if the client has not half-closed, as grpc-go and grpc-core
+ * servers do: libcurl only delivers the trailers (the status) of a stream
+ * whose two halves are closed.
+ */
+function resetAfterTrailers(call) {
+	let c = call.call, st = null;
+	for (let i = 0; c && i < 5 && !st; i++) {
+		if (c.stream && c.stream.session)
+			st = c.stream;
+		c = c.nextCall;
+	}
+	if (!st || st.destroyed || st.closed)
+		return;
+	st.once('wantTrailers', () => setImmediate(() => {
+		if (!st.destroyed && !st.closed)
+			st.close(http2.constants.NGHTTP2_NO_ERROR);
+	}));
 }
 
 function newCounters() {
@@ -264,6 +286,7 @@ class Emulator {
 			this.log(`stream ${s.id || '(not created)'} ends: ${Object.keys(Status).find(k => Status[k] === code)}: ${message}`);
 			s.call.emit('error', { code, details: message, metadata: new grpc.Metadata() });
 		}
+		resetAfterTrailers(s.call);
 	}
 
 	authenticate(call, tableName) {

@@ -127,3 +127,51 @@ test('log compaction keeps live streams and loses nothing across kill -9', async
 		await again.stop();
 	}
 });
+
+/*
+ * Regression guard for a report of a stream stalling "right after log
+ * compacted": compaction runs between bursts of pipelined requests on a live
+ * stream (flushes race the requests in flight), and the stream must stay
+ * registered, get every request acked and end with OK at half-close.
+ */
+test('repeated compaction between pipelined bursts keeps the live stream acking', async () => {
+	const emu = await H.startEmulator({ args: ['--compact-bytes', '1', '--publish-interval-ms', '3600000'] });
+	try {
+		await emu.http('PUT', `/admin/tables/${TABLE}`, { columns: [{ name: 'id', type: 'BIGINT', nullable: false },
+			{ name: 'payload', type: 'STRING' }] });
+		await emu.http('POST', '/admin/clients', { client_id: 'w', client_secret: 'w', tables: [TABLE] });
+		const tok = (await H.getToken(emu, 'w', 'w', TABLE)).body.access_token;
+		const cli = H.client(emu.ports.grpc_port);
+		const c = H.openCall(cli, { token: tok, table: TABLE, headerTable: TABLE });
+		c.call.write({ create_stream: { table_name: TABLE, record_type: 'JSON' } });
+		await c.waitFor(() => c.responses.length > 0);
+		const ROUNDS = 6, BURST = 20, N = 25;
+		let off = 0;
+		for (let r = 0; r < ROUNDS; r++) {
+			const before = (emu.stderr().match(/log compacted/g) || []).length;
+			const flushes = [];
+			for (let b = 0; b < BURST; b++, off++) {
+				const recs = Array.from({ length: N }, (_, k) => JSON.stringify({ id: off * N + k, payload: `r${off}` }));
+				c.call.write({ ingest_record_batch: { offset_id: off, json_batch: { records: recs } } });
+				if (b % 5 === 0)
+					flushes.push(emu.http('POST', '/admin/flush'));
+			}
+			await Promise.all(flushes);
+			await c.waitFor(() => c.lastAck() === off - 1);
+			await emu.http('POST', '/admin/flush');
+			await H.until(() => (emu.stderr().match(/log compacted/g) || []).length > before);
+			const live = (await emu.http('GET', '/admin/streams')).body;
+			assert.strictEqual(live.length, 1, `round ${r}: the stream stays registered after compaction`);
+			assert.strictEqual(live[0].acked_up_to, off - 1);
+		}
+		c.call.end();
+		assert.strictEqual((await c.status).code, 0);
+		assert.deepStrictEqual(c.acks().slice(-1), [ROUNDS * BURST - 1]);
+		await emu.http('POST', '/admin/flush');
+		const ids = (await H.readTable(emu.dataDir, TABLE)).map(r => r.id).sort((a, b) => a - b);
+		assert.deepStrictEqual(ids, Array.from({ length: ROUNDS * BURST * N }, (_, i) => i));
+		cli.close();
+	} finally {
+		await emu.stop();
+	}
+});
