@@ -238,54 +238,7 @@ NSLOTS=$((${#ACTIVE[@]} * REPEAT))
 # ---------------------------------------------------------------------------
 # Schema, publication, slots (before any row exists)
 # ---------------------------------------------------------------------------
-"${PSQL[@]}" <<'EOF'
-CREATE TABLE bench (
-	id bigint PRIMARY KEY,
-	account int NOT NULL,
-	branch int NOT NULL,
-	qty int NOT NULL,
-	amount numeric(12, 2) NOT NULL,
-	created timestamptz NOT NULL,
-	status text NOT NULL,
-	note text NOT NULL
-);
-CREATE PUBLICATION bench FOR TABLE bench;
-
--- Rows of ~200 bytes: 8 + 3 * 4 + numeric + 8 + short text + 140 chars.
-CREATE FUNCTION decode_bench_rows(first bigint, last bigint)
-RETURNS SETOF bench LANGUAGE sql AS $$
-	SELECT i, (i % 100000)::int, (i % 100)::int, (i % 1000)::int,
-		   ((i % 1000000) / 100.0)::numeric(12, 2),
-		   timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second',
-		   'new-' || (i % 7),
-		   substr(repeat(md5(i::text), 5), 1, 140)
-	FROM generate_series(first, last) AS i
-$$;
-
--- One transaction per batch of ids in [first, first + total).
-CREATE PROCEDURE decode_bench_batches(op text, first bigint, total bigint, batch int)
-LANGUAGE plpgsql AS $$
-DECLARE
-	lo bigint := first;
-	hi bigint;
-BEGIN
-	WHILE lo < first + total LOOP
-		hi := least(lo + batch, first + total) - 1;
-		IF op = 'insert' THEN
-			INSERT INTO bench SELECT * FROM decode_bench_rows(lo, hi);
-		ELSIF op = 'update' THEN
-			UPDATE bench SET qty = qty + 1, amount = amount + 1,
-				status = 'updated'
-			WHERE id BETWEEN lo AND hi;
-		ELSE
-			DELETE FROM bench WHERE id BETWEEN lo AND hi;
-		END IF;
-		COMMIT;
-		lo := hi + 1;
-	END LOOP;
-END
-$$;
-EOF
+"${PSQL[@]}" -f "$BENCH_DIR/workload.sql"
 
 SLOT_SQL="SET client_min_messages = warning;"$'\n'
 # A deployment has the extension's SQL objects too; create them if installed.
@@ -308,12 +261,7 @@ t0=$EPOCHREALTIME
 START_LSN=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
 # Updates hit ids [1, N_UPDATE], deletes the next N_DELETE ids, the one-row
 # transactions insert ids after the bulk inserts.
-"${PSQL[@]}" <<EOF
-CALL decode_bench_batches('insert', 1, $N_INSERT, $BATCH);
-CALL decode_bench_batches('update', 1, $N_UPDATE, $BATCH);
-CALL decode_bench_batches('delete', $((N_UPDATE + 1)), $N_DELETE, $BATCH);
-CALL decode_bench_batches('insert', $((N_INSERT + 1)), $N_SINGLE, 1);
-EOF
+"${PSQL[@]}" -c "CALL bench_workload($N_INSERT, $N_UPDATE, $N_DELETE, $N_SINGLE, $BATCH)"
 # The insert position, not pg_current_wal_lsn(): with synchronous_commit off
 # the write position can lag behind the last commits, which would then fall
 # after endpos and go undecoded.

@@ -1,0 +1,539 @@
+#!/usr/bin/env bash
+#
+# e2e_bench.sh
+#	  End-to-end benchmark of zerobus: PostgreSQL commit -> slot -> worker ->
+#	  gRPC -> the local Zerobus emulator's durable ack.
+#
+# It starts a throwaway cluster (initdb in a temporary directory, reachable
+# only through a unix socket there; zerobus preloaded) and the emulator
+# (emulator/, which fsyncs its log before each ack and has no faults set),
+# declares the target tables from zerobus.target_ddl() and measures:
+#
+#  (a) throughput: the workload of bench/decode_bench.sh (bench/workload.sql:
+#	   1,000,000 inserted ~200-byte rows in 1,000-row transactions, 200,000
+#	   updates and 200,000 deletes in 1,000-row transactions, 10,000 one-row
+#	   transactions) is generated while the stream is paused; then
+#	   zerobus.resume_stream() and the time until the stream's acked LSN
+#	   reaches the end of the workload: rows/s from commit to durable ack.
+#	   The same WAL is also decoded by pg_recvlogical through zerobus alone
+#	   (a second slot made before the workload, as decode_bench.sh does),
+#	   and the ratio of the two rates is checked (targets: >= 50,000 rows/s
+#	   and >= 0.7x the decode-only rate).
+#  (b) latency: pgbench commits one-row transactions at a steady rate
+#	   (default 1,000/s for 20 s) into a second published table while a
+#	   server-side loop samples the stream's acked LSN (shared memory, every
+#	   1 ms) and records when each new value is first seen.  A transaction's
+#	   latency is the first sample whose acked LSN is past its commit LSN
+#	   minus its commit timestamp, both read back from the Delta table
+#	   (_commit_lsn, _commit_timestamp), both taken from the server's clock.
+#	   It is commit to "the worker has the durable ack" and overstates by at
+#	   most one sampling interval.  Prints p50/p99/max (target p50 < 50 ms).
+#  (c) memory: the worker is restarted (pause + resume, so its VmHWM starts
+#	   afresh) and one transaction inserts 1,000,000 rows; the worker's peak
+#	   RSS (VmHWM from /proc) once it is acked (target < 100 MB).
+#
+# --rows N scales (a) and (c) (the workload as decode_bench.sh scales it).
+# The report is printed and written to bench/out/e2e-<date>.txt.
+#
+# Usage: bench/e2e_bench.sh [--rows N] [--rate R] [--seconds S] [--publish-ms MS] [--skip-throughput] [--skip-latency] [--skip-memory] [--keep]
+#
+# Needs the extension installed (make install), PostgreSQL 15 binaries
+# (through pg_config or PG_BINDIR) with pgbench and pg_recvlogical, and node
+# with the emulator's modules (npm ci --prefix emulator).  When run as root,
+# the server runs as BENCH_OS_USER (default postgres).  Figures are only
+# meaningful on an otherwise idle machine.
+#
+# bench/e2e_bench.sh
+#
+
+set -euo pipefail
+
+usage()
+{
+	sed -n 's/^# Usage: /usage: /p' "$0"
+	cat <<'EOF'
+
+  --rows N            inserted rows of the workload and rows of the big
+                      transaction (default 1000000)
+  --rate R            latency phase: one-row commits per second (default 1000)
+  --seconds S         latency phase: duration (default 20)
+  --publish-ms MS     the emulator's --publish-interval-ms (default 2000, its
+                      own default): how often it writes Delta files, in the
+                      same process that acks
+  --skip-throughput   skip (a)
+  --skip-latency      skip (b)
+  --skip-memory       skip (c)
+  --keep              keep the temporary directory (logs)
+EOF
+}
+
+ROWS=1000000
+RATE=1000
+SECONDS_LAT=20
+PUBLISH_MS=2000
+DO_THROUGHPUT=1
+DO_LATENCY=1
+DO_MEMORY=1
+KEEP=0
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+		--rows) ROWS=${2:?--rows needs a value}; shift 2 ;;
+		--rows=*) ROWS=${1#*=}; shift ;;
+		--rate) RATE=${2:?--rate needs a value}; shift 2 ;;
+		--rate=*) RATE=${1#*=}; shift ;;
+		--seconds) SECONDS_LAT=${2:?--seconds needs a value}; shift 2 ;;
+		--seconds=*) SECONDS_LAT=${1#*=}; shift ;;
+		--publish-ms) PUBLISH_MS=${2:?--publish-ms needs a value}; shift 2 ;;
+		--publish-ms=*) PUBLISH_MS=${1#*=}; shift ;;
+		--skip-throughput) DO_THROUGHPUT=0; shift ;;
+		--skip-latency) DO_LATENCY=0; shift ;;
+		--skip-memory) DO_MEMORY=0; shift ;;
+		--keep) KEEP=1; shift ;;
+		-h|--help) usage; exit 0 ;;
+		*) echo "e2e_bench: unknown argument \"$1\"" >&2; usage >&2; exit 2 ;;
+	esac
+done
+for v in "$ROWS" "$RATE" "$SECONDS_LAT" "$PUBLISH_MS"; do
+	case "$v" in
+		''|*[!0-9]*|0) echo "e2e_bench: --rows, --rate, --seconds and --publish-ms take positive integers" >&2; exit 2 ;;
+	esac
+done
+if [ "$ROWS" -lt 100 ]; then
+	echo "e2e_bench: --rows must be at least 100" >&2
+	exit 2
+fi
+
+# Workload sizes, as bench/decode_bench.sh derives them.
+BATCH=1000
+N_INSERT=$ROWS
+N_UPDATE=$((ROWS / 5))
+N_DELETE=$((ROWS / 5))
+N_SINGLE=$((ROWS / 100))
+N_CHANGES=$((N_INSERT + N_UPDATE + N_DELETE + N_SINGLE))
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$BENCH_DIR/.." && pwd)
+OUT_DIR="$BENCH_DIR/out"
+
+PG_BINDIR=${PG_BINDIR:-$(pg_config --bindir)}
+for b in initdb pg_ctl postgres psql pg_recvlogical pgbench; do
+	if [ ! -x "$PG_BINDIR/$b" ]; then
+		echo "e2e_bench: $PG_BINDIR/$b not found (set PG_BINDIR)" >&2
+		exit 1
+	fi
+done
+if [ ! -f "$(pg_config --sharedir)/extension/zerobus.control" ]; then
+	echo "e2e_bench: the extension is not installed (make && make install)" >&2
+	exit 1
+fi
+
+AS_SERVER=()
+if [ "$(id -u)" -eq 0 ]; then
+	AS_SERVER=(runuser -u "${BENCH_OS_USER:-postgres}" --)
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_bench.XXXXXX")
+chmod 755 "$WORK"
+DATA="$WORK/data"
+SOCK="$WORK/sock"
+EMU_DIR="$WORK/emulator"
+mkdir -p "$DATA" "$SOCK" "$EMU_DIR"
+if [ "$(id -u)" -eq 0 ]; then
+	chown "${BENCH_OS_USER:-postgres}" "$DATA" "$SOCK"
+fi
+chmod 700 "$DATA"
+# Only the unix socket in $SOCK is used, so the port cannot collide.
+PORT=5432
+PSQL=("$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres -d postgres)
+EMU_PID=""
+
+cleanup()
+{
+	if [ -f "$DATA/postmaster.pid" ]; then
+		"${AS_SERVER[@]}" "$PG_BINDIR/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
+	fi
+	if [ -n "$EMU_PID" ] && kill -0 "$EMU_PID" 2>/dev/null; then
+		kill "$EMU_PID" 2>/dev/null || true
+		for _ in $(seq 1 100); do
+			kill -0 "$EMU_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$EMU_PID" 2>/dev/null || true
+	fi
+	if [ "$KEEP" -eq 1 ]; then
+		echo "e2e_bench: kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+REPORT="$WORK/report.txt"
+
+# say: print to the terminal and to the report
+say()
+{
+	printf '%s\n' "$*" | tee -a "$REPORT"
+}
+
+# note: progress on stderr
+note()
+{
+	echo "e2e_bench: $*" >&2
+}
+
+# secs A B: B - A with three decimals
+secs()
+{
+	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'
+}
+
+# verdict OK: PASS or FAIL
+verdict()
+{
+	if [ "$1" = 1 ]; then echo PASS; else echo FAIL; fi
+}
+
+emulator()
+{
+	node "$BENCH_DIR/e2e_emulator.js" "$@"
+}
+
+# worker_pid: the stream worker's pid (empty when it has none)
+worker_pid()
+{
+	"${PSQL[@]}" -Atc "SELECT pid FROM zerobus.stat_streams WHERE name = 'bench'"
+}
+
+# worker_mem PID: "VmHWM VmRSS RssAnon RssShmem" in kB (the peak counts
+# the shared memory pages the process touched too)
+worker_mem()
+{
+	awk '/^VmHWM:/ { h = $2 } /^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 }
+		/^RssShmem:/ { s = $2 } END { print h, r, a, s }' "/proc/$1/status"
+}
+
+# cpu_ticks PID: user + system CPU clock ticks PID has used
+cpu_ticks()
+{
+	local stat
+	read -r -a stat <"/proc/$1/stat" || return 1
+	echo $((stat[13] + stat[14]))
+}
+
+# ticks_secs TICKS: clock ticks as seconds
+ticks_secs()
+{
+	awk -v t="$1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'
+}
+
+# cpu_us_per_row TICKS: CPU microseconds per row change of the workload
+cpu_us_per_row()
+{
+	if [ -z "$1" ]; then
+		echo "?"
+	else
+		awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$N_CHANGES" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }'
+	fi
+}
+
+# wait_new_worker OLD_PID: wait (30 s at most) for a worker other than OLD_PID
+wait_new_worker()
+{
+	local pid
+	for _ in $(seq 1 300); do
+		pid=$(worker_pid)
+		if [ -n "$pid" ] && [ "$pid" != "$1" ]; then
+			echo "$pid"
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "e2e_bench: no stream worker started" >&2
+	return 1
+}
+
+# ---------------------------------------------------------------------------
+# Cluster and emulator
+# ---------------------------------------------------------------------------
+"${AS_SERVER[@]}" "$PG_BINDIR/initdb" -D "$DATA" -U postgres -A trust -E UTF8 \
+	--locale=C >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; exit 1; }
+GUCS=$("${AS_SERVER[@]}" "$PG_BINDIR/postgres" --describe-config 2>/dev/null || true)
+{
+	echo "# e2e_bench.sh"
+	echo "listen_addresses = ''"
+	echo "port = $PORT"
+	echo "unix_socket_directories = '$SOCK'"
+	echo "wal_level = logical"
+	echo "shared_preload_libraries = 'zerobus'"
+	echo "zerobus.database = 'postgres'"
+	echo "max_replication_slots = 8"
+	echo "max_wal_senders = 8"
+	echo "shared_buffers = 1GB"
+	echo "max_wal_size = 32GB"
+	echo "checkpoint_timeout = 1h"
+	echo "autovacuum = off"
+	# Not "postgres ... | grep -q": with pipefail, grep's early exit would
+	# fail the pipeline through SIGPIPE.
+	if grep -q '^output_plugin_libraries' <<<"$GUCS"; then
+		echo "output_plugin_libraries = 'pgoutput, test_decoding, zerobus'"
+	fi
+} >>"$DATA/postgresql.conf"
+touch "$WORK/postgresql.log"
+[ "$(id -u)" -ne 0 ] || chown "${BENCH_OS_USER:-postgres}" "$WORK/postgresql.log"
+"${AS_SERVER[@]}" "$PG_BINDIR/pg_ctl" -D "$DATA" -l "$WORK/postgresql.log" -w start >/dev/null ||
+	{ tail "$WORK/postgresql.log" >&2; exit 1; }
+
+node "$TOP/emulator/bin/zerobus-emulator.js" --data-dir "$EMU_DIR" \
+	--grpc-port 0 --http-port 0 --publish-interval-ms "$PUBLISH_MS" >"$WORK/emulator.out" 2>"$WORK/emulator.log" </dev/null &
+EMU_PID=$!
+disown "$EMU_PID"
+for _ in $(seq 1 300); do
+	grep -q '"event":"ready"' "$WORK/emulator.out" 2>/dev/null && break
+	kill -0 "$EMU_PID" 2>/dev/null || { cat "$WORK/emulator.log" >&2; exit 1; }
+	sleep 0.1
+done
+READY=$(grep '"event":"ready"' "$WORK/emulator.out") ||
+	{ echo "e2e_bench: the emulator did not start" >&2; exit 1; }
+GRPC_PORT=$(sed 's/.*"grpc_port":\([0-9]*\).*/\1/' <<<"$READY")
+HTTP_PORT=$(sed 's/.*"http_port":\([0-9]*\).*/\1/' <<<"$READY")
+
+# The workload's table and publication, a twin table for the latency phase,
+# the helpers; the targets in the emulator; the stream (paused) and the
+# decode-only slot, both before any row exists.
+"${PSQL[@]}" -f "$BENCH_DIR/workload.sql"
+"${PSQL[@]}" >/dev/null <<'EOF'
+SET client_min_messages = warning;
+CREATE EXTENSION zerobus;
+CREATE TABLE bench_lat (LIKE bench INCLUDING ALL);
+CREATE SEQUENCE bench_lat_ids;
+ALTER PUBLICATION bench ADD TABLE bench_lat;
+SELECT pg_create_logical_replication_slot('bench_decode', 'zerobus');
+EOF
+"${PSQL[@]}" -f "$BENCH_DIR/e2e_functions.sql"
+for t in bench bench_lat; do
+	"${PSQL[@]}" -Atc "SELECT zerobus.target_ddl('$t', 'main.bench.$t')" |
+		emulator declare "$HTTP_PORT" "main.bench.$t" bench bench-secret
+done
+"${PSQL[@]}" >/dev/null <<EOF
+SELECT zerobus.create_stream('bench', 'bench',
+	endpoint => 'http://127.0.0.1:$GRPC_PORT',
+	workspace_url => 'http://127.0.0.1:$HTTP_PORT',
+	client_id => 'bench', client_secret => 'bench-secret',
+	target_catalog => 'main', target_schema => 'bench',
+	insecure => true, enabled => false);
+EOF
+
+# ---------------------------------------------------------------------------
+# Header
+# ---------------------------------------------------------------------------
+SETTINGS=$("${PSQL[@]}" -Atc "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name)
+	FROM pg_settings WHERE name IN ('zerobus.batch_max_records', 'zerobus.batch_max_bytes',
+		'zerobus.batch_max_delay', 'zerobus.max_inflight_bytes')")
+say "zerobus end-to-end benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+say "host: $(uname -n), $(nproc) CPUs, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+say "PostgreSQL $("${PSQL[@]}" -Atc 'SHOW server_version'), zerobus $(git -C "$TOP" describe --always --dirty 2>/dev/null || echo "?"), node $(node --version)"
+say "stream: plain h2c to the emulator on loopback, defaults $SETTINGS"
+say "emulator: no faults; acks after fdatasync of its log (group commit); publishes to Delta every $PUBLISH_MS ms"
+say "PostgreSQL: fsync on (the workload of (a) is generated with synchronous_commit off, as decode_bench.sh does)"
+say ""
+
+# ---------------------------------------------------------------------------
+# (a) Throughput
+# ---------------------------------------------------------------------------
+if [ "$DO_THROUGHPUT" -eq 1 ]; then
+	note "(a) generating the workload ($N_CHANGES row changes) with the stream paused..."
+	START_LSN=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
+	PGOPTIONS="-c synchronous_commit=off" "${PSQL[@]}" \
+		-c "CALL bench_workload($N_INSERT, $N_UPDATE, $N_DELETE, $N_SINGLE, $BATCH)"
+	END_LSN=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
+	WAL_MB=$("${PSQL[@]}" -Atc "SELECT pg_wal_lsn_diff('$END_LSN', '$START_LSN')::bigint / 1048576")
+	# Flushes the WAL (a walsender sends only flushed WAL) and keeps the
+	# checkpoint out of the timings.
+	"${PSQL[@]}" -c "CHECKPOINT"
+
+	note "(a) resuming the stream, waiting for acked_lsn >= $END_LSN..."
+	EMU_TICKS0=$(cpu_ticks "$EMU_PID")
+	# Both instants from the server's clock, in one session.
+	E2E_SECS=$("${PSQL[@]}" -At <<EOF
+SELECT clock_timestamp() AS t0 \gset
+SELECT zerobus.resume_stream('bench') \g /dev/null
+SELECT round(extract(epoch FROM e2e_wait_acked('bench', '$END_LSN', 3600) - :'t0'::timestamptz), 3);
+EOF
+	)
+	EMU_TICKS=$(($(cpu_ticks "$EMU_PID") - EMU_TICKS0))
+	WPID=$(worker_pid)
+	WALSND=$("${PSQL[@]}" -Atc "SELECT active_pid FROM pg_replication_slots
+		WHERE slot_name = (SELECT slot_name FROM zerobus.streams WHERE name = 'bench')")
+	# Both started at the resume: their whole CPU time is this run's.
+	WORKER_TICKS=$(cpu_ticks "$WPID")
+	WALSND_TICKS=$(cpu_ticks "$WALSND")
+	read -r A_HWM A_RSS A_ANON A_SHM < <(worker_mem "$WPID")
+	read -r RECS_ACKED RECONNECTS < <("${PSQL[@]}" -At -F ' ' -c "SELECT records_acked, reconnects FROM zerobus.stat_streams WHERE name = 'bench'")
+	read -r REC_DURABLE REC_DUPS < <(emulator durable "$HTTP_PORT" main.bench.bench)
+
+	note "(a) decode-only: pg_recvlogical through zerobus on the same WAL..."
+	t0=$EPOCHREALTIME
+	"$PG_BINDIR/pg_recvlogical" -h "$SOCK" -p "$PORT" -U postgres -d postgres \
+		--slot=bench_decode --start --no-loop --endpos="$END_LSN" -F 0 \
+		-o publication_names=bench -f "$WORK/decode.out" &
+	RECV=$!
+	# The decoding walsender's CPU, read every 20 ms while it runs (so at
+	# most that much low), as bench/decode_bench.sh does.
+	DEC_WALSND=""
+	DEC_TICKS=""
+	while kill -0 "$RECV" 2>/dev/null; do
+		if [ -z "$DEC_WALSND" ]; then
+			DEC_WALSND=$("${PSQL[@]}" -Atc "SELECT active_pid FROM pg_replication_slots
+				WHERE slot_name = 'bench_decode' AND active_pid IS NOT NULL")
+		fi
+		if [ -n "$DEC_WALSND" ]; then
+			DEC_TICKS=$(cpu_ticks "$DEC_WALSND" 2>/dev/null || echo "$DEC_TICKS")
+		fi
+		sleep 0.02
+	done
+	wait "$RECV"
+	t1=$EPOCHREALTIME
+	DEC_SECS=$(secs "$t0" "$t1")
+	DEC_BYTES=$(stat -c %s "$WORK/decode.out")
+	rm -f "$WORK/decode.out"
+	"${PSQL[@]}" -c "SELECT pg_drop_replication_slot('bench_decode')" >/dev/null
+
+	E2E_RATE=$(awk -v n="$N_CHANGES" -v s="$E2E_SECS" 'BEGIN { printf "%.0f", n / s }')
+	DEC_RATE=$(awk -v n="$N_CHANGES" -v s="$DEC_SECS" 'BEGIN { printf "%.0f", n / s }')
+	RATIO=$(awk -v a="$E2E_RATE" -v b="$DEC_RATE" 'BEGIN { printf "%.2f", a / b }')
+
+	say "(a) throughput: $N_INSERT inserts, $N_UPDATE updates, $N_DELETE deletes in $BATCH-row transactions, $N_SINGLE one-row transactions"
+	say "    = $N_CHANGES row changes, $WAL_MB MiB of WAL, generated while the stream was paused"
+	say "    end to end (resume -> acked_lsn >= $END_LSN): ${E2E_SECS} s, $E2E_RATE rows/s"
+	say "    CPU seconds used meanwhile: walsender $(ticks_secs "$WALSND_TICKS"), worker $(ticks_secs "$WORKER_TICKS"), emulator $(ticks_secs "$EMU_TICKS") (of $(nproc) x ${E2E_SECS} s)"
+	say "    records acked $RECS_ACKED, emulator durable $REC_DURABLE (duplicates $REC_DUPS), reconnects $RECONNECTS"
+	say "    worker peak RSS (VmHWM) $((A_HWM / 1024)) MB; at the end RSS $((A_RSS / 1024)) MB = $((A_ANON / 1024)) MB private + $((A_SHM / 1024)) MB shared memory + files"
+	say "    decode only (pg_recvlogical through zerobus, same WAL): ${DEC_SECS} s, $DEC_RATE rows/s, $DEC_BYTES bytes,"
+	say "    walsender CPU ${DEC_TICKS:+$(ticks_secs "$DEC_TICKS")} s"
+	say "    zerobus's own CPU per row: end to end (walsender + worker) $(cpu_us_per_row $((WALSND_TICKS + WORKER_TICKS))) us, decode only (walsender) $(cpu_us_per_row "${DEC_TICKS:-}") us"
+	say "    check end to end >= 50000 rows/s: $(verdict "$(awk -v r="$E2E_RATE" 'BEGIN { print (r >= 50000) }')")"
+	say "    check end to end >= 0.7x decode only: ratio $RATIO: $(verdict "$(awk -v r="$RATIO" 'BEGIN { print (r >= 0.7) }')")"
+	if [ "$ROWS" -lt 1000000 ]; then
+		say "    NOTE: scaled down (--rows $ROWS): start-up costs weigh on the rates"
+	fi
+	say ""
+else
+	"${PSQL[@]}" -c "SELECT zerobus.resume_stream('bench')" >/dev/null
+	"${PSQL[@]}" -c "SELECT pg_drop_replication_slot('bench_decode')" >/dev/null
+fi
+
+# ---------------------------------------------------------------------------
+# (b) Latency
+# ---------------------------------------------------------------------------
+if [ "$DO_LATENCY" -eq 1 ]; then
+	# Idle and caught up first, so the phase starts from a steady state.
+	CUR=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
+	"${PSQL[@]}" -Atc "SELECT e2e_wait_acked('bench', '$CUR', 600)" >/dev/null
+	note "(b) $RATE one-row commits/s for $SECONDS_LAT s, sampling acked_lsn about every 1 ms..."
+	echo "INSERT INTO bench_lat SELECT * FROM bench_rows(nextval('bench_lat_ids'), currval('bench_lat_ids'));" \
+		>"$WORK/lat.sql"
+	LAT_START=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
+	"${PSQL[@]}" -At -F $'\t' \
+		-c "SELECT seen, acked, looks FROM e2e_ack_samples('bench', $((SECONDS_LAT + 10)), 0.001)" \
+		>"$WORK/samples.tsv" &
+	SAMPLER=$!
+	"$PG_BINDIR/pgbench" -n -h "$SOCK" -p "$PORT" -U postgres -c 4 -j 1 \
+		-R "$RATE" -T "$SECONDS_LAT" -f "$WORK/lat.sql" postgres >"$WORK/pgbench.out" 2>&1 ||
+		{ cat "$WORK/pgbench.out" >&2; exit 1; }
+	LAT_END=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
+	wait "$SAMPLER"
+	N_LAT=$("${PSQL[@]}" -Atc "SELECT count(*) FROM bench_lat")
+	PGB_TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench.out")
+	PGB_LAT=$(sed -n 's/^latency average = \(.*\)$/\1/p' "$WORK/pgbench.out")
+
+	emulator api "$HTTP_PORT" POST /admin/flush >/dev/null
+	node "$TOP/emulator/bin/zerobus-read.js" --data-dir "$EMU_DIR" --table main.bench.bench_lat \
+		>"$WORK/lat.jsonl"
+	LAT=$(
+		{
+			echo "CREATE TEMP TABLE samples (seen timestamptz, acked pg_lsn, looks bigint);"
+			echo "COPY samples FROM STDIN;"
+			cat "$WORK/samples.tsv"
+			echo '\.'
+			echo "CREATE INDEX ON samples (acked);"
+			echo "CREATE TEMP TABLE delta (j jsonb);"
+			printf '%s\n' "COPY delta FROM STDIN WITH (FORMAT csv, QUOTE e'\x01', DELIMITER e'\x02');"
+			cat "$WORK/lat.jsonl"
+			echo '\.'
+			cat <<EOF
+\\pset tuples_only on
+\\pset format unaligned
+\\pset fieldsep ' '
+WITH commits AS (
+	SELECT DISTINCT '0/0'::pg_lsn + (j->>'_commit_lsn')::numeric AS lsn,
+		to_timestamp((j->>'_commit_timestamp')::numeric / 1e6) AS at
+	FROM delta
+), lat AS (
+	SELECT extract(epoch FROM (SELECT s.seen FROM samples s WHERE s.acked > c.lsn
+							   ORDER BY s.acked LIMIT 1) - c.at) * 1000 AS ms
+	FROM commits c
+	WHERE c.lsn >= '$LAT_START' AND c.lsn < '$LAT_END'
+)
+SELECT count(*), count(ms),
+	round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+	round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+	round(max(ms)::numeric, 1),
+	(SELECT count(*) FROM samples),
+	(SELECT round((extract(epoch FROM max(seen) - min(seen)) * 1000 / greatest(max(looks) - min(looks), 1))::numeric, 2) FROM samples)
+FROM lat;
+EOF
+		} | "${PSQL[@]}"
+	)
+	read -r L_TXNS L_MATCHED L_P50 L_P99 L_MAX L_SAMPLES L_GAP <<<"$LAT"
+	say "(b) latency: pgbench -R $RATE -T $SECONDS_LAT -c 4, one-row inserts (~200 bytes) into bench_lat, synchronous_commit on"
+	say "    pgbench: $N_LAT transactions, tps $PGB_TPS, client latency average $PGB_LAT"
+	say "    method: a server-side loop looked at acked_lsn in shared memory every $L_GAP ms on average"
+	say "    ($L_SAMPLES changes seen); latency = first look past the commit LSN - commit timestamp"
+	say "    (both from the Delta rows), so it includes up to one sampling interval"
+	say "    transactions in Delta $L_TXNS, with an ack seen $L_MATCHED"
+	say "    commit -> ack: p50 $L_P50 ms, p99 $L_P99 ms, max $L_MAX ms"
+	say "    check p50 < 50 ms: $(verdict "$(awk -v p="$L_P50" 'BEGIN { print (p != "" && p < 50) }')")"
+	if [ "$L_TXNS" != "$N_LAT" ] || [ "$L_MATCHED" != "$L_TXNS" ]; then
+		say "    WARNING: not every transaction was seen acked within the sampling window"
+	fi
+	say ""
+fi
+
+# ---------------------------------------------------------------------------
+# (c) Worker memory during one big transaction
+# ---------------------------------------------------------------------------
+if [ "$DO_MEMORY" -eq 1 ]; then
+	OLD=$(worker_pid)
+	"${PSQL[@]}" -c "SELECT zerobus.pause_stream('bench')" >/dev/null
+	"${PSQL[@]}" -c "SELECT zerobus.resume_stream('bench')" >/dev/null
+	PID=$(wait_new_worker "$OLD")
+	note "(c) one transaction of $ROWS inserted rows, worker pid $PID..."
+	read -r C_HWM0 _ _ _ < <(worker_mem "$PID")
+	MAXID=$("${PSQL[@]}" -Atc "SELECT coalesce(max(id), 0) FROM bench")
+	FIRST=$((MAXID + 1))
+	t0=$EPOCHREALTIME
+	"${PSQL[@]}" -c "INSERT INTO bench SELECT * FROM bench_rows($FIRST, $((FIRST + ROWS - 1)))"
+	t1=$EPOCHREALTIME
+	BIG_END=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
+	"${PSQL[@]}" -Atc "SELECT e2e_wait_acked('bench', '$BIG_END', 3600)" >/dev/null
+	t2=$EPOCHREALTIME
+	[ "$(worker_pid)" = "$PID" ] || note "(c) WARNING: the worker restarted during the transaction"
+	read -r C_HWM C_RSS C_ANON C_SHM < <(worker_mem "$PID")
+	say "(c) memory: one transaction inserting $ROWS rows (~200 bytes), worker restarted before it"
+	say "    insert $(secs "$t0" "$t1") s; commit -> acked $(secs "$t1" "$t2") s"
+	say "    worker VmHWM before $((C_HWM0 / 1024)) MB, peak (VmHWM) $((C_HWM / 1024)) MB"
+	say "    at the end RSS $((C_RSS / 1024)) MB = $((C_ANON / 1024)) MB private + $((C_SHM / 1024)) MB shared memory + files"
+	say "    check peak RSS < 100 MB: $(verdict "$((C_HWM < 100 * 1024))")"
+	if [ "$ROWS" -lt 1000000 ]; then
+		say "    NOTE: scaled down (--rows $ROWS)"
+	fi
+	say ""
+fi
+
+mkdir -p "$OUT_DIR"
+dest="$OUT_DIR/e2e-$(date -u +%Y%m%d-%H%M%S).txt"
+cp "$REPORT" "$dest"
+note "report written to $dest"
