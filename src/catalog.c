@@ -47,6 +47,7 @@
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/varlena.h"
 
 #include "stream.h"
@@ -1298,6 +1299,7 @@ zerobus_stream_set_failed(int32 stream_id, const char *reason)
 	Assert(!IsTransactionState());
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	catalog_begin(&access);
 	add_column(&args, "id", INT4OID, Int32GetDatum(stream_id), false);
 	add_column(&args, "reason", TEXTOID, CStringGetTextDatum(reason), false);
@@ -1305,6 +1307,7 @@ zerobus_stream_set_failed(int32 stream_id, const char *reason)
 						" SET paused_reason = $2, paused_at = pg_catalog.now()"
 						" WHERE id = $1", &args, SPI_OK_UPDATE);
 	catalog_end(&access);
+	PopActiveSnapshot();
 	CommitTransactionCommand();
 
 	shared = zerobus_stream_shared(stream_id, true);
