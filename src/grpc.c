@@ -701,40 +701,11 @@ zerobus_grpc_destroy(ZerobusGrpc *grpc)
 	free(grpc);
 }
 
-/* Writes v as a protobuf varint at p; returns the bytes written. */
-static inline size_t
-put_varint(char *p, uint64 v)
-{
-	size_t		n = 0;
-
-	while (v >= 0x80)
-	{
-		p[n++] = (char) (v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (char) v;
-	return n;
-}
-
-/* The size of v as a varint. */
-static inline size_t
-varint_size(uint64 v)
-{
-	size_t		n = 1;
-
-	while (v >= 0x80)
-	{
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
-
 /* The size of a length-delimited field of len bytes (tag < 16). */
 static inline size_t
 len_field_size(size_t len)
 {
-	return 1 + varint_size(len) + len;
+	return 1 + zerobus_pb_varint_size(len) + len;
 }
 
 /* Writes the tag and length of a length-delimited field; returns bytes. */
@@ -742,7 +713,7 @@ static inline size_t
 put_len_header(char *p, int field, size_t len)
 {
 	p[0] = (char) ((field << 3) | WT_LEN);
-	return 1 + put_varint(p + 1, len);
+	return 1 + zerobus_pb_varint_raw(p + 1, len);
 }
 
 /*
@@ -953,7 +924,7 @@ zerobus_grpc_send(ZerobusGrpcCall *call, int64 offset_id, int nrecords,
 			batch += len_field_size(lens[i]);
 		inner = len_field_size(batch);
 	}
-	body = 1 + varint_size((uint64) offset_id) + inner;
+	body = 1 + zerobus_pb_varint_size((uint64) offset_id) + inner;
 	msglen = len_field_size(body);
 
 	p = queue_message(call, msglen);
@@ -965,7 +936,7 @@ zerobus_grpc_send(ZerobusGrpcCall *call, int64 offset_id, int nrecords,
 
 	p += put_len_header(p, nrecords == 1 ? 2 : 3, body);
 	*p++ = (1 << 3) | WT_VARINT;
-	p += put_varint(p, (uint64) offset_id);
+	p += zerobus_pb_varint_raw(p, (uint64) offset_id);
 	if (nrecords == 1)
 	{
 		p += put_len_header(p, 2, lens[0]);
