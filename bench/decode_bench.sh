@@ -4,8 +4,8 @@
 #	  Decode benchmark of the zerobus logical decoding output plugin against
 #	  pgoutput, wal2json and decoderbufs on the very same WAL.
 #
-# The script builds a throwaway cluster (initdb in a temporary directory, a
-# free port, the unix socket inside that directory), creates the bench table,
+# The script builds a throwaway cluster (initdb in a temporary directory,
+# reachable only through a unix socket there), creates the bench table,
 # the publication "bench" and one replication slot per plugin and repetition
 # BEFORE generating the workload, so every slot decodes identical WAL:
 #
@@ -35,11 +35,20 @@
 # Needs PostgreSQL 15 binaries (found through pg_config, or PG_BINDIR) and
 # the plugins installed.  When run as root, the server runs as the OS user
 # named by BENCH_OS_USER (default postgres), since initdb refuses root.
+# The cluster comes from scripts/lib/pgcluster.sh.
 #
 # bench/decode_bench.sh
 #
 
 set -euo pipefail
+
+PROG=decode_bench
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+PGC_OS_USER=${BENCH_OS_USER:-postgres}
+# shellcheck source=SCRIPTDIR/../scripts/lib/pgcluster.sh
+. "$TOP/scripts/lib/pgcluster.sh"
+# shellcheck source=SCRIPTDIR/../scripts/lib/bench.sh
+. "$TOP/scripts/lib/bench.sh"
 
 usage()
 {
@@ -75,75 +84,25 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-case "$ROWS" in ''|*[!0-9]*) echo "decode_bench: --rows must be a positive integer" >&2; exit 2 ;; esac
-case "$REPEAT" in ''|*[!0-9]*) echo "decode_bench: --repeat must be a positive integer" >&2; exit 2 ;; esac
-if [ "$ROWS" -lt 100 ] || [ "$REPEAT" -lt 1 ]; then
-	echo "decode_bench: --rows must be at least 100 and --repeat at least 1" >&2
-	exit 2
-fi
+bench_need_int --rows "$ROWS" 100
+bench_need_int --repeat "$REPEAT" 1
+bench_workload_sizes "$ROWS"
 
-# Workload sizes, all derived from the inserted row count.
-BATCH=1000
-N_INSERT=$ROWS
-N_UPDATE=$((ROWS / 5))
-N_DELETE=$((ROWS / 5))
-N_SINGLE=$((ROWS / 100))
-N_CHANGES=$((N_INSERT + N_UPDATE + N_DELETE + N_SINGLE))
-
-BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-TOP=$(cd "$BENCH_DIR/.." && pwd)
-OUT_DIR="$BENCH_DIR/out"
-
-PG_BINDIR=${PG_BINDIR:-$(pg_config --bindir)}
 PKGLIBDIR=$(pg_config --pkglibdir)
-for b in initdb pg_ctl postgres psql pg_recvlogical; do
-	if [ ! -x "$PG_BINDIR/$b" ]; then
-		echo "decode_bench: $PG_BINDIR/$b not found (set PG_BINDIR)" >&2
-		exit 1
-	fi
-done
-
-# Run server-side programs as a non-root user when we are root.
-AS_SERVER=()
-SERVER_USER=$(id -un)
-if [ "$(id -u)" -eq 0 ]; then
-	SERVER_USER=${BENCH_OS_USER:-postgres}
-	AS_SERVER=(runuser -u "$SERVER_USER" --)
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/decode_bench.XXXXXX")
-chmod 755 "$WORK"
-DATA="$WORK/data"
-SOCK="$WORK/sock"
+pgc_find_binaries pg_recvlogical
+pgc_make_workdir
 DEC="$WORK/decoded"
-mkdir -p "$DATA" "$SOCK" "$DEC"
-if [ "$(id -u)" -eq 0 ]; then
-	chown "$SERVER_USER" "$DATA" "$SOCK"
-fi
-chmod 700 "$DATA"
+mkdir -p "$DEC"
 
 cleanup()
 {
-	if [ -f "$DATA/postmaster.pid" ]; then
-		"${AS_SERVER[@]}" "$PG_BINDIR/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-	fi
-	if [ "$KEEP" -eq 1 ]; then
-		echo "decode_bench: kept $WORK"
-	else
-		rm -rf "$WORK"
-	fi
+	pgc_stop immediate
+	pgc_remove_workdir "$KEEP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-REPORT=$(mktemp "$WORK/report.XXXXXX")
-chmod 644 "$REPORT"
-
-# say: print to the terminal and to the report
-say()
-{
-	printf '%s\n' "$*" | tee -a "$REPORT"
-}
+bench_report_start
 
 # note: progress on stderr, kept in the report too
 note()
@@ -151,25 +110,6 @@ note()
 	echo "decode_bench: $*" >&2
 	printf '%s\n' "$*" >>"$REPORT"
 }
-
-# A TCP port nobody listens on (the server still needs one to compute the
-# socket name; it listens on the unix socket only).
-free_port()
-{
-	local p
-	for p in $(seq 54330 54430); do
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
-			[ ! -e "/tmp/.s.PGSQL.$p" ]; then
-			echo "$p"
-			return 0
-		fi
-	done
-	echo "decode_bench: no free port in 54330-54430" >&2
-	return 1
-}
-PORT=$(free_port)
-
-PSQL=("$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres -d bench)
 
 # Keep only the plugins whose library is installed.
 ACTIVE=()
@@ -190,55 +130,34 @@ if [ "${#ACTIVE[@]}" -eq 0 ]; then
 	exit 1
 fi
 
-# pg_recvlogical -o options of each plugin.
+# plugin_options PLUGIN: set OPTS to the pg_recvlogical -o options of PLUGIN
 plugin_options()
 {
 	case "$1" in
-		zerobus) echo "-o publication_names=bench" ;;
-		pgoutput) echo "-o proto_version=1 -o publication_names=bench" ;;
-		wal2json|decoderbufs) echo "" ;;
+		zerobus) OPTS=(-o publication_names=bench) ;;
+		pgoutput) OPTS=(-o proto_version=1 -o publication_names=bench) ;;
+		wal2json|decoderbufs) OPTS=() ;;
 	esac
 }
 
 # ---------------------------------------------------------------------------
 # Cluster
 # ---------------------------------------------------------------------------
-"${AS_SERVER[@]}" "$PG_BINDIR/initdb" -D "$DATA" -U postgres -A trust -E UTF8 \
-	--locale=C >"$WORK/initdb.log" 2>&1 ||
-	{ cat "$WORK/initdb.log" >&2; exit 1; }
-
-GUCS=$("${AS_SERVER[@]}" "$PG_BINDIR/postgres" --describe-config 2>/dev/null || true)
-NSLOTS=$((${#ACTIVE[@]} * REPEAT))
-{
-	echo "# decode_bench.sh"
-	echo "listen_addresses = ''"
-	echo "port = $PORT"
-	echo "unix_socket_directories = '$SOCK'"
-	echo "wal_level = logical"
-	echo "max_replication_slots = $((NSLOTS + 4))"
-	echo "max_wal_senders = 4"
-	echo "shared_buffers = 1GB"
-	echo "max_wal_size = 32GB"
-	echo "checkpoint_timeout = 1h"
-	echo "fsync = off"
-	echo "synchronous_commit = off"
-	echo "autovacuum = off"
-	# Not "postgres ... | grep -q": with pipefail, grep's early exit would
-	# make the pipeline fail through SIGPIPE.
-	if grep -q '^output_plugin_libraries' <<<"$GUCS"; then
-		echo "output_plugin_libraries = 'pgoutput, test_decoding, zerobus, wal2json, decoderbufs'"
-	fi
-} >>"$DATA/postgresql.conf"
-
-"${AS_SERVER[@]}" "$PG_BINDIR/pg_ctl" -D "$DATA" -l "$SOCK/server.log" -w start >/dev/null ||
-	{ cat "$SOCK/server.log" >&2; exit 1; }
-"$PG_BINDIR/psql" -X -q -h "$SOCK" -p "$PORT" -U postgres -d postgres \
-	-c "CREATE DATABASE bench" >/dev/null
+pgc_initdb "pgoutput, test_decoding, zerobus, wal2json, decoderbufs"
+pgc_conf "max_replication_slots = $((${#ACTIVE[@]} * REPEAT + 4))" \
+	"max_wal_senders = 4" \
+	"shared_buffers = 1GB" \
+	"max_wal_size = 32GB" \
+	"checkpoint_timeout = 1h" \
+	"fsync = off" \
+	"synchronous_commit = off" \
+	"autovacuum = off"
+pgc_start || { cat "$PG_LOG" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------
 # Schema, publication, slots (before any row exists)
 # ---------------------------------------------------------------------------
-"${PSQL[@]}" -f "$BENCH_DIR/workload.sql"
+"${PSQL[@]}" -f "$TOP/bench/workload.sql"
 
 SLOT_SQL="SET client_min_messages = warning;"$'\n'
 # A deployment has the extension's SQL objects too; create them if installed.
@@ -320,53 +239,6 @@ say ""
 # ---------------------------------------------------------------------------
 declare -A BEST_SECS BEST_CPU BEST_BYTES STATUS
 
-# decode_one SLOT PLUGIN OUT: decode SLOT into OUT with pg_recvlogical and
-# set RUN_RC, RUN_SECS (wall clock of pg_recvlogical, connection included),
-# RUN_CPU (user + system CPU seconds of the walsender that decoded, read from
-# /proc every 20 ms while it runs, so at most that much low; empty if it
-# could not be read) and RUN_CLIENT_CPU (the same for pg_recvlogical).  The
-# walsender's CPU is the plugin's cost with little influence from other load
-# on the machine; the client's shows when pg_recvlogical is the bottleneck.
-decode_one()
-{
-	local slot=$1 plugin=$2 out=$3 bg wpid="" ticks="" stat
-
-	(
-		rc=0
-		t0=$EPOCHREALTIME
-		# plugin_options is split into words on purpose.
-		# shellcheck disable=SC2046
-		"$PG_BINDIR/pg_recvlogical" -h "$SOCK" -p "$PORT" -U postgres -d bench \
-			--slot="$slot" --start --no-loop --endpos="$END_LSN" -F 0 \
-			$(plugin_options "$plugin") -f "$out" 2>"$DEC/$slot.err" || rc=$?
-		t1=$EPOCHREALTIME
-		echo "$rc $t0 $t1" >"$DEC/$slot.time"
-		# The second line of "times" is the CPU time of this subshell's
-		# children (not in a $(...), whose children would be others).
-		times >"$DEC/$slot.times"
-	) &
-	bg=$!
-	while kill -0 "$bg" 2>/dev/null; do
-		if [ -z "$wpid" ]; then
-			wpid=$("${PSQL[@]}" -Atc "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$slot' AND active_pid IS NOT NULL" 2>/dev/null || true)
-		fi
-		if [ -n "$wpid" ] && read -r -a stat <"/proc/$wpid/stat" 2>/dev/null; then
-			ticks=$((stat[13] + stat[14]))
-		fi
-		sleep 0.02
-	done
-	wait "$bg" || true
-	read -r RUN_RC t0 t1 <"$DEC/$slot.time"
-	read -r cu cs < <(sed -n 2p "$DEC/$slot.times")
-	RUN_CLIENT_CPU=$(awk -v u="$cu" -v s="$cs" 'function sec(t) { split(t, a, "m"); return a[1] * 60 + a[2] }
-		BEGIN { printf "%.2f", sec(u) + sec(s) }')
-	RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-	RUN_CPU=""
-	if [ -n "$ticks" ]; then
-		RUN_CPU=$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
-	fi
-}
-
 # Each repetition starts with the next plugin, so none is always first.
 NACTIVE=${#ACTIVE[@]}
 for r in $(seq 1 "$REPEAT"); do
@@ -375,9 +247,14 @@ for r in $(seq 1 "$REPEAT"); do
 		slot="bench_${p}_$r"
 		out="$DEC/$slot.out"
 		load=$(cut -d' ' -f1-3 /proc/loadavg)
-		decode_one "$slot" "$p" "$out"
+		plugin_options "$p"
+		bench_decode "$slot" "$END_LSN" "$out" "${OPTS[@]}"
+		RUN_CPU=""
+		if [ -n "$RUN_TICKS" ]; then
+			RUN_CPU=$(awk -v t="$RUN_TICKS" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
+		fi
 		if [ "$RUN_RC" -ne 0 ]; then
-			STATUS[$p]="pg_recvlogical failed: $(head -c 300 "$DEC/$slot.err" | tr '\n' ' ')"
+			STATUS[$p]="pg_recvlogical failed: $(head -c 300 "$out.err" | tr '\n' ' ')"
 			note "run $r $p: ${STATUS[$p]}"
 			rm -f "$out"
 			continue
@@ -476,7 +353,4 @@ check "zerobus >= 0.8x pgoutput" pgoutput 0.8 ">="
 check "zerobus faster than wal2json" wal2json 1 ">"
 check "zerobus faster than decoderbufs" decoderbufs 1 ">"
 
-mkdir -p "$OUT_DIR"
-dest="$OUT_DIR/decode-$(date -u +%Y%m%d-%H%M%S).txt"
-cp "$REPORT" "$dest"
-echo "decode_bench: report written to $dest" >&2
+bench_report_save decode

@@ -41,12 +41,23 @@
 # (through pg_config or PG_BINDIR) with pgbench and pg_recvlogical, and node
 # with the emulator's modules (npm ci --prefix emulator).  When run as root,
 # the server runs as BENCH_OS_USER (default postgres).  Figures are only
-# meaningful on an otherwise idle machine.
+# meaningful on an otherwise idle machine.  The cluster and the emulator
+# come from scripts/lib/pgcluster.sh and scripts/lib/emulator.sh.
 #
 # bench/e2e_bench.sh
 #
 
 set -euo pipefail
+
+PROG=e2e_bench
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+PGC_OS_USER=${BENCH_OS_USER:-postgres}
+# shellcheck source=SCRIPTDIR/../scripts/lib/pgcluster.sh
+. "$TOP/scripts/lib/pgcluster.sh"
+# shellcheck source=SCRIPTDIR/../scripts/lib/emulator.sh
+. "$TOP/scripts/lib/emulator.sh"
+# shellcheck source=SCRIPTDIR/../scripts/lib/bench.sh
+. "$TOP/scripts/lib/bench.sh"
 
 usage()
 {
@@ -94,100 +105,34 @@ while [ $# -gt 0 ]; do
 		*) echo "e2e_bench: unknown argument \"$1\"" >&2; usage >&2; exit 2 ;;
 	esac
 done
-for v in "$ROWS" "$RATE" "$SECONDS_LAT" "$PUBLISH_MS"; do
-	case "$v" in
-		''|*[!0-9]*|0) echo "e2e_bench: --rows, --rate, --seconds and --publish-ms take positive integers" >&2; exit 2 ;;
-	esac
-done
-if [ "$ROWS" -lt 100 ]; then
-	echo "e2e_bench: --rows must be at least 100" >&2
-	exit 2
-fi
+bench_need_int --rows "$ROWS" 100
+bench_need_int --rate "$RATE" 1
+bench_need_int --seconds "$SECONDS_LAT" 1
+bench_need_int --publish-ms "$PUBLISH_MS" 1
+bench_workload_sizes "$ROWS"
 
-# Workload sizes, as bench/decode_bench.sh derives them.
-BATCH=1000
-N_INSERT=$ROWS
-N_UPDATE=$((ROWS / 5))
-N_DELETE=$((ROWS / 5))
-N_SINGLE=$((ROWS / 100))
-N_CHANGES=$((N_INSERT + N_UPDATE + N_DELETE + N_SINGLE))
-
-BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-TOP=$(cd "$BENCH_DIR/.." && pwd)
-OUT_DIR="$BENCH_DIR/out"
-
-PG_BINDIR=${PG_BINDIR:-$(pg_config --bindir)}
-for b in initdb pg_ctl postgres psql pg_recvlogical pgbench; do
-	if [ ! -x "$PG_BINDIR/$b" ]; then
-		echo "e2e_bench: $PG_BINDIR/$b not found (set PG_BINDIR)" >&2
-		exit 1
-	fi
-done
+pgc_find_binaries pg_recvlogical pgbench
 if [ ! -f "$(pg_config --sharedir)/extension/zerobus.control" ]; then
 	echo "e2e_bench: the extension is not installed (make && make install)" >&2
 	exit 1
 fi
-
-AS_SERVER=()
-if [ "$(id -u)" -eq 0 ]; then
-	AS_SERVER=(runuser -u "${BENCH_OS_USER:-postgres}" --)
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/e2e_bench.XXXXXX")
-chmod 755 "$WORK"
-DATA="$WORK/data"
-SOCK="$WORK/sock"
-EMU_DIR="$WORK/emulator"
-mkdir -p "$DATA" "$SOCK" "$EMU_DIR"
-if [ "$(id -u)" -eq 0 ]; then
-	chown "${BENCH_OS_USER:-postgres}" "$DATA" "$SOCK"
-fi
-chmod 700 "$DATA"
-# Only the unix socket in $SOCK is used, so the port cannot collide.
-PORT=5432
-PSQL=("$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres -d postgres)
-EMU_PID=""
+pgc_make_workdir
 
 cleanup()
 {
-	if [ -f "$DATA/postmaster.pid" ]; then
-		"${AS_SERVER[@]}" "$PG_BINDIR/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-	fi
-	if [ -n "$EMU_PID" ] && kill -0 "$EMU_PID" 2>/dev/null; then
-		kill "$EMU_PID" 2>/dev/null || true
-		for _ in $(seq 1 100); do
-			kill -0 "$EMU_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$EMU_PID" 2>/dev/null || true
-	fi
-	if [ "$KEEP" -eq 1 ]; then
-		echo "e2e_bench: kept $WORK"
-	else
-		rm -rf "$WORK"
-	fi
+	pgc_stop immediate
+	emu_stop
+	pgc_remove_workdir "$KEEP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-REPORT="$WORK/report.txt"
-
-# say: print to the terminal and to the report
-say()
-{
-	printf '%s\n' "$*" | tee -a "$REPORT"
-}
+bench_report_start
 
 # note: progress on stderr
 note()
 {
 	echo "e2e_bench: $*" >&2
-}
-
-# secs A B: B - A with three decimals
-secs()
-{
-	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'
 }
 
 # verdict OK: PASS or FAIL
@@ -198,7 +143,7 @@ verdict()
 
 emulator()
 {
-	node "$BENCH_DIR/e2e_emulator.js" "$@"
+	node "$TOP/bench/e2e_emulator.js" "$@"
 }
 
 # worker_pid: the stream worker's pid (empty when it has none)
@@ -213,14 +158,6 @@ worker_mem()
 {
 	awk '/^VmHWM:/ { h = $2 } /^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 }
 		/^RssShmem:/ { s = $2 } END { print h, r, a, s }' "/proc/$1/status"
-}
-
-# cpu_ticks PID: user + system CPU clock ticks PID has used
-cpu_ticks()
-{
-	local stat
-	read -r -a stat <"/proc/$1/stat" || return 1
-	echo $((stat[13] + stat[14]))
 }
 
 # ticks_secs TICKS: clock ticks as seconds
@@ -258,52 +195,23 @@ wait_new_worker()
 # ---------------------------------------------------------------------------
 # Cluster and emulator
 # ---------------------------------------------------------------------------
-"${AS_SERVER[@]}" "$PG_BINDIR/initdb" -D "$DATA" -U postgres -A trust -E UTF8 \
-	--locale=C >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; exit 1; }
-GUCS=$("${AS_SERVER[@]}" "$PG_BINDIR/postgres" --describe-config 2>/dev/null || true)
-{
-	echo "# e2e_bench.sh"
-	echo "listen_addresses = ''"
-	echo "port = $PORT"
-	echo "unix_socket_directories = '$SOCK'"
-	echo "wal_level = logical"
-	echo "shared_preload_libraries = 'zerobus'"
-	echo "zerobus.database = 'postgres'"
-	echo "max_replication_slots = 8"
-	echo "max_wal_senders = 8"
-	echo "shared_buffers = 1GB"
-	echo "max_wal_size = 32GB"
-	echo "checkpoint_timeout = 1h"
-	echo "autovacuum = off"
-	# Not "postgres ... | grep -q": with pipefail, grep's early exit would
-	# fail the pipeline through SIGPIPE.
-	if grep -q '^output_plugin_libraries' <<<"$GUCS"; then
-		echo "output_plugin_libraries = 'pgoutput, test_decoding, zerobus'"
-	fi
-} >>"$DATA/postgresql.conf"
-touch "$WORK/postgresql.log"
-[ "$(id -u)" -ne 0 ] || chown "${BENCH_OS_USER:-postgres}" "$WORK/postgresql.log"
-"${AS_SERVER[@]}" "$PG_BINDIR/pg_ctl" -D "$DATA" -l "$WORK/postgresql.log" -w start >/dev/null ||
-	{ tail "$WORK/postgresql.log" >&2; exit 1; }
+pgc_initdb "pgoutput, test_decoding, zerobus"
+pgc_conf "shared_preload_libraries = 'zerobus'" \
+	"zerobus.database = 'postgres'" \
+	"max_replication_slots = 8" \
+	"max_wal_senders = 8" \
+	"shared_buffers = 1GB" \
+	"max_wal_size = 32GB" \
+	"checkpoint_timeout = 1h" \
+	"autovacuum = off"
+pgc_start || { tail "$PG_LOG" >&2; exit 1; }
 
-node "$TOP/emulator/bin/zerobus-emulator.js" --data-dir "$EMU_DIR" \
-	--grpc-port 0 --http-port 0 --publish-interval-ms "$PUBLISH_MS" >"$WORK/emulator.out" 2>"$WORK/emulator.log" </dev/null &
-EMU_PID=$!
-disown "$EMU_PID"
-for _ in $(seq 1 300); do
-	grep -q '"event":"ready"' "$WORK/emulator.out" 2>/dev/null && break
-	kill -0 "$EMU_PID" 2>/dev/null || { cat "$WORK/emulator.log" >&2; exit 1; }
-	sleep 0.1
-done
-READY=$(grep '"event":"ready"' "$WORK/emulator.out") ||
-	{ echo "e2e_bench: the emulator did not start" >&2; exit 1; }
-GRPC_PORT=$(sed 's/.*"grpc_port":\([0-9]*\).*/\1/' <<<"$READY")
-HTTP_PORT=$(sed 's/.*"http_port":\([0-9]*\).*/\1/' <<<"$READY")
+emu_start --publish-interval-ms "$PUBLISH_MS" || { cat "$WORK/emulator.log" >&2; exit 1; }
 
 # The workload's table and publication, a twin table for the latency phase,
 # the helpers; the targets in the emulator; the stream (paused) and the
 # decode-only slot, both before any row exists.
-"${PSQL[@]}" -f "$BENCH_DIR/workload.sql"
+"${PSQL[@]}" -f "$TOP/bench/workload.sql"
 "${PSQL[@]}" >/dev/null <<'EOF'
 SET client_min_messages = warning;
 CREATE EXTENSION zerobus;
@@ -312,19 +220,12 @@ CREATE SEQUENCE bench_lat_ids;
 ALTER PUBLICATION bench ADD TABLE bench_lat;
 SELECT pg_create_logical_replication_slot('bench_decode', 'zerobus');
 EOF
-"${PSQL[@]}" -f "$BENCH_DIR/e2e_functions.sql"
+"${PSQL[@]}" -f "$TOP/bench/e2e_functions.sql"
 for t in bench bench_lat; do
 	"${PSQL[@]}" -Atc "SELECT zerobus.target_ddl('$t', 'main.bench.$t')" |
 		emulator declare "$HTTP_PORT" "main.bench.$t" bench bench-secret
 done
-"${PSQL[@]}" >/dev/null <<EOF
-SELECT zerobus.create_stream('bench', 'bench',
-	endpoint => 'http://127.0.0.1:$GRPC_PORT',
-	workspace_url => 'http://127.0.0.1:$HTTP_PORT',
-	client_id => 'bench', client_secret => 'bench-secret',
-	target_catalog => 'main', target_schema => 'bench',
-	insecure => true, enabled => false);
-EOF
+emu_create_stream bench bench bench bench bench-secret "enabled => false"
 
 # ---------------------------------------------------------------------------
 # Header
@@ -375,28 +276,14 @@ EOF
 	read -r REC_DURABLE REC_DUPS < <(emulator durable "$HTTP_PORT" main.bench.bench)
 
 	note "(a) decode-only: pg_recvlogical through zerobus on the same WAL..."
-	t0=$EPOCHREALTIME
-	"$PG_BINDIR/pg_recvlogical" -h "$SOCK" -p "$PORT" -U postgres -d postgres \
-		--slot=bench_decode --start --no-loop --endpos="$END_LSN" -F 0 \
-		-o publication_names=bench -f "$WORK/decode.out" &
-	RECV=$!
-	# The decoding walsender's CPU, read every 20 ms while it runs (so at
-	# most that much low), as bench/decode_bench.sh does.
-	DEC_WALSND=""
-	DEC_TICKS=""
-	while kill -0 "$RECV" 2>/dev/null; do
-		if [ -z "$DEC_WALSND" ]; then
-			DEC_WALSND=$("${PSQL[@]}" -Atc "SELECT active_pid FROM pg_replication_slots
-				WHERE slot_name = 'bench_decode' AND active_pid IS NOT NULL")
-		fi
-		if [ -n "$DEC_WALSND" ]; then
-			DEC_TICKS=$(cpu_ticks "$DEC_WALSND" 2>/dev/null || echo "$DEC_TICKS")
-		fi
-		sleep 0.02
-	done
-	wait "$RECV"
-	t1=$EPOCHREALTIME
-	DEC_SECS=$(secs "$t0" "$t1")
+	# The decoding walsender's CPU as bench/decode_bench.sh measures it.
+	bench_decode bench_decode "$END_LSN" "$WORK/decode.out" -o publication_names=bench
+	if [ "$RUN_RC" -ne 0 ]; then
+		cat "$WORK/decode.out.err" >&2
+		exit 1
+	fi
+	DEC_SECS=$RUN_SECS
+	DEC_TICKS=$RUN_TICKS
 	DEC_BYTES=$(stat -c %s "$WORK/decode.out")
 	rm -f "$WORK/decode.out"
 	"${PSQL[@]}" -c "SELECT pg_drop_replication_slot('bench_decode')" >/dev/null
@@ -440,7 +327,7 @@ if [ "$DO_LATENCY" -eq 1 ]; then
 		-c "SELECT seen, acked, looks FROM e2e_ack_samples('bench', $((SECONDS_LAT + 10)), 0.001)" \
 		>"$WORK/samples.tsv" &
 	SAMPLER=$!
-	"$PG_BINDIR/pgbench" -n -h "$SOCK" -p "$PORT" -U postgres -c 4 -j 1 \
+	"$PG_BINDIR/pgbench" -n "${PGC_CONN[@]}" -c 4 -j 1 \
 		-R "$RATE" -T "$SECONDS_LAT" -f "$WORK/lat.sql" postgres >"$WORK/pgbench.out" 2>&1 ||
 		{ cat "$WORK/pgbench.out" >&2; exit 1; }
 	LAT_END=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_insert_lsn()")
@@ -533,7 +420,4 @@ if [ "$DO_MEMORY" -eq 1 ]; then
 	say ""
 fi
 
-mkdir -p "$OUT_DIR"
-dest="$OUT_DIR/e2e-$(date -u +%Y%m%d-%H%M%S).txt"
-cp "$REPORT" "$dest"
-note "report written to $dest"
+bench_report_save e2e

@@ -23,12 +23,20 @@
 #
 # Run it as root or as a user with sudo (installing packages and the
 # extension needs it).  As root, PostgreSQL runs as the "postgres" system
-# user, since initdb refuses root.
+# user, since initdb refuses root.  The cluster and the emulator come from
+# scripts/lib/pgcluster.sh and scripts/lib/emulator.sh.
 #
 # scripts/quickstart.sh
 #
 
 set -euo pipefail
+
+PROG=quickstart
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=SCRIPTDIR/lib/pgcluster.sh
+. "$TOP/scripts/lib/pgcluster.sh"
+# shellcheck source=SCRIPTDIR/lib/emulator.sh
+. "$TOP/scripts/lib/emulator.sh"
 
 usage()
 {
@@ -45,7 +53,6 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-TOP=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG="$TOP/emulator/examples/quickstart.json"
 TARGET=main.demo.orders
 CLIENT_ID=quickstart
@@ -85,49 +92,20 @@ make -s -C "$TOP" >/dev/null
 "${SUDO[@]}" make -s -C "$TOP" install >/dev/null
 echo "installed into $(pg_config --pkglibdir)"
 
-PG_BINDIR=$(pg_config --bindir)
+pgc_find_binaries
 
 # ---------------------------------------------------------------------------
 # Throwaway PostgreSQL and emulator; the trap stops them
 # ---------------------------------------------------------------------------
-AS_SERVER=()
-if [ "$(id -u)" -eq 0 ]; then
-	AS_SERVER=(runuser -u postgres --)
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/zerobus-quickstart.XXXXXX")
-chmod 755 "$WORK"
-DATA="$WORK/pgdata"
-SOCK="$WORK/sock"
-EMU_DIR="$WORK/emulator"
-mkdir -p "$DATA" "$SOCK" "$EMU_DIR"
-if [ "$(id -u)" -eq 0 ]; then
-	chown postgres: "$DATA" "$SOCK"
-fi
-chmod 700 "$DATA"
-# Only the unix socket in $SOCK is used, so the port never collides.
-PORT=5432
-PSQL=("$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres -d postgres)
-EMU_PID=""
+pgc_make_workdir
 DONE=0
-
-stop_all()
-{
-	if [ -f "$DATA/postmaster.pid" ]; then
-		"${AS_SERVER[@]}" "$PG_BINDIR/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null 2>&1 || true
-	fi
-	if [ -n "$EMU_PID" ] && kill -0 "$EMU_PID" 2>/dev/null; then
-		kill "$EMU_PID" 2>/dev/null || true
-		while kill -0 "$EMU_PID" 2>/dev/null; do sleep 0.1; done
-	fi
-}
 
 cleanup()
 {
 	if [ "$DONE" -eq 0 ]; then
 		echo "" >&2
 		echo "quickstart: FAILED.  Last lines of the PostgreSQL log:" >&2
-		tail -n 15 "$WORK/postgresql.log" >&2 2>/dev/null || true
+		tail -n 15 "$PG_LOG" >&2 2>/dev/null || true
 		echo "quickstart: last lines of the emulator log:" >&2
 		tail -n 15 "$WORK/emulator.log" >&2 2>/dev/null || true
 	fi
@@ -135,51 +113,22 @@ cleanup()
 		[ "$DONE" -eq 1 ] || echo "quickstart: left running; logs in $WORK (stop: $WORK/stop.sh)" >&2
 		return
 	fi
-	stop_all
+	pgc_stop fast
+	emu_stop
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 step "Starting a throwaway PostgreSQL in $WORK"
-"${AS_SERVER[@]}" "$PG_BINDIR/initdb" -D "$DATA" -U postgres -A trust -E UTF8 \
-	--locale=C >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log" >&2; exit 1; }
-GUCS=$("${AS_SERVER[@]}" "$PG_BINDIR/postgres" --describe-config 2>/dev/null || true)
-{
-	echo "# scripts/quickstart.sh"
-	echo "listen_addresses = ''"
-	echo "port = $PORT"
-	echo "unix_socket_directories = '$SOCK'"
-	echo "wal_level = logical"
-	echo "shared_preload_libraries = 'zerobus'"
-	echo "zerobus.database = 'postgres'"
-	# PostgreSQL 15.20 and later only run the output plugins listed here.
-	# Not "postgres ... | grep -q": with pipefail, grep's early exit would
-	# fail the pipeline through SIGPIPE.
-	if grep -q '^output_plugin_libraries' <<<"$GUCS"; then
-		echo "output_plugin_libraries = 'pgoutput, test_decoding, zerobus'"
-	fi
-} >>"$DATA/postgresql.conf"
-touch "$WORK/postgresql.log"
-[ "$(id -u)" -ne 0 ] || chown postgres: "$WORK/postgresql.log"
-"${AS_SERVER[@]}" "$PG_BINDIR/pg_ctl" -D "$DATA" -l "$WORK/postgresql.log" -w start >/dev/null ||
-	die "PostgreSQL did not start"
+pgc_initdb "pgoutput, test_decoding, zerobus"
+pgc_conf "shared_preload_libraries = 'zerobus'" \
+	"zerobus.database = 'postgres'"
+pgc_start || die "PostgreSQL did not start"
 echo "PostgreSQL $("${PSQL[@]}" -Atc 'SHOW server_version'), wal_level=logical, shared_preload_libraries='zerobus'"
 
 step "Starting the Zerobus emulator (config: emulator/examples/quickstart.json)"
-# setsid: with --keep it must outlive this terminal session.
-setsid node "$TOP/emulator/bin/zerobus-emulator.js" --data-dir "$EMU_DIR" \
-	--config "$CONFIG" --grpc-port 0 --http-port 0 \
-	>"$WORK/emulator.out" 2>"$WORK/emulator.log" </dev/null &
-EMU_PID=$!
-for _ in $(seq 1 300); do
-	grep -q '"event":"ready"' "$WORK/emulator.out" 2>/dev/null && break
-	kill -0 "$EMU_PID" 2>/dev/null || die "the emulator exited"
-	sleep 0.1
-done
-READY=$(grep '"event":"ready"' "$WORK/emulator.out") || die "the emulator did not start within 30 s"
-GRPC_PORT=$(sed 's/.*"grpc_port":\([0-9]*\).*/\1/' <<<"$READY")
-HTTP_PORT=$(sed 's/.*"http_port":\([0-9]*\).*/\1/' <<<"$READY")
+emu_start --config "$CONFIG" || exit 1
 echo "gRPC (h2c) on 127.0.0.1:$GRPC_PORT, OAuth and admin API on http://127.0.0.1:$HTTP_PORT"
 echo "target table $TARGET, OAuth client \"$CLIENT_ID\""
 
@@ -216,14 +165,7 @@ step "Creating the stream"
 echo "SELECT zerobus.create_stream('demo', 'demo', endpoint => 'http://127.0.0.1:$GRPC_PORT',"
 echo "       workspace_url => 'http://127.0.0.1:$HTTP_PORT', client_id => '$CLIENT_ID', client_secret => '...',"
 echo "       target_catalog => 'main', target_schema => 'demo', insecure => true);"
-"${PSQL[@]}" >/dev/null <<EOF
-SELECT zerobus.create_stream('demo', 'demo',
-	endpoint => 'http://127.0.0.1:$GRPC_PORT',
-	workspace_url => 'http://127.0.0.1:$HTTP_PORT',
-	client_id => '$CLIENT_ID', client_secret => '$CLIENT_SECRET',
-	target_catalog => 'main', target_schema => 'demo',
-	insecure => true);
-EOF
+emu_create_stream demo demo demo "$CLIENT_ID" "$CLIENT_SECRET"
 
 step "Writing changes"
 "${PSQL[@]}" -e <<'EOF'
@@ -333,7 +275,7 @@ Still running (--keep):
                      SELECT * FROM zerobus.stat_streams;)
   Delta rows:  curl -X POST http://127.0.0.1:$HTTP_PORT/admin/flush
                node $TOP/emulator/bin/zerobus-read.js --data-dir $EMU_DIR --table $TARGET
-  logs:        $WORK/postgresql.log, $WORK/emulator.log
+  logs:        $PG_LOG, $WORK/emulator.log
   stop:        $WORK/stop.sh
 EOF
 fi
