@@ -715,10 +715,21 @@ worker_exited(LauncherWorker *w, TimestampTz now)
 {
 	ZerobusStreamShared *s = zerobus_stream_shared(w->stream_id, false);
 	bool		asked = w->terminating;
+	bool		failed = false;
 
 	pfree(w->handle);
 	w->handle = NULL;
 	w->terminating = false;
+
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		s->pid = 0;
+		failed = s->state == ZB_STATE_FAILED;
+		if (!failed)
+			s->state = asked ? ZB_STATE_STOPPED : ZB_STATE_RETRYING;
+		SpinLockRelease(&s->mutex);
+	}
 
 	if (asked)
 	{
@@ -729,19 +740,12 @@ worker_exited(LauncherWorker *w, TimestampTz now)
 	{
 		if (TimestampDifferenceExceeds(w->started_at, now, WORKER_STABLE_MS))
 			w->backoff_ms = WORKER_BACKOFF_MIN_MS;
-		ereport(LOG,
-				(errmsg("zerobus launcher: worker of stream %d exited, restarting it in %d ms",
-						w->stream_id, w->backoff_ms)));
+		/* a failed stream is not restarted: its worker logged why */
+		if (!failed)
+			ereport(LOG,
+					(errmsg("zerobus launcher: worker of stream %d exited, restarting it in %d ms",
+							w->stream_id, w->backoff_ms)));
 		schedule_retry(w, now);
-	}
-
-	if (s)
-	{
-		SpinLockAcquire(&s->mutex);
-		s->pid = 0;
-		if (s->state != ZB_STATE_FAILED)
-			s->state = asked ? ZB_STATE_STOPPED : ZB_STATE_RETRYING;
-		SpinLockRelease(&s->mutex);
 	}
 }
 
