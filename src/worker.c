@@ -68,10 +68,10 @@
  * lost, records may be sent twice (at-least-once; (_commit_lsn, _seq)
  * identifies them).  Permanent failures (gRPC status INVALID_ARGUMENT,
  * NOT_FOUND, PERMISSION_DENIED, OUT_OF_RANGE, UNIMPLEMENTED,
- * UNAUTHENTICATED with an unexpired token, OAuth denial, a record too large
- * for Zerobus) mark the stream failed with the reason and the worker exits
- * with status 0, so the launcher leaves it alone until resume_stream(); the
- * WAL stays in the slot.
+ * UNAUTHENTICATED for a token fetched for that very call, OAuth denial, a
+ * record too large for Zerobus) mark the stream failed with the reason and
+ * the worker exits with status 0, so the launcher leaves it alone until
+ * resume_stream(); the WAL stays in the slot.
  *
  * Truncate is not propagated: Delta's change data feed has no such change
  * type.  Each one is logged as a WARNING naming the tables.
@@ -129,9 +129,11 @@
 /*
  * Most record bytes held in the transport's send queues before the worker
  * stops reading the slot, whatever max_inflight_bytes allows: bounds the
- * memory used while Zerobus reads slower than the slot is decoded.
+ * memory used while Zerobus reads slower than the slot is decoded.  Four
+ * times libcurl's upload buffer keeps the connection busy; more only costs
+ * memory (8 MB here meant 12 MB more peak RSS, and no more throughput).
  */
-#define ZB_MAX_QUEUED_BYTES		(8 * 1024 * 1024)
+#define ZB_MAX_QUEUED_BYTES		(2 * 1024 * 1024)
 
 /* Most sockets libcurl can ask us to watch */
 #define ZB_MAX_SOCKETS			16
@@ -177,6 +179,7 @@ typedef struct ZbCall
 	TimestampTz open_since;		/* when the open batch got its first record */
 	dlist_head	inflight;		/* sent batches awaiting their ack */
 	bool		retiring;		/* takes no new records */
+	bool		fresh_token;	/* its token was fetched for it */
 	TimestampTz last_heard;		/* last event, or when batches went in
 								 * flight */
 } ZbCall;
@@ -417,9 +420,10 @@ get_target(const char *name)
 
 /*
  * Makes sure target has a token that is not due for refresh, fetching one
- * if needed (this blocks for at most ZB_TOKEN_TIMEOUT_MS).
+ * if needed (this blocks for at most ZB_TOKEN_TIMEOUT_MS).  Returns true
+ * when it fetched one.
  */
-static void
+static bool
 ensure_token(ZbTarget *target)
 {
 	char		errbuf[512];
@@ -431,7 +435,7 @@ ensure_token(ZbTarget *target)
 	char	   *workspace_id;
 
 	if (target->token && zb_now < target->token_refresh)
-		return;
+		return false;
 
 	workspace_id = config->workspace_id ? config->workspace_id :
 		zerobus_workspace_id(config->endpoint);
@@ -457,6 +461,7 @@ ensure_token(ZbTarget *target)
 	margin = Min((int64) ZB_TOKEN_REFRESH_MARGIN_MS * 1000,
 				 (expires - fetched) / 5);
 	target->token_refresh = expires - Max(margin, 0);
+	return true;
 }
 
 /*
@@ -468,8 +473,7 @@ open_call(ZbTarget *target, const char *descriptor, int descriptor_len)
 {
 	ZbCall	   *call;
 	char		errbuf[512];
-
-	ensure_token(target);
+	bool		fresh_token = ensure_token(target);
 
 	call = MemoryContextAllocZero(zb->cxt, sizeof(ZbCall));
 	call->target = target;
@@ -477,6 +481,7 @@ open_call(ZbTarget *target, const char *descriptor, int descriptor_len)
 	call->descriptor = MemoryContextAlloc(zb->cxt, descriptor_len);
 	memcpy(call->descriptor, descriptor, descriptor_len);
 	call->descriptor_len = descriptor_len;
+	call->fresh_token = fresh_token;
 	call->last_heard = zb_now;
 	dlist_init(&call->inflight);
 	call->buf.data = NULL;
@@ -707,6 +712,23 @@ status_is_permanent(int status)
 	}
 }
 
+/* The name of a gRPC status code, for messages. */
+static const char *
+status_name(int status)
+{
+	static const char *const names[] = {
+		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+		"NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
+		"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+		"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
+		"DATA_LOSS", "UNAUTHENTICATED"
+	};
+
+	if (status >= 0 && status < (int) lengthof(names))
+		return names[status];
+	return "UNRECOGNIZED";
+}
+
 /* Releases a call's batches acked by "durable up to offset". */
 static void
 handle_ack(ZbCall *call, int64 offset)
@@ -742,20 +764,24 @@ handle_ended(ZbCall *call, int status, const char *message)
 		return;
 	}
 
-	/* an expired token is renewed, not a reason to give up */
+	/*
+	 * A cached token may have expired or been revoked early; only the
+	 * rejection of one fetched for this very call is final.  The session
+	 * reset below drops the cached tokens, so the retry fetches new ones.
+	 */
 	if (status_is_permanent(status) &&
 		!(status == ZB_GRPC_UNAUTHENTICATED &&
-		  zb_now >= call->target->token_expires))
-		fail_stream("Zerobus ended the stream for table %s with status %d: %s",
-					table, status, message);
+		  (!call->fresh_token || zb_now >= call->target->token_expires)))
+		fail_stream("Zerobus ended the stream for table %s with status %d (%s): %s",
+					table, status, status_name(status), message);
 
 	if (status == ZB_GRPC_TRANSPORT_ERROR)
 		ereport(ERROR,
 				(errmsg("Zerobus connection failed for table %s: %s",
 						table, message)));
 	ereport(ERROR,
-			(errmsg("Zerobus ended the stream for table %s with status %d before acking every batch: %s",
-					table, status, message)));
+			(errmsg("Zerobus ended the stream for table %s with status %d (%s) before acking every batch: %s",
+					table, status, status_name(status), message)));
 }
 
 /*
@@ -1216,7 +1242,7 @@ receive(void)
 		pgsocket	fd = PGINVALID_SOCKET;
 		int			len;
 
-		if (zb->unsent && backpressured())
+		if (backpressured())
 			return;
 		len = walrcv_receive(zb->rcv, &buf, &fd);
 		if (len == 0)

@@ -27,6 +27,16 @@ my $srcdir =
   File::Spec->rel2abs(File::Spec->catdir(dirname(__FILE__), '..', '..'));
 my $json = JSON::PP->new->canonical;
 
+# Emulators started and not yet stopped: killed when the test script exits,
+# so that a test dying half-way leaves no emulator behind.
+my @emulators;
+
+END
+{
+	local $?;					# kill_kill's waitpid must not change the exit code
+	$_->kill_kill for grep { $_->pumpable } @emulators;
+}
+
 # A started node with zerobus preloaded, serving the postgres database.
 # Extra postgresql.conf lines may be given.
 sub zb_node
@@ -61,6 +71,7 @@ sub start_emulator
 		@{ $opts{args} // [] });
 	my $log = "$PostgreSQL::Test::Utils::log_path/emulator.log";
 	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', \$out, '2>>', $log);
+	push @emulators, $h;
 	my $timer = IPC::Run::timer($PostgreSQL::Test::Utils::timeout_default);
 	$timer->start;
 	while ($out !~ /\n/)

@@ -1,0 +1,282 @@
+# Copyright (c) zerobus authors
+#
+# Transient faults of Zerobus, injected with the emulator's fault knobs on a
+# stream of two tables, one after the other: the connection dropped after
+# some records, UNAVAILABLE mid-stream and on create, acks withheld, acks
+# delayed, an ack timeout, CloseStreamSignal, tokens expired early, and the
+# emulator killed and restarted on the same ports and data directory.  The
+# worker must recover from each by itself: after every scenario the Delta
+# tables, with the change records applied in (_commit_lsn, _seq) order,
+# equal the source tables, and the slot never confirmed past what Zerobus
+# acked.
+
+use strict;
+use warnings;
+use File::Basename qw(dirname);
+use lib dirname(__FILE__) . '/lib';
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ZerobusTest;
+
+my $node = zb_node('faults');
+my $emu = start_emulator();
+
+$node->safe_psql(
+	'postgres', q{
+	CREATE TABLE t1 (id int PRIMARY KEY, val text);
+	CREATE TABLE t2 (k text PRIMARY KEY, n int);
+	CREATE PUBLICATION pub FOR TABLE t1, t2;
+});
+declare_target($node, $emu, 't1', 'main.cdc.t1');
+declare_target($node, $emu, 't2', 'main.cdc.t2');
+create_stream($node, $emu, 's1', 'pub');
+
+my $next_id = 1;
+
+# Writes $n rows into each table (in one transaction per table, plus an
+# update and a delete) and returns the WAL position after it.
+sub write_rows
+{
+	my ($n) = @_;
+	my ($from, $to) = ($next_id, $next_id + $n - 1);
+	$next_id += $n;
+	$node->safe_psql(
+		'postgres', qq{
+		INSERT INTO t1 SELECT g, 'v' || g FROM generate_series($from, $to) g;
+		INSERT INTO t2 SELECT 'k' || g, g FROM generate_series($from, $to) g;
+		UPDATE t1 SET val = 'u' || id WHERE id = $from;
+		DELETE FROM t2 WHERE k = 'k$to';
+	});
+	return $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+}
+
+sub zb_stat
+{
+	my ($column) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT $column FROM zerobus.stat_streams WHERE name = 's1'");
+}
+
+sub slot_lsn
+{
+	return $node->safe_psql('postgres',
+		"SELECT confirmed_flush_lsn FROM pg_replication_slots s JOIN zerobus.stat_streams z USING (slot_name) WHERE z.name = 's1'"
+	);
+}
+
+# Waits for stat_streams to satisfy $cond.
+sub wait_stat
+{
+	my ($cond, $what) = @_;
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT $cond FROM zerobus.stat_streams WHERE name = 's1'"),
+		$what)
+	  or diag $node->safe_psql('postgres',
+		"SELECT * FROM zerobus.stat_streams WHERE name = 's1'");
+	return;
+}
+
+# Waits until the emulator's counter $key exceeds $min.
+sub wait_emulator_stat
+{
+	my ($key, $min, $what) = @_;
+	my $timer = IPC::Run::timer($PostgreSQL::Test::Utils::timeout_default);
+	$timer->start;
+	until (emulator_api($emu, 'GET', '/admin/stats')->{$key} > $min)
+	{
+		return fail($what) if $timer->is_expired;
+		select(undef, undef, undef, 0.1);
+	}
+	return pass($what);
+}
+
+# Everything written so far reaches Zerobus and equals the source tables.
+sub check_all
+{
+	my ($label, $lsn) = @_;
+	wait_acked($node, 's1', $lsn);
+	wait_stat("state = 'streaming'", "$label: stream is streaming again");
+	is_deeply(
+		fold_changes(delta_rows($emu, 'main.cdc.t1'), 'id'),
+		source_rows($node, 't1', 'id, val', 'id'),
+		"$label: Delta table t1 equals the source table");
+	is_deeply(
+		fold_changes(delta_rows($emu, 'main.cdc.t2'), 'k'),
+		source_rows($node, 't2', 'k, n', 'k'),
+		"$label: Delta table t2 equals the source table");
+	check_slot_behind_acks($node, 's1');
+	return;
+}
+
+# A transient fault: reconnects must grow and last_error must match.
+sub check_recovered
+{
+	my ($label, $reconnects, $error, $lsn) = @_;
+	wait_stat("reconnects > $reconnects AND last_error ~ '$error'",
+		"$label: worker reconnected, last_error says why");
+	check_all($label, $lsn);
+	return;
+}
+
+wait_stat("state = 'streaming'", 'worker is streaming');
+check_all('baseline', write_rows(200));
+is(zb_stat('reconnects'), '0', 'baseline: no reconnect');
+
+# Connection dropped after some records: every later request of a stream
+# of t1 kills the connection, until the fault is cleared.
+my $rc = zb_stat('reconnects');
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => 'main.cdc.t1', drop_after_records => 50 });
+my $lsn = write_rows(300);
+wait_stat("reconnects > $rc", 'drop: worker reconnects');
+emulator_api($emu, 'DELETE', '/admin/faults');
+check_recovered('drop', $rc, 'connection failed', $lsn);
+ok(emulator_api($emu, 'GET', '/admin/stats')->{connections_dropped} > 0,
+	'drop: the emulator dropped the connection');
+
+# UNAVAILABLE on the next request of a live stream (counted: clears itself).
+$rc = zb_stat('reconnects');
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => 'main.cdc.t2', unavailable => 1 });
+check_recovered('unavailable', $rc, 'status 14', write_rows(100));
+
+# UNAVAILABLE mid-stream, then twice on create.
+$rc = zb_stat('reconnects');
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => 'main.cdc.t1', unavailable => 1, unavailable_on_create => 2 });
+$lsn = write_rows(100);
+wait_stat("reconnects >= $rc + 3",
+	'unavailable on create: one reconnect per refusal');
+check_recovered('unavailable on create', $rc, 'status 14', $lsn);
+
+# Acks withheld: records are sent, status updates go out, and the slot
+# stays behind the unacked transaction until the acks come.
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => 'main.cdc.t1', withhold_acks => JSON::PP::true });
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => 'main.cdc.t2', withhold_acks => JSON::PP::true });
+my $sent = zb_stat('records_sent');
+my $before = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+$lsn = write_rows(100);
+wait_stat("records_sent >= $sent + 200", 'withheld: records sent');
+my $after_send = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT reply_time > '$after_send' FROM pg_stat_replication WHERE application_name = 'zerobus:s1'"
+	),
+	'withheld: worker sent a status update after the records');
+is( $node->safe_psql('postgres', "SELECT '" . slot_lsn() . "' <= '$before'::pg_lsn"),
+	't', 'withheld: slot stays before the unacked transactions');
+check_slot_behind_acks($node, 's1');
+$rc = zb_stat('reconnects');
+emulator_api($emu, 'DELETE', '/admin/faults');
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots s JOIN zerobus.stat_streams z USING (slot_name) WHERE z.name = 's1'"
+	),
+	'withheld: slot advances once the acks come');
+check_all('withheld', $lsn);
+is(zb_stat('reconnects'), $rc, 'withheld: no reconnect needed');
+
+# Acks delayed (well within ack_timeout): no reconnect, everything arrives.
+$rc = zb_stat('reconnects');
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => $_, ack_delay_ms => 300 })
+  for ('main.cdc.t1', 'main.cdc.t2');
+write_rows(50) for 1 .. 3;
+check_all('delayed', write_rows(50));
+is(zb_stat('reconnects'), $rc, 'delayed: no reconnect');
+emulator_api($emu, 'DELETE', '/admin/faults');
+
+# Ack timeout: with acks withheld longer than ack_timeout the worker
+# reconnects (again and again) and resends; once acks flow, all arrives.
+my $pid = zb_stat('pid');
+$node->safe_psql('postgres',
+	"SELECT zerobus.alter_stream('s1', ack_timeout => 1000)");
+wait_stat("pid <> $pid AND state = 'streaming'",
+	'ack timeout: worker restarted');
+$rc = zb_stat('reconnects');
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => $_, withhold_acks => JSON::PP::true })
+  for ('main.cdc.t1', 'main.cdc.t2');
+$before = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+$lsn = write_rows(100);
+wait_stat("reconnects >= $rc + 2 AND last_error ~ 'no ack'",
+	'ack timeout: worker reconnects after each timeout');
+is( $node->safe_psql('postgres', "SELECT '" . slot_lsn() . "' <= '$before'::pg_lsn"),
+	't', 'ack timeout: slot stays before the unacked transactions');
+emulator_api($emu, 'DELETE', '/admin/faults');
+check_all('ack timeout', $lsn);
+$node->safe_psql('postgres',
+	"SELECT zerobus.alter_stream('s1', ack_timeout => 60000)");
+
+# CloseStreamSignal: the worker moves to a new stream before the server
+# ends the old one.
+$rc = zb_stat('reconnects');
+my $signals = emulator_api($emu, 'GET', '/admin/stats')->{close_signals_sent};
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => 'main.cdc.t1', close_stream_signal_ms => 1000 });
+$lsn = write_rows(100);
+wait_emulator_stat('close_signals_sent', $signals,
+	'close signal: the emulator announced closes');
+wait_acked($node, 's1', $lsn);
+emulator_api($emu, 'DELETE', '/admin/faults');
+check_all('close signal', write_rows(100));
+is(zb_stat('reconnects'), $rc, 'close signal: no reconnect needed');
+
+# Tokens expired early: a new stream of the same session must get a fresh
+# token rather than give up.  A stream-scoped close signal makes the worker
+# open a new stream for t1 with its cached token.
+emulator_api($emu, 'POST', '/admin/tokens/expire', {});
+my ($live) =
+  grep { $_->{table} eq 'main.cdc.t1' }
+  @{ emulator_api($emu, 'GET', '/admin/streams') };
+ok($live, 'token expiry: t1 has a live stream');
+emulator_api($emu, 'POST', '/admin/faults',
+	{ stream_id => $live->{stream_id}, close_stream_signal_ms => 200 });
+my $tokens = emulator_api($emu, 'GET', '/admin/stats')->{tokens_issued};
+$lsn = write_rows(100);
+check_all('token expiry', $lsn);
+ok(emulator_api($emu, 'GET', '/admin/stats')->{tokens_issued} > $tokens,
+	'token expiry: worker fetched a new token');
+emulator_api($emu, 'DELETE', '/admin/faults');
+
+# Emulator killed (kill -9) right after a write and started again on the
+# same ports and data directory: nothing acked is lost, the rest is resent.
+# It comes back issuing tokens that live 3 seconds.
+$rc = zb_stat('reconnects');
+$lsn = write_rows(300);
+kill 'KILL', $emu->{pid};
+$emu->{handle}->finish;
+$emu = start_emulator(
+	data_dir => $emu->{data_dir},
+	grpc_port => $emu->{grpc_port},
+	http_port => $emu->{http_port},
+	args => [ '--token-ttl-s', '3' ]);
+$lsn = write_rows(100);
+check_recovered('emulator restart', $rc, '.', $lsn);
+
+# Short-lived tokens: the worker replaces each before it expires (moving
+# to a new stream), without a rejected stream and so without reconnecting.
+$rc = zb_stat('reconnects');
+$tokens = emulator_api($emu, 'GET', '/admin/stats')->{tokens_issued};
+my $timer = IPC::Run::timer($PostgreSQL::Test::Utils::timeout_default);
+$timer->start;
+until ($timer->is_expired
+	  || emulator_api($emu, 'GET', '/admin/stats')->{tokens_issued} >=
+	  $tokens + 4)
+{
+	$lsn = write_rows(10);
+	select(undef, undef, undef, 0.25);
+}
+ok(!$timer->is_expired, 'token refresh: worker fetched new tokens in time');
+check_all('token refresh', $lsn);
+is(zb_stat('reconnects'), $rc, 'token refresh: no reconnect needed');
+
+stop_emulator($emu);
+$node->stop;
+done_testing();
