@@ -57,7 +57,8 @@ wal_receiver_status_interval = 1
 }
 
 # Starts the emulator on free ports with its data in a fresh directory;
-# returns a handle with grpc_port, http_port, data_dir.
+# returns a handle with grpc_port, grpc_tls_port (set when args give
+# --tls-cert and --tls-key), http_port, data_dir.
 sub start_emulator
 {
 	my (%opts) = @_;
@@ -87,6 +88,7 @@ sub start_emulator
 	return {
 		handle => $h,
 		grpc_port => $ready->{grpc_port},
+		grpc_tls_port => $ready->{grpc_tls_port},
 		http_port => $ready->{http_port},
 		data_dir => $dir,
 		pid => $ready->{pid},
@@ -143,20 +145,22 @@ sub declare_target
 	return \@columns;
 }
 
-# Creates a stream to the emulator (insecure: plain h2c to loopback) with a
-# client allowed to write every table.  %opts are extra named arguments of
-# zerobus.create_stream (SQL literals).
+# Creates a stream to the emulator (insecure: plain h2c to loopback, unless
+# $opts{endpoint} names another) with a client allowed to write every table.
+# %opts are extra named arguments of zerobus.create_stream (SQL literals).
 sub create_stream
 {
 	my ($node, $emu, $name, $publication, %opts) = @_;
 	my $client = "client_$name";
+	my $endpoint = delete $opts{endpoint}
+	  // "'http://127.0.0.1:$emu->{grpc_port}'";
 	emulator_api($emu, 'POST', '/admin/clients',
 		{ client_id => $client, client_secret => "secret_$name", tables => ['*'] });
 	my $extra = join '', map { ", $_ => $opts{$_}" } sort keys %opts;
 	$node->safe_psql(
 		'postgres', qq{
 		SELECT zerobus.create_stream('$name', '$publication',
-			endpoint => 'http://127.0.0.1:$emu->{grpc_port}',
+			endpoint => $endpoint,
 			workspace_url => 'http://127.0.0.1:$emu->{http_port}',
 			client_id => '$client', client_secret => 'secret_$name',
 			target_catalog => 'main', target_schema => 'cdc',
