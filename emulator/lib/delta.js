@@ -190,14 +190,19 @@ function stageValue(v, t) {
 	}
 }
 
-function stageRow(row, columns) {
-	let s = '{';
-	for (let i = 0; i < columns.length; i++) {
-		if (i)
-			s += ',';
-		s += JSON.stringify(columns[i].name) + ':' + stageValue(row[columns[i].name], columns[i].type);
-	}
+/*
+ * Staging JSON for one row; keys[i] is the text before column i's value
+ * ('{"name":' or ',"name":'), built once per file by stagingKeys().
+ */
+function stageRow(row, columns, keys) {
+	let s = '';
+	for (let i = 0; i < columns.length; i++)
+		s += keys[i] + stageValue(row[columns[i].name], columns[i].type);
 	return s + '}';
+}
+
+function stagingKeys(columns) {
+	return columns.map((c, i) => (i ? ',' : '{') + JSON.stringify(c.name) + ':');
 }
 
 /*
@@ -209,19 +214,16 @@ async function writeParquet(file, rows, columns) {
 	const conn = await duck();
 	const staging = file + '.ndjson';
 	const fd = fs.openSync(staging, 'w');
-	let buf = [];
-	let size = 0;
+	const keys = stagingKeys(columns);
+	let buf = '';
 	for (const r of rows) {
-		const line = stageRow(r, columns) + '\n';
-		buf.push(line);
-		size += line.length;
-		if (size > 1 << 20) {
-			fs.writeSync(fd, buf.join(''));
-			buf = [];
-			size = 0;
+		buf += stageRow(r, columns, keys) + '\n';
+		if (buf.length > 1 << 20) {
+			fs.writeSync(fd, buf);
+			buf = '';
 		}
 	}
-	fs.writeSync(fd, buf.join(''));
+	fs.writeSync(fd, buf);
 	fs.closeSync(fd);
 	const cols = '{' + columns.map(c => `${sqlString(c.name)}: ${sqlString(T.duckType(stagedType(c.type)))}`).join(', ') + '}';
 	const select = columns.map(c => `${castExpr(T.quoteIdent(c.name), c.type)}::${T.duckType(c.type)} AS ${T.quoteIdent(c.name)}`).join(', ');

@@ -271,6 +271,13 @@ function dateText(days) {
 	return d.toISOString().slice(0, 10);
 }
 
+/*
+ * The "YYYY-MM-DD HH:MM:SS" text of the last second formatted: rows of one
+ * file mostly share their seconds, and Date formatting dominates otherwise.
+ */
+let lastSec = null;
+let lastSecText = '';
+
 /* Microseconds since the epoch to "YYYY-MM-DD HH:MM:SS.ffffff" (UTC). */
 function timestampText(us) {
 	let sec, frac;
@@ -287,11 +294,15 @@ function timestampText(us) {
 		sec = Math.floor(us / 1e6);
 		frac = us - sec * 1e6;
 	}
-	const d = new Date(sec * 1000);
-	if (Number.isNaN(d.getTime()))
-		throw new TypeError_(`TIMESTAMP ${us} out of range`);
-	const iso = d.toISOString();
-	return `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${pad(frac, 6)}`;
+	if (sec !== lastSec) {
+		const d = new Date(sec * 1000);
+		if (Number.isNaN(d.getTime()))
+			throw new TypeError_(`TIMESTAMP ${us} out of range`);
+		const iso = d.toISOString();
+		lastSecText = `${iso.slice(0, 10)} ${iso.slice(11, 19)}.`;
+		lastSec = sec;
+	}
+	return lastSecText + pad(frac, 6);
 }
 
 /* "YYYY-MM-DD" to days since 1970-01-01, or null when malformed. */
