@@ -7,9 +7,11 @@
  * way the service does (self-contained, every field a known column of the
  * mapped protobuf type, every NOT NULL column present) and returns a plan;
  * decodeProto() turns one record into a row with that plan, failing on any
- * malformed or non-conforming record.  decodeJson() does the same for JSON
- * records.  Every failure is a ValidationError whose message the server
- * sends as the INVALID_ARGUMENT status text.
+ * malformed or non-conforming record; checkProto() makes the same walk and
+ * the same checks without building the row, for callers that only need to
+ * accept or reject.  decodeJson() decodes JSON records.  Every failure is
+ * a ValidationError whose message the server sends as the INVALID_ARGUMENT
+ * status text.
  */
 
 const { isUtf8 } = require('node:buffer');
@@ -189,13 +191,14 @@ function compileMessage(msg, columns, scope, prefix) {
 		}
 		step.name = col.name;
 		step.number = f.number;
+		step.seenIn = 0;
 		byNumber.set(f.number, step);
 	}
 	const missing = columns.filter(c => !c.nullable && !present.has(c.name));
 	if (missing.length)
 		throw new ValidationError(`descriptor lacks NOT NULL column(s) ${missing.map(c => '"' + prefix + c.name + '"').join(', ')}`);
 	const required = [...byNumber.values()].filter(st => columns.find(c => c.name === st.name).nullable === false);
-	return { byNumber, columns, required };
+	return { byNumber, columns, required, walks: 0 };
 }
 
 /* Check descriptor bytes against the table columns; returns a decode plan. */
@@ -237,7 +240,12 @@ function checkScalar(v, t, path) {
 	return v;
 }
 
-function readScalar(r, step, wt, path) {
+/*
+ * Read one scalar of step's type.  With build false the value is checked
+ * exactly as with build true but strings and binaries are not materialized
+ * (the result is then only a placeholder that is not null).
+ */
+function readScalar(r, step, wt, path, build) {
 	const k = step.kind;
 	let v;
 	switch (SCALAR_PROTO[k]) {
@@ -249,7 +257,7 @@ function readScalar(r, step, wt, path) {
 		case PT.INT64:
 			if (wt !== 0)
 				throw new ValidationError(`field for column "${path}" has wire type ${wt}, expected varint`);
-			v = r.int64();
+			v = build ? r.int64() : r.varint64();
 			break;
 		case PT.BOOL:
 			if (wt !== 0)
@@ -269,7 +277,7 @@ function readScalar(r, step, wt, path) {
 		case PT.BYTES:
 			if (wt !== 2)
 				throw new ValidationError(`field for column "${path}" has wire type ${wt}, expected length-delimited`);
-			v = Buffer.from(r.bytes());
+			v = build ? Buffer.from(r.bytes()) : r.lengthDelimited();
 			break;
 		case PT.STRING: {
 			if (wt !== 2)
@@ -277,7 +285,8 @@ function readScalar(r, step, wt, path) {
 			const [s, e] = r.lengthDelimited();
 			if (!isUtf8(r.buf.subarray(s, e)))
 				throw new ValidationError(`column "${path}" holds invalid UTF-8`);
-			v = r.buf.toString('utf8', s, e);
+			/* DECIMAL and VARIANT text is checked below, so it is needed in any mode. */
+			v = build || k !== 'STRING' ? r.buf.toString('utf8', s, e) : true;
 			break;
 		}
 		default:
@@ -287,22 +296,30 @@ function readScalar(r, step, wt, path) {
 		? checkScalar(v, step.type, path) : v;
 }
 
-function readValue(r, step, wt, path) {
+function readValue(r, step, wt, path, build) {
 	if (step.kind === 'STRUCT') {
 		if (wt !== 2)
 			throw new ValidationError(`field for column "${path}" has wire type ${wt}, expected a message`);
 		const [s, e] = r.lengthDelimited();
-		return decodeMessage(r.buf, s, e, step.plan, path + '.');
+		return walkMessage(r.buf, s, e, step.plan, path + '.', build);
 	}
-	return readScalar(r, step, wt, path);
+	return readScalar(r, step, wt, path, build);
 }
 
 const PACKABLE = new Set(['TINYINT', 'SMALLINT', 'INT', 'DATE', 'BIGINT', 'TIMESTAMP',
 	'TIMESTAMP_NTZ', 'FLOAT', 'DOUBLE', 'BOOLEAN']);
 
-function decodeMessage(buf, start, end, plan, prefix) {
+/*
+ * Walk one message of plan in buf[start, end), checking every field; with
+ * build true return it as a row object, else return true.  Which fields
+ * were seen is stamped on the plan's steps (walks numbers each walk), so a
+ * plan must not be walked re-entrantly; nested messages have plans of their
+ * own, and decoding is synchronous.
+ */
+function walkMessage(buf, start, end, plan, prefix, build) {
 	const r = new Reader(buf, start, end);
-	const row = {};
+	const row = build ? {} : null;
+	const walk = ++plan.walks;
 	while (!r.eof()) {
 		const tag = r.uint32();
 		const number = tag >>> 3;
@@ -311,16 +328,23 @@ function decodeMessage(buf, start, end, plan, prefix) {
 		if (step === undefined)
 			throw new ValidationError(`record has field number ${number}, which the descriptor does not declare`);
 		const path = prefix + step.name;
+		step.seenIn = walk;
 		if (step.kind === 'ARRAY') {
-			const arr = row[step.name] || (row[step.name] = []);
+			const arr = build ? row[step.name] || (row[step.name] = []) : null;
 			if (wt === 2 && PACKABLE.has(step.elem.kind)) {
 				const [s, e] = r.lengthDelimited();
 				const pr = new Reader(buf, s, e);
 				const ewt = step.elem.kind === 'FLOAT' ? 5 : step.elem.kind === 'DOUBLE' ? 1 : 0;
-				while (!pr.eof())
-					arr.push(readScalar(pr, step.elem, ewt, path));
-			} else
-				arr.push(readValue(r, step.elem, wt, path));
+				while (!pr.eof()) {
+					const v = readScalar(pr, step.elem, ewt, path, build);
+					if (build)
+						arr.push(v);
+				}
+			} else {
+				const v = readValue(r, step.elem, wt, path, build);
+				if (build)
+					arr.push(v);
+			}
 		} else if (step.kind === 'MAP') {
 			if (wt !== 2)
 				throw new ValidationError(`field for column "${path}" has wire type ${wt}, expected a map entry`);
@@ -330,36 +354,53 @@ function decodeMessage(buf, start, end, plan, prefix) {
 			while (!er.eof()) {
 				const et = er.uint32();
 				if (et >>> 3 === 1)
-					k = readValue(er, step.key, et & 7, path + '.key');
+					k = readValue(er, step.key, et & 7, path + '.key', build);
 				else if (et >>> 3 === 2)
-					v = readValue(er, step.value, et & 7, path + '.value');
+					v = readValue(er, step.value, et & 7, path + '.value', build);
 				else
 					throw new ValidationError(`map entry of column "${path}" has unknown field ${et >>> 3}`);
 			}
 			if (k === null)
 				throw new ValidationError(`map entry of column "${path}" has no key`);
-			(row[step.name] || (row[step.name] = [])).push([k, v]);
-		} else
-			row[step.name] = readValue(r, step, wt, path);
+			if (build)
+				(row[step.name] || (row[step.name] = [])).push([k, v]);
+		} else {
+			const v = readValue(r, step, wt, path, build);
+			if (build)
+				row[step.name] = v;
+		}
 	}
 	for (const step of plan.required)
-		if (row[step.name] === undefined) {
+		if (step.seenIn !== walk) {
 			if (step.kind !== 'ARRAY' && step.kind !== 'MAP')
 				throw new ValidationError(`record lacks NOT NULL column "${prefix}${step.name}"`);
-			row[step.name] = [];	/* an empty repeated field is an empty array, not NULL */
+			if (build)
+				row[step.name] = [];	/* an empty repeated field is an empty array, not NULL */
 		}
-	return row;
+	return build ? row : true;
 }
 
-/* Decode one PROTO record with a plan from compileProto(). */
-function decodeProto(buf, plan) {
+function walkProto(buf, plan, build) {
 	try {
-		return decodeMessage(buf, 0, buf.length, plan, '');
+		return walkMessage(buf, 0, buf.length, plan, '', build);
 	} catch (e) {
 		if (e instanceof WireError)
 			throw new ValidationError(`record does not parse as the declared message: ${e.message}`);
 		throw e;
 	}
+}
+
+/* Decode one PROTO record with a plan from compileProto(). */
+function decodeProto(buf, plan) {
+	return walkProto(buf, plan, true);
+}
+
+/*
+ * Check one PROTO record with a plan from compileProto() without building
+ * its row: throws the same ValidationError decodeProto() would.
+ */
+function checkProto(buf, plan) {
+	walkProto(buf, plan, false);
 }
 
 /* Convert one JSON value to the internal representation of type t. */
@@ -481,4 +522,4 @@ function decodeJson(text, columns) {
 	return jsonObject(obj, columns, '');
 }
 
-module.exports = { ValidationError, compileProto, decodeProto, decodeJson, parseDescriptor, PT };
+module.exports = { ValidationError, compileProto, decodeProto, checkProto, decodeJson, parseDescriptor, PT };

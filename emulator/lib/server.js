@@ -6,7 +6,8 @@
  *
  * Life of a record: a stream is opened by create_stream (auth, table,
  * descriptor checks); each ingest request is checked for its offset_id
- * (0, 1, 2, ... per call), every record in it is decoded against the table,
+ * (0, 1, 2, ... per call), every record in it is checked against the table
+ * (PROTO records without building rows; the publication worker decodes them),
  * then the request is appended to the durable log; once the group fsync
  * covering it returns, the stream's cumulative ack moves up to its offset.
  * A timer (and the admin flush call) publishes durable records into the
@@ -480,7 +481,7 @@ class Emulator {
 				if (isJson)
 					R.decodeJson(rec, s.columns);
 				else
-					R.decodeProto(rec, s.plan);
+					R.checkProto(rec, s.plan);
 			} catch (e) {
 				if (e instanceof R.ValidationError)
 					throw new R.ValidationError(`record ${i} of request offset_id ${offset}: ${e.message}`);
