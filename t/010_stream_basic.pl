@@ -31,11 +31,7 @@ declare_target($node, $emu, 't1', 'main.cdc.t1');
 declare_target($node, $emu, 't2', 'main.cdc.t2');
 create_stream($node, $emu, 's1', 'pub');
 
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT state FROM zerobus.stat_streams WHERE name = 's1'",
-		'streaming'),
-	'worker is streaming');
+wait_streaming($node, 's1');
 
 $node->safe_psql(
 	'postgres', q{

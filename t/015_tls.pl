@@ -82,11 +82,7 @@ create_stream(
 	$node, $emu, 's1', 'pub',
 	endpoint => "'https://127.0.0.1:$tls_port'",
 	ca_file => "'$dir/ca.pem'");
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT state FROM zerobus.stat_streams WHERE name = 's1'",
-		'streaming'),
-	'worker is streaming');
+wait_streaming($node, 's1');
 
 $node->safe_psql(
 	'postgres', q{

@@ -162,11 +162,7 @@ check_held('s_grant', $grant_lsn);
 
 # --- a fresh token rejected by Zerobus: UNAUTHENTICATED ---
 create_stream($node, $emu, 's_unauth', 'pub_unauth');
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT state FROM zerobus.stat_streams WHERE name = 's_unauth'",
-		'streaming'),
-	'stream s_unauth is streaming');
+wait_streaming($node, 's_unauth');
 emulator_api($emu, 'POST', '/admin/faults',
 	{ table => 'main.cdc.t_unauth', unauthenticated => JSON::PP::true });
 $node->safe_psql('postgres',

@@ -36,11 +36,7 @@ $node->safe_psql(
 });
 my $columns = declare_target($node, $emu, 'sc', $target);
 create_stream($node, $emu, 'sc', 'pub');
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT state FROM zerobus.stat_streams WHERE name = 'sc'",
-		'streaming'),
-	'worker is streaming');
+wait_streaming($node, 'sc');
 
 # Checks that the Delta table equals the source table, whose columns are
 # $select.

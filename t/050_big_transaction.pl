@@ -36,11 +36,7 @@ $node->safe_psql(
 });
 declare_target($node, $emu, 'big', 'main.cdc.big');
 create_stream($node, $emu, 'big', 'pub');
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT state FROM zerobus.stat_streams WHERE name = 'big'",
-		'streaming'),
-	'worker is streaming');
+wait_streaming($node, 'big');
 my $pid = $node->safe_psql('postgres',
 	"SELECT pid FROM zerobus.stat_streams WHERE name = 'big'");
 

@@ -85,11 +85,7 @@ sub wait_mid_stream
 	return;
 }
 
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT state FROM zerobus.stat_streams WHERE name = 's1'",
-		'streaming'),
-	'worker is streaming');
+wait_streaming($node, 's1');
 check_all('before the crashes', write_txns(2));
 
 # The worker killed with SIGKILL while changes are in flight.

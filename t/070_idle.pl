@@ -32,11 +32,7 @@ $node->safe_psql('otherdb', 'CREATE TABLE other_t (id int, payload text)');
 declare_target($node, $emu, 'pub_t', 'main.cdc.pub_t');
 create_stream($node, $emu, 'idle', 'pub');
 
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT state FROM zerobus.stat_streams WHERE name = 'idle'",
-		'streaming'),
-	'worker is streaming');
+wait_streaming($node, 'idle');
 
 # A first published change, so the slot has something acked to start from.
 $node->safe_psql('postgres',

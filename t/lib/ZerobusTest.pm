@@ -20,7 +20,7 @@ use Test::More;
 
 use Exporter 'import';
 our @EXPORT = qw(zb_node start_emulator stop_emulator emulator_api
-  declare_target create_stream wait_acked delta_rows fold_changes
+  declare_target create_stream wait_streaming wait_acked delta_rows fold_changes
   source_rows check_slot_behind_acks);
 
 my $srcdir =
@@ -166,6 +166,18 @@ sub create_stream
 			target_catalog => 'main', target_schema => 'cdc',
 			insecure => true$extra)});
 	return;
+}
+
+# Polls until stream $name's worker reports the streaming state.
+sub wait_streaming
+{
+	my ($node, $name) = @_;
+	return ok(
+		$node->poll_query_until(
+			'postgres',
+			"SELECT state FROM zerobus.stat_streams WHERE name = '$name'",
+			'streaming'),
+		"stream $name is streaming");
 }
 
 # Waits until the stream's acked LSN reaches $lsn; fails the test (with the
