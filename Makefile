@@ -25,6 +25,8 @@ OBJS = \
 	src/catalog.o \
 	src/launcher.o \
 	src/worker.o \
+	src/sender.o \
+	src/snapshot.o \
 	src/grpc.o \
 	src/auth.o \
 	$(PB_SRCS:.c=.o)
@@ -55,5 +57,7 @@ $(OBJS): $(PB_HDRS) src/zerobus.h src/compat.h
 src/decoder.o src/publication.o: src/publication.h
 src/grpc.o: src/grpc.h
 src/auth.o: src/auth.h
-src/catalog.o src/launcher.o src/worker.o: src/stream.h
-src/worker.o: src/grpc.h src/auth.h
+src/catalog.o src/launcher.o src/worker.o src/sender.o: src/stream.h
+src/worker.o src/sender.o src/snapshot.o: src/worker.h
+src/worker.o src/snapshot.o src/catalog.o: src/snapshot.h
+src/sender.o: src/grpc.h src/auth.h

@@ -23,38 +23,23 @@
  * Change messages, the hot path, are parsed by hand; the rarer ones with
  * the protobuf-c code generated from the proto.
  *
- * Sending.  One HTTP/2 connection (grpc.c) carries one EphemeralStream call
- * per target table.  A call is opened lazily, with a token fetched for its
- * table (auth.c) and the DescriptorProto of the relation's last Relation
- * message.  Records of a call are appended to its open batch, which is
- * sent when it holds batch_max_records records or batch_max_bytes bytes,
- * when batch_max_delay_ms has passed since its first record, or as soon as
- * the replication stream has nothing more to read (so a lone change is not
- * delayed).  A batch takes the next offset_id of its call (0, 1, 2, ...).
- * A call is retired, i.e. takes no new records and is closed once its last
- * batch is acked, when a relation of its table changes descriptor, when its
- * token nears expiry (less than min(5 minutes, 20% of its lifetime) left)
- * or when the server announces a close (CloseStreamSignal); new records go
- * to a fresh call.
+ * Sending.  Records go to Zerobus through the sender (sender.c, whose
+ * header describes batching, acks and backpressure).  The worker sends the
+ * open batches as soon as the replication stream has nothing more to read,
+ * so a lone change is not delayed, and while the sender is backpressured
+ * it stops reading the replication connection (and stops watching its
+ * socket): the walsender then blocks on a full socket, and status updates
+ * keep flowing.
  *
- * Confirming.  Transactions are kept in a FIFO in commit order.  Each knows
- * how many unacked batches (sent or still open) hold its records.  An ack
- * of offset N on a call releases that call's batches up to N.  The
- * confirmable LSN is the end LSN of the longest prefix of the FIFO whose
- * transactions are committed and fully acked; with an empty FIFO and no
- * transaction being received it is the last WAL position the walsender
- * reported, so idle or filtered-out WAL is confirmed too.  That position,
- * and never a later one, is sent as flush (and apply) position in the
- * standby status updates, which the walsender turns into the slot's
- * confirmed_flush_lsn.
- *
- * Backpressure.  Records count as in flight from the moment they enter a
- * batch until they are acked.  While more than max_inflight_bytes are in
- * flight, or more than ZB_MAX_QUEUED_BYTES wait in the transport's send
- * queues, the worker stops reading the replication connection (and stops
- * watching its socket); the walsender then blocks on a full socket.  Status
- * updates keep flowing.  Memory thus stays bounded whatever the size of a
- * transaction or the ack delay.
+ * Confirming.  Transactions are kept in a FIFO in commit order.  Each is
+ * the ack group of its records: it knows how many unacked batches (sent or
+ * still open) hold them.  The confirmable LSN is the end LSN of the longest
+ * prefix of the FIFO whose transactions are committed and fully acked;
+ * with an empty FIFO and no transaction being received it is the last WAL
+ * position the walsender reported, so idle or filtered-out WAL is
+ * confirmed too.  That position, and never a later one, is sent as flush
+ * (and apply) position in the standby status updates, which the walsender
+ * turns into the slot's confirmed_flush_lsn.
  *
  * Recovery.  Every transient failure (transport error, a call ending with a
  * retryable status or ending with unacked batches, no message for
@@ -103,9 +88,8 @@
 #include "utils/snapmgr.h"
 #include "utils/varlena.h"
 
-#include "auth.h"
-#include "grpc.h"
 #include "stream.h"
+#include "worker.h"
 #include "zerobus.h"
 #include "zerobus_output.pb-c.h"
 
@@ -113,27 +97,8 @@
 #define ZB_BACKOFF_MIN_MS		1000
 #define ZB_BACKOFF_MAX_MS		30000
 
-/* How long a token fetch may block the worker */
-#define ZB_TOKEN_TIMEOUT_MS		10000
-
-/* Refresh a token when less than min(this, 20% of its lifetime) is left */
-#define ZB_TOKEN_REFRESH_MARGIN_MS	(5 * 60 * 1000)
-
-/* Room left in a gRPC message for the request framing around the records */
-#define ZB_REQUEST_OVERHEAD		(64 * 1024)
-#define ZB_MAX_RECORD			(ZB_GRPC_MAX_MESSAGE - ZB_REQUEST_OVERHEAD)
-
 /* Replication messages handled per loop iteration before serving the rest */
 #define ZB_RECEIVE_BURST		2000
-
-/*
- * Most record bytes held in the transport's send queues before the worker
- * stops reading the slot, whatever max_inflight_bytes allows: bounds the
- * memory used while Zerobus reads slower than the slot is decoded.  Four
- * times libcurl's upload buffer keeps the connection busy; more only costs
- * memory (8 MB here meant 12 MB more peak RSS, and no more throughput).
- */
-#define ZB_MAX_QUEUED_BYTES		(2 * 1024 * 1024)
 
 /* Most sockets libcurl can ask us to watch */
 #define ZB_MAX_SOCKETS			16
@@ -144,63 +109,16 @@ typedef struct ZbTxn
 	dlist_node	node;			/* in ZbSession.txns */
 	XLogRecPtr	end_lsn;		/* end of its commit record, once seen */
 	TimestampTz commit_time;
-	int			pending;		/* unacked batches holding its records */
+	ZerobusAckGroup acks;		/* batches holding its records */
 	bool		committed;		/* its Commit message was received */
 } ZbTxn;
-
-/* A batch of records of one call: open, then sent, then acked. */
-typedef struct ZbBatch
-{
-	dlist_node	node;			/* in ZbCall.inflight once sent */
-	int64		offset;			/* offset_id, once sent */
-	int			nrecords;
-	size_t		bytes;			/* sum of the record sizes */
-	int			ntxns;			/* the transactions it holds records of, */
-	int			maxtxns;		/* in commit order */
-	ZbTxn	  **txns;
-} ZbBatch;
-
-typedef struct ZbTarget ZbTarget;
-
-/* One EphemeralStream call, writing one target table. */
-typedef struct ZbCall
-{
-	dlist_node	node;			/* in ZbSession.calls */
-	ZerobusGrpcCall *grpc;
-	ZbTarget   *target;
-	uint64		serial;			/* unique in the session */
-	char	   *descriptor;		/* DescriptorProto it was opened with */
-	int			descriptor_len;
-	int64		next_offset;
-	ZbBatch    *open;			/* batch being filled, or NULL */
-	StringInfoData buf;			/* the open batch's records, back to back */
-	size_t	   *lens;			/* their sizes */
-	int			maxlens;
-	TimestampTz open_since;		/* when the open batch got its first record */
-	dlist_head	inflight;		/* sent batches awaiting their ack */
-	bool		retiring;		/* takes no new records */
-	bool		fresh_token;	/* its token was fetched for it */
-	TimestampTz last_heard;		/* last event, or when batches went in
-								 * flight */
-} ZbCall;
-
-/* A target table and its token. */
-struct ZbTarget
-{
-	dlist_node	node;			/* in ZbSession.targets */
-	char	   *name;			/* catalog.schema.table */
-	ZbCall	   *call;			/* current call, NULL until needed */
-	char	   *token;			/* malloc'd by auth.c, NULL when none */
-	TimestampTz token_expires;
-	TimestampTz token_refresh;	/* when to replace the token */
-};
 
 /* A source relation, as last described by a Relation message. */
 typedef struct ZbRelation
 {
 	uint32		relid;			/* hash key */
 	char	   *qualname;		/* schema.table, for messages */
-	ZbTarget   *target;
+	ZerobusTarget *target;
 	char	   *descriptor;
 	int			descriptor_len;
 	uint64		call_serial;	/* the call known to accept the descriptor */
@@ -209,22 +127,18 @@ typedef struct ZbRelation
 /*
  * Everything a session (one replication connection, one Zerobus connection)
  * owns.  Allocations live in cxt, which is reset when the session ends;
- * grpc and rcv are released explicitly.
+ * sender and rcv are released explicitly.
  */
 typedef struct ZbSession
 {
 	MemoryContext cxt;
-	MemoryContext txn_cxt;		/* ZbTxn and ZbBatch chunks */
+	MemoryContext txn_cxt;		/* ZbTxn chunks */
 	WalReceiverConn *rcv;
 	pgsocket	rcv_sock;
-	ZerobusGrpc *grpc;
+	ZerobusSender *sender;
 	HTAB	   *relations;
-	dlist_head	targets;
-	dlist_head	calls;
-	uint64		next_serial;
 	dlist_head	txns;			/* ZbTxn in commit order */
 	ZbTxn	   *cur_txn;		/* being received (between Begin and Commit) */
-	size_t		inflight_bytes;
 	XLogRecPtr	received_lsn;	/* highest WAL position the walsender sent */
 	XLogRecPtr	confirm_lsn;	/* confirmable position */
 	XLogRecPtr	sent_write;		/* positions of the last status update */
@@ -232,8 +146,6 @@ typedef struct ZbSession
 	TimestampTz last_feedback;
 	bool		reply_requested;
 	bool		drained;		/* walrcv_receive had nothing more */
-	bool		unsent;			/* batches queued since the last perform */
-	bool		got_ack;		/* an ack arrived: the session works */
 } ZbSession;
 
 static ZerobusStreamConfig *config;
@@ -242,39 +154,14 @@ static MemoryContext worker_cxt;
 static ZbSession *zb;
 static TimestampTz zb_now;		/* taken once per loop iteration */
 
-static void fail_stream(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
-static void flush_batch(ZbCall *call);
-static void retire_call(ZbCall *call);
-
-/*
- * True when the process must stop; lets a blocking token fetch return
- * early.
- */
-static bool
-interrupt_pending(void)
-{
-	return ProcDiePending;
-}
-
-/*
- * Lowers *timeout (milliseconds, -1 = none) to the time left until due.
- */
-static void
-timeout_until(long *timeout, TimestampTz due)
-{
-	long		ms = due <= zb_now ? 0 : (long) ((due - zb_now + 999) / 1000);
-
-	if (*timeout < 0 || ms < *timeout)
-		*timeout = ms;
-}
-
 /*
  * Stops the stream for good: records the reason in zerobus.streams (so the
  * launcher does not restart the worker until resume_stream) and in shared
- * memory, and exits with status 0.  The slot keeps the WAL.
+ * memory, and exits with status 0.  The slot keeps the WAL.  For permanent
+ * failures only; transient ones raise an ERROR, which resets the session.
  */
-static void
-fail_stream(const char *fmt,...)
+void
+zerobus_worker_fail(const char *fmt,...)
 {
 	char		reason[1024];
 	va_list		args;
@@ -349,7 +236,7 @@ advance_confirm(void)
 	{
 		ZbTxn	   *txn = dlist_head_element(ZbTxn, node, &zb->txns);
 
-		if (!txn->committed || txn->pending > 0)
+		if (!txn->committed || txn->acks.pending > 0)
 		{
 			oldest = txn->commit_time;
 			break;
@@ -371,503 +258,6 @@ advance_confirm(void)
 		shared->acked_commit_time = acked_time;
 	shared->oldest_unacked_commit_time = oldest;
 	SpinLockRelease(&shared->mutex);
-}
-
-/* Frees a batch whose records are durable (or will never be). */
-static void
-release_batch(ZbBatch *batch, bool acked)
-{
-	int			i;
-
-	for (i = 0; i < batch->ntxns; i++)
-		batch->txns[i]->pending--;
-	zb->inflight_bytes -= batch->bytes;
-	if (acked)
-	{
-		SpinLockAcquire(&shared->mutex);
-		shared->records_acked += batch->nrecords;
-		shared->bytes_acked += batch->bytes;
-		SpinLockRelease(&shared->mutex);
-	}
-	if (batch->txns)
-		pfree(batch->txns);
-	pfree(batch);
-}
-
-/* ----------------------------------------------------------------
- * Targets, calls and batches
- * ----------------------------------------------------------------
- */
-
-/* Finds or creates the target of the given name. */
-static ZbTarget *
-get_target(const char *name)
-{
-	dlist_iter	iter;
-	ZbTarget   *target;
-
-	dlist_foreach(iter, &zb->targets)
-	{
-		target = dlist_container(ZbTarget, node, iter.cur);
-		if (strcmp(target->name, name) == 0)
-			return target;
-	}
-	target = MemoryContextAllocZero(zb->cxt, sizeof(ZbTarget));
-	target->name = MemoryContextStrdup(zb->cxt, name);
-	dlist_push_tail(&zb->targets, &target->node);
-	return target;
-}
-
-/*
- * Makes sure target has a token that is not due for refresh, fetching one
- * if needed (this blocks for at most ZB_TOKEN_TIMEOUT_MS).  Returns true
- * when it fetched one.
- */
-static bool
-ensure_token(ZbTarget *target)
-{
-	char		errbuf[512];
-	char	   *token = NULL;
-	TimestampTz expires = 0;
-	TimestampTz fetched;
-	int64		margin;
-	ZerobusAuthResult res;
-	char	   *workspace_id;
-
-	if (target->token && zb_now < target->token_refresh)
-		return false;
-
-	workspace_id = config->workspace_id ? config->workspace_id :
-		zerobus_workspace_id(config->endpoint);
-	fetched = GetCurrentTimestamp();
-	res = zerobus_auth_fetch(config->workspace_url, workspace_id,
-							 config->client_id, config->client_secret,
-							 target->name, config->ca_file,
-							 ZB_TOKEN_TIMEOUT_MS, interrupt_pending,
-							 &token, &expires, errbuf, sizeof(errbuf));
-	CHECK_FOR_INTERRUPTS();
-	if (res == ZB_AUTH_DENIED)
-		fail_stream("OAuth token request for table %s was denied: %s",
-					target->name, errbuf);
-	if (res != ZB_AUTH_OK)
-		ereport(ERROR,
-				(errmsg("could not fetch an OAuth token for table %s: %s",
-						target->name, errbuf)));
-
-	if (target->token)
-		free(target->token);
-	target->token = token;
-	target->token_expires = expires;
-	margin = Min((int64) ZB_TOKEN_REFRESH_MARGIN_MS * 1000,
-				 (expires - fetched) / 5);
-	target->token_refresh = expires - Max(margin, 0);
-	return true;
-}
-
-/*
- * Opens a new call for target with the given descriptor and makes it the
- * target's current call.  Any previous current call must have been retired.
- */
-static ZbCall *
-open_call(ZbTarget *target, const char *descriptor, int descriptor_len)
-{
-	ZbCall	   *call;
-	char		errbuf[512];
-	bool		fresh_token = ensure_token(target);
-
-	call = MemoryContextAllocZero(zb->cxt, sizeof(ZbCall));
-	call->target = target;
-	call->serial = ++zb->next_serial;
-	call->descriptor = MemoryContextAlloc(zb->cxt, descriptor_len);
-	memcpy(call->descriptor, descriptor, descriptor_len);
-	call->descriptor_len = descriptor_len;
-	call->fresh_token = fresh_token;
-	call->last_heard = zb_now;
-	dlist_init(&call->inflight);
-	call->buf.data = NULL;
-
-	call->grpc = zerobus_grpc_open(zb->grpc, target->name, target->token,
-								   descriptor, descriptor_len, call,
-								   errbuf, sizeof(errbuf));
-	if (call->grpc == NULL)
-		ereport(ERROR,
-				(errmsg("could not open a Zerobus stream for table %s: %s",
-						target->name, errbuf)));
-	dlist_push_tail(&zb->calls, &call->node);
-	target->call = call;
-	return call;
-}
-
-/* Cancels a call and frees it, with whatever it still holds. */
-static void
-drop_call(ZbCall *call)
-{
-	dlist_mutable_iter iter;
-
-	if (call->target->call == call)
-		call->target->call = NULL;
-	if (call->grpc)
-		zerobus_grpc_close(call->grpc);
-	if (call->open)
-		release_batch(call->open, false);
-	dlist_foreach_modify(iter, &call->inflight)
-	{
-		ZbBatch    *batch = dlist_container(ZbBatch, node, iter.cur);
-
-		dlist_delete(&batch->node);
-		release_batch(batch, false);
-	}
-	dlist_delete(&call->node);
-	if (call->buf.data)
-		pfree(call->buf.data);
-	if (call->lens)
-		pfree(call->lens);
-	pfree(call->descriptor);
-	pfree(call);
-}
-
-/*
- * Stops routing records to a call: its open batch is sent, and it is
- * closed once everything it sent is acked.
- */
-static void
-retire_call(ZbCall *call)
-{
-	if (call->open)
-		flush_batch(call);
-	call->retiring = true;
-	if (call->target->call == call)
-		call->target->call = NULL;
-	if (dlist_is_empty(&call->inflight))
-		drop_call(call);
-}
-
-/*
- * The call records of rel go to: the target's current call when it was
- * opened with rel's descriptor, else a new one (retiring the old).
- */
-static ZbCall *
-call_for(ZbRelation *rel)
-{
-	ZbTarget   *target = rel->target;
-	ZbCall	   *call = target->call;
-
-	if (call)
-	{
-		if (call->serial == rel->call_serial)
-			return call;
-		if (call->descriptor_len == rel->descriptor_len &&
-			memcmp(call->descriptor, rel->descriptor, rel->descriptor_len) == 0)
-		{
-			rel->call_serial = call->serial;
-			return call;
-		}
-		retire_call(call);
-	}
-	call = open_call(target, rel->descriptor, rel->descriptor_len);
-	rel->call_serial = call->serial;
-	return call;
-}
-
-/* Sends a call's open batch with the call's next offset. */
-static void
-flush_batch(ZbCall *call)
-{
-	ZbBatch    *batch = call->open;
-	const char **records;
-	const char *p;
-	int			i;
-
-	Assert(batch != NULL && !call->retiring);
-
-	records = palloc(sizeof(char *) * batch->nrecords);
-	p = call->buf.data;
-	for (i = 0; i < batch->nrecords; i++)
-	{
-		records[i] = p;
-		p += call->lens[i];
-	}
-	batch->offset = call->next_offset++;
-	zerobus_grpc_send(call->grpc, batch->offset, batch->nrecords,
-					  records, call->lens);
-	pfree(records);
-	zb->unsent = true;
-
-	if (dlist_is_empty(&call->inflight))
-		call->last_heard = zb_now;
-	dlist_push_tail(&call->inflight, &batch->node);
-	call->open = NULL;
-	resetStringInfo(&call->buf);
-
-	SpinLockAcquire(&shared->mutex);
-	shared->records_sent += batch->nrecords;
-	shared->bytes_sent += batch->bytes;
-	SpinLockRelease(&shared->mutex);
-}
-
-/* Sends every open batch; called when the replication stream is drained. */
-static void
-flush_all(void)
-{
-	dlist_iter	iter;
-
-	dlist_foreach(iter, &zb->calls)
-	{
-		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
-
-		if (call->open)
-			flush_batch(call);
-	}
-}
-
-/* Appends one record of the current transaction to rel's call. */
-static void
-add_record(ZbRelation *rel, const char *data, size_t len)
-{
-	ZbTxn	   *txn = zb->cur_txn;
-	ZbCall	   *call;
-	ZbBatch    *batch;
-
-	if (len > ZB_MAX_RECORD)
-		fail_stream("a record of table %s is %zu bytes, more than Zerobus accepts in one message (%d bytes)",
-					rel->qualname, len, ZB_MAX_RECORD);
-
-	call = call_for(rel);
-	batch = call->open;
-	if (batch && batch->bytes + len > (size_t) config->batch_max_bytes)
-	{
-		flush_batch(call);
-		batch = NULL;
-	}
-	if (batch == NULL)
-	{
-		batch = MemoryContextAllocZero(zb->txn_cxt, sizeof(ZbBatch));
-		call->open = batch;
-		call->open_since = zb_now;
-		if (call->buf.data == NULL)
-		{
-			MemoryContext oldcxt = MemoryContextSwitchTo(zb->cxt);
-
-			initStringInfo(&call->buf);
-			MemoryContextSwitchTo(oldcxt);
-		}
-		if (call->lens == NULL)
-		{
-			call->maxlens = config->batch_max_records;
-			call->lens = MemoryContextAlloc(zb->cxt,
-											sizeof(size_t) * call->maxlens);
-		}
-	}
-
-	if (batch->nrecords >= call->maxlens)
-	{
-		call->maxlens *= 2;
-		call->lens = repalloc(call->lens, sizeof(size_t) * call->maxlens);
-	}
-	appendBinaryStringInfo(&call->buf, data, len);
-	call->lens[batch->nrecords++] = len;
-	batch->bytes += len;
-	zb->inflight_bytes += len;
-
-	if (batch->ntxns == 0 || batch->txns[batch->ntxns - 1] != txn)
-	{
-		if (batch->ntxns == batch->maxtxns)
-		{
-			batch->maxtxns = batch->maxtxns ? batch->maxtxns * 2 : 4;
-			if (batch->txns)
-				batch->txns = repalloc(batch->txns,
-									   sizeof(ZbTxn *) * batch->maxtxns);
-			else
-				batch->txns = MemoryContextAlloc(zb->txn_cxt,
-												 sizeof(ZbTxn *) * batch->maxtxns);
-		}
-		batch->txns[batch->ntxns++] = txn;
-		txn->pending++;
-	}
-
-	if (batch->nrecords >= config->batch_max_records)
-		flush_batch(call);
-}
-
-/* ----------------------------------------------------------------
- * Zerobus events
- * ----------------------------------------------------------------
- */
-
-/* Whether the official SDKs give up (rather than retry) on this status. */
-static bool
-status_is_permanent(int status)
-{
-	switch (status)
-	{
-		case ZB_GRPC_INVALID_ARGUMENT:
-		case ZB_GRPC_NOT_FOUND:
-		case ZB_GRPC_PERMISSION_DENIED:
-		case ZB_GRPC_OUT_OF_RANGE:
-		case ZB_GRPC_UNIMPLEMENTED:
-		case ZB_GRPC_UNAUTHENTICATED:
-			return true;
-		default:
-			return false;
-	}
-}
-
-/* The name of a gRPC status code, for messages. */
-static const char *
-status_name(int status)
-{
-	static const char *const names[] = {
-		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-		"NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
-		"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-		"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
-		"DATA_LOSS", "UNAUTHENTICATED"
-	};
-
-	if (status >= 0 && status < (int) lengthof(names))
-		return names[status];
-	return "UNRECOGNIZED";
-}
-
-/* Releases a call's batches acked by "durable up to offset". */
-static void
-handle_ack(ZbCall *call, int64 offset)
-{
-	while (!dlist_is_empty(&call->inflight))
-	{
-		ZbBatch    *batch = dlist_head_element(ZbBatch, node, &call->inflight);
-
-		if (batch->offset > offset)
-			break;
-		dlist_delete(&batch->node);
-		release_batch(batch, true);
-	}
-	zb->got_ack = true;
-	SpinLockAcquire(&shared->mutex);
-	shared->last_ack_time = zb_now;
-	SpinLockRelease(&shared->mutex);
-
-	if (call->retiring && dlist_is_empty(&call->inflight))
-		drop_call(call);
-}
-
-/* A call ended: fine when it owed nothing, else a failure. */
-static void
-handle_ended(ZbCall *call, int status, const char *message)
-{
-	const char *table = call->target->name;
-
-	if (status == ZB_GRPC_OK && call->open == NULL &&
-		dlist_is_empty(&call->inflight))
-	{
-		drop_call(call);
-		return;
-	}
-
-	/*
-	 * A cached token may have expired or been revoked early; only the
-	 * rejection of one fetched for this very call is final.  The session
-	 * reset below drops the cached tokens, so the retry fetches new ones.
-	 */
-	if (status_is_permanent(status) &&
-		!(status == ZB_GRPC_UNAUTHENTICATED &&
-		  (!call->fresh_token || zb_now >= call->target->token_expires)))
-		fail_stream("Zerobus ended the stream for table %s with status %d (%s): %s",
-					table, status, status_name(status), message);
-
-	if (status == ZB_GRPC_TRANSPORT_ERROR)
-		ereport(ERROR,
-				(errmsg("Zerobus connection failed for table %s: %s",
-						table, message)));
-	ereport(ERROR,
-			(errmsg("Zerobus ended the stream for table %s with status %d (%s) before acking every batch: %s",
-					table, status, status_name(status), message)));
-}
-
-/*
- * Does the pending Zerobus I/O and handles what came of it.  Returns the
- * milliseconds after which it must run again (-1: no timer).
- */
-static long
-process_grpc(void)
-{
-	long		timeout;
-	ZerobusGrpcEvent ev;
-
-	zb->unsent = false;
-	timeout = zerobus_grpc_perform(zb->grpc);
-
-	while (zerobus_grpc_next_event(zb->grpc, &ev))
-	{
-		ZbCall	   *call = (ZbCall *) ev.user_data;
-
-		call->last_heard = zb_now;
-		switch (ev.kind)
-		{
-			case ZB_GRPC_EV_CREATED:
-				elog(DEBUG1, "zerobus stream %s opened for table %s",
-					 ev.stream_id, call->target->name);
-				break;
-			case ZB_GRPC_EV_ACK:
-				handle_ack(call, ev.offset);
-				break;
-			case ZB_GRPC_EV_CLOSE_SIGNAL:
-				elog(DEBUG1, "Zerobus announced the close of the stream for table %s in " INT64_FORMAT " ms",
-					 call->target->name, ev.close_after_ms);
-				if (!call->retiring)
-					retire_call(call);
-				break;
-			case ZB_GRPC_EV_ENDED:
-				handle_ended(call, ev.status, ev.message);
-				break;
-		}
-	}
-	return timeout;
-}
-
-/*
- * Timers: sends batches older than batch_max_delay_ms, retires calls whose
- * token is due for refresh (an idle one is closed at once, so that no call
- * outlives its token), and fails the session when a call with batches in
- * flight has been silent for ack_timeout_ms.  Lowers *timeout to the time
- * until the next timer is due.
- */
-static void
-check_timers(long *timeout)
-{
-	dlist_mutable_iter iter;
-
-	dlist_foreach_modify(iter, &zb->calls)
-	{
-		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
-		TimestampTz due;
-
-		if (!dlist_is_empty(&call->inflight))
-		{
-			due = TimestampTzPlusMilliseconds(call->last_heard,
-											  config->ack_timeout_ms);
-			if (zb_now >= due)
-				ereport(ERROR,
-						(errmsg("no ack from Zerobus for table %s in %d ms",
-								call->target->name, config->ack_timeout_ms)));
-			timeout_until(timeout, due);
-		}
-		if (call->retiring)
-			continue;
-		if (call->open)
-		{
-			due = TimestampTzPlusMilliseconds(call->open_since,
-											  config->batch_max_delay_ms);
-			if (zb_now >= due)
-				flush_batch(call);
-			else
-				timeout_until(timeout, due);
-		}
-		if (zb_now >= call->target->token_refresh)
-			retire_call(call);
-		else
-			timeout_until(timeout, call->target->token_refresh);
-	}
 }
 
 /* ----------------------------------------------------------------
@@ -1033,7 +423,10 @@ handle_change(const uint8 *p, const uint8 *end)
 	rel = hash_search(zb->relations, &relid, HASH_FIND, NULL);
 	if (rel == NULL)
 		protocol_error("Change for a relation never described");
-	add_record(rel, (const char *) record, record_len);
+	zerobus_sender_add(zb->sender, rel->target, ZB_LANE_CHANGES,
+					   rel->descriptor, rel->descriptor_len, &rel->call_serial,
+					   (const char *) record, record_len,
+					   &zb->cur_txn->acks, rel->qualname);
 }
 
 /* A Relation message: (re)learn the relation's target and descriptor. */
@@ -1066,7 +459,7 @@ handle_relation(const uint8 *data, size_t len)
 
 	target = zerobus_stream_target_table(config, msg->schema_name,
 										 msg->table_name);
-	rel->target = get_target(target);
+	rel->target = zerobus_sender_target(zb->sender, target);
 	pfree(target);
 
 	zerobus__output__relation__free_unpacked(msg, NULL);
@@ -1206,27 +599,6 @@ handle_copydata(const char *buf, int len)
 }
 
 /*
- * Whether reading the slot must wait: too many bytes unacked, or too many
- * not even handed to the network yet.
- */
-static bool
-backpressured(void)
-{
-	dlist_iter	iter;
-	size_t		queued = 0;
-
-	if (zb->inflight_bytes >= (size_t) config->max_inflight_bytes)
-		return true;
-	dlist_foreach(iter, &zb->calls)
-	{
-		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
-
-		queued += zerobus_grpc_queued_bytes(call->grpc);
-	}
-	return queued >= ZB_MAX_QUEUED_BYTES;
-}
-
-/*
  * Reads the replication stream until it has nothing ready, until
  * ZB_RECEIVE_BURST messages were handled or until backpressure applies.
  * Sends the open batches when the stream is drained.
@@ -1242,14 +614,14 @@ receive(void)
 		pgsocket	fd = PGINVALID_SOCKET;
 		int			len;
 
-		if (backpressured())
+		if (zerobus_sender_backpressured(zb->sender))
 			return;
 		len = walrcv_receive(zb->rcv, &buf, &fd);
 		if (len == 0)
 		{
 			zb->rcv_sock = fd;
 			zb->drained = true;
-			flush_all();
+			zerobus_sender_flush_all(zb->sender);
 			return;
 		}
 		if (len < 0)
@@ -1281,7 +653,7 @@ wait_for_work(bool watch_rcv, long timeout)
 	int			n;
 	int			i;
 
-	n = zerobus_grpc_sockets(zb->grpc, socks, events, ZB_MAX_SOCKETS);
+	n = zerobus_sender_sockets(zb->sender, socks, events, ZB_MAX_SOCKETS);
 	wes = CreateWaitEventSet(CurrentMemoryContext, n + 3);
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -1313,8 +685,6 @@ start_session(void)
 	zb->txn_cxt = AllocSetContextCreate(zb->cxt, "zerobus transactions",
 										ALLOCSET_DEFAULT_SIZES);
 	zb->rcv_sock = PGINVALID_SOCKET;
-	dlist_init(&zb->targets);
-	dlist_init(&zb->calls);
 	dlist_init(&zb->txns);
 	MemoryContextSwitchTo(zb->cxt);
 
@@ -1324,10 +694,10 @@ start_session(void)
 	zb->relations = hash_create("zerobus relations", 64, &ctl,
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
-	zb->grpc = zerobus_grpc_create(config->endpoint, config->insecure,
-								   config->ca_file, errbuf, sizeof(errbuf));
-	if (zb->grpc == NULL)
-		fail_stream("invalid Zerobus endpoint: %s", errbuf);
+	zb->sender = zerobus_sender_create(config, shared, zb->cxt,
+									   errbuf, sizeof(errbuf));
+	if (zb->sender == NULL)
+		zerobus_worker_fail("invalid Zerobus endpoint: %s", errbuf);
 
 	if (config->conninfo)
 		conninfo = config->conninfo;
@@ -1360,6 +730,7 @@ start_session(void)
 						config->slot_name)));
 
 	zb_now = GetCurrentTimestamp();
+	zerobus_sender_set_now(zb->sender, zb_now);
 	zb->last_feedback = zb_now;
 	SpinLockAcquire(&shared->mutex);
 	shared->state = ZB_STATE_STREAMING;
@@ -1372,18 +743,8 @@ end_session(void)
 {
 	if (zb == NULL)
 		return;
-	while (!dlist_is_empty(&zb->calls))
-		drop_call(dlist_head_element(ZbCall, node, &zb->calls));
-	while (!dlist_is_empty(&zb->targets))
-	{
-		ZbTarget   *target = dlist_head_element(ZbTarget, node, &zb->targets);
-
-		if (target->token)
-			free(target->token);
-		dlist_delete(&target->node);
-	}
-	if (zb->grpc)
-		zerobus_grpc_destroy(zb->grpc);
+	if (zb->sender)
+		zerobus_sender_destroy(zb->sender);
 	if (zb->rcv)
 		walrcv_disconnect(zb->rcv);
 	MemoryContextSwitchTo(worker_cxt);
@@ -1416,20 +777,22 @@ run_session(void)
 		}
 
 		zb_now = GetCurrentTimestamp();
+		zerobus_sender_set_now(zb->sender, zb_now);
 		zb->drained = false;
 		receive();
 		zb_now = GetCurrentTimestamp();
-		timeout = process_grpc();
+		zerobus_sender_set_now(zb->sender, zb_now);
+		timeout = zerobus_sender_process(zb->sender);
 		advance_confirm();
-		check_timers(&timeout);
+		zerobus_sender_check_timers(zb->sender, &timeout);
 		send_feedback();
 		if (wal_receiver_status_interval > 0)
-			timeout_until(&timeout,
-						  TimestampTzPlusMilliseconds(zb->last_feedback,
-													  wal_receiver_status_interval * 1000));
+			zerobus_timeout_until(&timeout, zb_now,
+								  TimestampTzPlusMilliseconds(zb->last_feedback,
+															  wal_receiver_status_interval * 1000));
 
-		waiting = backpressured();
-		if ((!zb->drained && !waiting) || zb->unsent)
+		waiting = zerobus_sender_backpressured(zb->sender);
+		if ((!zb->drained && !waiting) || zerobus_sender_unsent(zb->sender))
 			timeout = 0;		/* more to read or to send right away */
 		wait_for_work(!waiting, timeout);
 	}
@@ -1505,7 +868,7 @@ zerobus_worker_main(Datum main_arg)
 			edata = CopyErrorData();
 			FlushErrorState();
 
-			if (zb && zb->got_ack)
+			if (zb && zb->sender && zerobus_sender_got_ack(zb->sender))
 				backoff = ZB_BACKOFF_MIN_MS;
 			end_session();
 

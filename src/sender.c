@@ -1,0 +1,805 @@
+/*-------------------------------------------------------------------------
+ *
+ * sender.c
+ *	  The Zerobus side of a stream worker: targets and their tokens, one
+ *	  EphemeralStream call per target table and lane, batching, acks and
+ *	  backpressure.
+ *
+ * Sending.  One HTTP/2 connection (grpc.c) carries one EphemeralStream call
+ * per target table and lane (changes, snapshot).  A call is opened lazily,
+ * with a token fetched for its table (auth.c) and the DescriptorProto the
+ * caller gives for its records.  Records of a call are appended to its open
+ * batch, which is sent when it holds batch_max_records records or
+ * batch_max_bytes bytes, when batch_max_delay_ms has passed since its first
+ * record, or when the caller flushes (the worker does as soon as the
+ * replication stream has nothing more to read, so a lone change is not
+ * delayed).  A batch takes the next offset_id of its call (0, 1, 2, ...).
+ * A call is retired, i.e. takes no new records and is closed once its last
+ * batch is acked, when records of its table and lane come with another
+ * descriptor, when its token nears expiry (less than min(5 minutes, 20% of
+ * its lifetime) left) or when the server announces a close
+ * (CloseStreamSignal); new records go to a fresh call.
+ *
+ * Acks.  Each batch remembers the ack groups (ZerobusAckGroup, e.g. a
+ * transaction) it holds records of, in the order they came.  An ack of
+ * offset N on a call releases that call's batches up to N, and each
+ * released batch decrements the pending count of its groups; the caller
+ * decides from those counts what it may confirm.
+ *
+ * Backpressure.  Records count as in flight from the moment they enter a
+ * batch until they are acked.  While more than max_inflight_bytes are in
+ * flight, or more than ZB_MAX_QUEUED_BYTES wait in the transport's send
+ * queues, zerobus_sender_backpressured() says so, and the worker stops
+ * reading the replication connection (and stops watching its socket); the
+ * walsender then blocks on a full socket.  Memory thus stays bounded
+ * whatever the size of a transaction or the ack delay.
+ *
+ * Failures.  A transient one raises an ERROR, which makes the worker reset
+ * its session; a permanent one (see "Recovery" in worker.c) goes to
+ * zerobus_worker_fail(), which marks the stream failed.
+ *
+ * src/sender.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/ilist.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "auth.h"
+#include "grpc.h"
+#include "stream.h"
+#include "worker.h"
+
+/* How long a token fetch may block the worker */
+#define ZB_TOKEN_TIMEOUT_MS		10000
+
+/* Refresh a token when less than min(this, 20% of its lifetime) is left */
+#define ZB_TOKEN_REFRESH_MARGIN_MS	(5 * 60 * 1000)
+
+/* Room left in a gRPC message for the request framing around the records */
+#define ZB_REQUEST_OVERHEAD		(64 * 1024)
+#define ZB_MAX_RECORD			(ZB_GRPC_MAX_MESSAGE - ZB_REQUEST_OVERHEAD)
+
+/*
+ * Most record bytes held in the transport's send queues before the worker
+ * stops reading the slot, whatever max_inflight_bytes allows: bounds the
+ * memory used while Zerobus reads slower than the slot is decoded.  Four
+ * times libcurl's upload buffer keeps the connection busy; more only costs
+ * memory (8 MB here meant 12 MB more peak RSS, and no more throughput).
+ */
+#define ZB_MAX_QUEUED_BYTES		(2 * 1024 * 1024)
+
+/* A batch of records of one call: open, then sent, then acked. */
+typedef struct ZbBatch
+{
+	dlist_node	node;			/* in ZbCall.inflight once sent */
+	int64		offset;			/* offset_id, once sent */
+	int			nrecords;
+	size_t		bytes;			/* sum of the record sizes */
+	int			ngroups;		/* the ack groups it holds records of, */
+	int			maxgroups;		/* in the order they came */
+	ZerobusAckGroup **groups;
+} ZbBatch;
+
+/* One EphemeralStream call, writing one target table. */
+typedef struct ZbCall
+{
+	dlist_node	node;			/* in ZerobusSender.calls */
+	ZerobusGrpcCall *grpc;
+	ZerobusTarget *target;
+	ZerobusLane lane;
+	uint64		serial;			/* unique in the sender */
+	char	   *descriptor;		/* DescriptorProto it was opened with */
+	int			descriptor_len;
+	int64		next_offset;
+	ZbBatch    *open;			/* batch being filled, or NULL */
+	StringInfoData buf;			/* the open batch's records, back to back */
+	size_t	   *lens;			/* their sizes */
+	int			maxlens;
+	TimestampTz open_since;		/* when the open batch got its first record */
+	dlist_head	inflight;		/* sent batches awaiting their ack */
+	bool		retiring;		/* takes no new records */
+	bool		fresh_token;	/* its token was fetched for it */
+	TimestampTz last_heard;		/* last event, or when batches went in
+								 * flight */
+} ZbCall;
+
+/* A target table and its token. */
+struct ZerobusTarget
+{
+	dlist_node	node;			/* in ZerobusSender.targets */
+	char	   *name;			/* catalog.schema.table */
+	ZbCall	   *call[ZB_NLANES];	/* current calls, NULL until needed */
+	char	   *token;			/* malloc'd by auth.c, NULL when none */
+	TimestampTz token_expires;
+	TimestampTz token_refresh;	/* when to replace the token */
+};
+
+/*
+ * The Zerobus connection of a session and everything sent on it.
+ * Allocations live in cxt (batches in batch_cxt), deleted with the sender;
+ * grpc and the tokens are released explicitly.
+ */
+struct ZerobusSender
+{
+	MemoryContext cxt;
+	MemoryContext batch_cxt;	/* ZbBatch chunks */
+	ZerobusStreamConfig *config;
+	ZerobusStreamShared *shared;
+	ZerobusGrpc *grpc;
+	dlist_head	targets;
+	dlist_head	calls;
+	uint64		next_serial;
+	size_t		inflight_bytes;
+	TimestampTz now;			/* set once per loop iteration */
+	bool		unsent;			/* batches queued since the last perform */
+	bool		got_ack;		/* an ack arrived: the session works */
+};
+
+static void flush_batch(ZerobusSender *sender, ZbCall *call);
+
+/*
+ * True when the process must stop; lets a blocking token fetch return
+ * early.
+ */
+static bool
+interrupt_pending(void)
+{
+	return ProcDiePending;
+}
+
+/*
+ * Connects to the stream's Zerobus endpoint (the connection itself is made
+ * by the first call).  config and shared must outlive the sender; tuning
+ * options changed in config take effect at once.  Returns NULL, with the
+ * reason in errbuf, when the endpoint is invalid.
+ */
+ZerobusSender *
+zerobus_sender_create(ZerobusStreamConfig *config, ZerobusStreamShared *shared,
+					  MemoryContext parent, char *errbuf, size_t errlen)
+{
+	ZerobusGrpc *grpc;
+	ZerobusSender *sender;
+	MemoryContext cxt;
+
+	grpc = zerobus_grpc_create(config->endpoint, config->insecure,
+							   config->ca_file, errbuf, errlen);
+	if (grpc == NULL)
+		return NULL;
+
+	cxt = AllocSetContextCreate(parent, "zerobus sender",
+								ALLOCSET_DEFAULT_SIZES);
+	sender = MemoryContextAllocZero(cxt, sizeof(ZerobusSender));
+	sender->cxt = cxt;
+	sender->batch_cxt = AllocSetContextCreate(cxt, "zerobus batches",
+											  ALLOCSET_DEFAULT_SIZES);
+	sender->config = config;
+	sender->shared = shared;
+	sender->grpc = grpc;
+	dlist_init(&sender->targets);
+	dlist_init(&sender->calls);
+	sender->now = GetCurrentTimestamp();
+	return sender;
+}
+
+/*
+ * Sets the current time, taken once per loop iteration: timers, token
+ * refresh and ack timeouts are judged against it.
+ */
+void
+zerobus_sender_set_now(ZerobusSender *sender, TimestampTz now)
+{
+	sender->now = now;
+}
+
+/* Frees a batch whose records are durable (or will never be). */
+static void
+release_batch(ZerobusSender *sender, ZbBatch *batch, bool acked)
+{
+	int			i;
+
+	for (i = 0; i < batch->ngroups; i++)
+		batch->groups[i]->pending--;
+	sender->inflight_bytes -= batch->bytes;
+	if (acked)
+	{
+		SpinLockAcquire(&sender->shared->mutex);
+		sender->shared->records_acked += batch->nrecords;
+		sender->shared->bytes_acked += batch->bytes;
+		SpinLockRelease(&sender->shared->mutex);
+	}
+	if (batch->groups)
+		pfree(batch->groups);
+	pfree(batch);
+}
+
+/* ----------------------------------------------------------------
+ * Targets, calls and batches
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Finds or creates the target of the given name (catalog.schema.table).
+ * The result lives as long as the sender.
+ */
+ZerobusTarget *
+zerobus_sender_target(ZerobusSender *sender, const char *name)
+{
+	dlist_iter	iter;
+	ZerobusTarget *target;
+
+	dlist_foreach(iter, &sender->targets)
+	{
+		target = dlist_container(ZerobusTarget, node, iter.cur);
+		if (strcmp(target->name, name) == 0)
+			return target;
+	}
+	target = MemoryContextAllocZero(sender->cxt, sizeof(ZerobusTarget));
+	target->name = MemoryContextStrdup(sender->cxt, name);
+	dlist_push_tail(&sender->targets, &target->node);
+	return target;
+}
+
+/*
+ * Makes sure target has a token that is not due for refresh, fetching one
+ * if needed (this blocks for at most ZB_TOKEN_TIMEOUT_MS).  Returns true
+ * when it fetched one.
+ */
+static bool
+ensure_token(ZerobusSender *sender, ZerobusTarget *target)
+{
+	ZerobusStreamConfig *config = sender->config;
+	char		errbuf[512];
+	char	   *token = NULL;
+	TimestampTz expires = 0;
+	TimestampTz fetched;
+	int64		margin;
+	ZerobusAuthResult res;
+	char	   *workspace_id;
+
+	if (target->token && sender->now < target->token_refresh)
+		return false;
+
+	workspace_id = config->workspace_id ? config->workspace_id :
+		zerobus_workspace_id(config->endpoint);
+	fetched = GetCurrentTimestamp();
+	res = zerobus_auth_fetch(config->workspace_url, workspace_id,
+							 config->client_id, config->client_secret,
+							 target->name, config->ca_file,
+							 ZB_TOKEN_TIMEOUT_MS, interrupt_pending,
+							 &token, &expires, errbuf, sizeof(errbuf));
+	CHECK_FOR_INTERRUPTS();
+	if (res == ZB_AUTH_DENIED)
+		zerobus_worker_fail("OAuth token request for table %s was denied: %s",
+							target->name, errbuf);
+	if (res != ZB_AUTH_OK)
+		ereport(ERROR,
+				(errmsg("could not fetch an OAuth token for table %s: %s",
+						target->name, errbuf)));
+
+	if (target->token)
+		free(target->token);
+	target->token = token;
+	target->token_expires = expires;
+	margin = Min((int64) ZB_TOKEN_REFRESH_MARGIN_MS * 1000,
+				 (expires - fetched) / 5);
+	target->token_refresh = expires - Max(margin, 0);
+	return true;
+}
+
+/*
+ * Opens a new call for target with the given descriptor and makes it the
+ * target's current call of lane.  Any previous current call of that lane
+ * must have been retired.
+ */
+static ZbCall *
+open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
+		  const char *descriptor, int descriptor_len)
+{
+	ZbCall	   *call;
+	char		errbuf[512];
+	bool		fresh_token = ensure_token(sender, target);
+
+	call = MemoryContextAllocZero(sender->cxt, sizeof(ZbCall));
+	call->target = target;
+	call->lane = lane;
+	call->serial = ++sender->next_serial;
+	call->descriptor = MemoryContextAlloc(sender->cxt, descriptor_len);
+	memcpy(call->descriptor, descriptor, descriptor_len);
+	call->descriptor_len = descriptor_len;
+	call->fresh_token = fresh_token;
+	call->last_heard = sender->now;
+	dlist_init(&call->inflight);
+	call->buf.data = NULL;
+
+	call->grpc = zerobus_grpc_open(sender->grpc, target->name, target->token,
+								   descriptor, descriptor_len, call,
+								   errbuf, sizeof(errbuf));
+	if (call->grpc == NULL)
+		ereport(ERROR,
+				(errmsg("could not open a Zerobus stream for table %s: %s",
+						target->name, errbuf)));
+	dlist_push_tail(&sender->calls, &call->node);
+	target->call[lane] = call;
+	return call;
+}
+
+/* Cancels a call and frees it, with whatever it still holds. */
+static void
+drop_call(ZerobusSender *sender, ZbCall *call)
+{
+	dlist_mutable_iter iter;
+
+	if (call->target->call[call->lane] == call)
+		call->target->call[call->lane] = NULL;
+	if (call->grpc)
+		zerobus_grpc_close(call->grpc);
+	if (call->open)
+		release_batch(sender, call->open, false);
+	dlist_foreach_modify(iter, &call->inflight)
+	{
+		ZbBatch    *batch = dlist_container(ZbBatch, node, iter.cur);
+
+		dlist_delete(&batch->node);
+		release_batch(sender, batch, false);
+	}
+	dlist_delete(&call->node);
+	if (call->buf.data)
+		pfree(call->buf.data);
+	if (call->lens)
+		pfree(call->lens);
+	pfree(call->descriptor);
+	pfree(call);
+}
+
+/*
+ * Cancels every call, releasing their batches (so the ack groups they hold
+ * records of stay pending for good), frees the tokens, closes the Zerobus
+ * connection and frees the sender.
+ */
+void
+zerobus_sender_destroy(ZerobusSender *sender)
+{
+	while (!dlist_is_empty(&sender->calls))
+		drop_call(sender, dlist_head_element(ZbCall, node, &sender->calls));
+	while (!dlist_is_empty(&sender->targets))
+	{
+		ZerobusTarget *target = dlist_head_element(ZerobusTarget, node,
+												   &sender->targets);
+
+		if (target->token)
+			free(target->token);
+		dlist_delete(&target->node);
+	}
+	zerobus_grpc_destroy(sender->grpc);
+	MemoryContextDelete(sender->cxt);
+}
+
+/*
+ * Stops routing records to a call: its open batch is sent, and it is
+ * closed once everything it sent is acked.
+ */
+static void
+retire_call(ZerobusSender *sender, ZbCall *call)
+{
+	if (call->open)
+		flush_batch(sender, call);
+	call->retiring = true;
+	if (call->target->call[call->lane] == call)
+		call->target->call[call->lane] = NULL;
+	if (dlist_is_empty(&call->inflight))
+		drop_call(sender, call);
+}
+
+/*
+ * The call records with the given descriptor go to on target's lane: the
+ * current call when it was opened with that descriptor, else a new one
+ * (retiring the old).  *call_serial caches the serial of the call known to
+ * take the descriptor, so that the descriptor is compared only once per
+ * call; 0 means none.
+ */
+static ZbCall *
+call_for(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
+		 const char *descriptor, int descriptor_len, uint64 *call_serial)
+{
+	ZbCall	   *call = target->call[lane];
+
+	if (call)
+	{
+		if (call->serial == *call_serial)
+			return call;
+		if (call->descriptor_len == descriptor_len &&
+			memcmp(call->descriptor, descriptor, descriptor_len) == 0)
+		{
+			*call_serial = call->serial;
+			return call;
+		}
+		retire_call(sender, call);
+	}
+	call = open_call(sender, target, lane, descriptor, descriptor_len);
+	*call_serial = call->serial;
+	return call;
+}
+
+/* Sends a call's open batch with the call's next offset. */
+static void
+flush_batch(ZerobusSender *sender, ZbCall *call)
+{
+	ZbBatch    *batch = call->open;
+	const char **records;
+	const char *p;
+	int			i;
+
+	Assert(batch != NULL && !call->retiring);
+
+	records = palloc(sizeof(char *) * batch->nrecords);
+	p = call->buf.data;
+	for (i = 0; i < batch->nrecords; i++)
+	{
+		records[i] = p;
+		p += call->lens[i];
+	}
+	batch->offset = call->next_offset++;
+	zerobus_grpc_send(call->grpc, batch->offset, batch->nrecords,
+					  records, call->lens);
+	pfree(records);
+	sender->unsent = true;
+
+	if (dlist_is_empty(&call->inflight))
+		call->last_heard = sender->now;
+	dlist_push_tail(&call->inflight, &batch->node);
+	call->open = NULL;
+	resetStringInfo(&call->buf);
+
+	SpinLockAcquire(&sender->shared->mutex);
+	sender->shared->records_sent += batch->nrecords;
+	sender->shared->bytes_sent += batch->bytes;
+	SpinLockRelease(&sender->shared->mutex);
+}
+
+/*
+ * Sends every open batch; the worker calls this when the replication
+ * stream is drained.
+ */
+void
+zerobus_sender_flush_all(ZerobusSender *sender)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &sender->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+
+		if (call->open)
+			flush_batch(sender, call);
+	}
+}
+
+/*
+ * Appends one record, encoded with descriptor, to the current call of
+ * target's lane (see call_for for call_serial), and counts its batch as
+ * pending in group until the batch is acked or dropped.  source names the
+ * source table in the error about a record too large.  The record is
+ * copied; group must outlive the batch.
+ */
+void
+zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
+				   ZerobusLane lane, const char *descriptor, int descriptor_len,
+				   uint64 *call_serial, const char *record, size_t len,
+				   ZerobusAckGroup *group, const char *source)
+{
+	ZerobusStreamConfig *config = sender->config;
+	ZbCall	   *call;
+	ZbBatch    *batch;
+
+	if (len > ZB_MAX_RECORD)
+		zerobus_worker_fail("a record of table %s is %zu bytes, more than Zerobus accepts in one message (%d bytes)",
+							source, len, ZB_MAX_RECORD);
+
+	call = call_for(sender, target, lane, descriptor, descriptor_len,
+					call_serial);
+	batch = call->open;
+	if (batch && batch->bytes + len > (size_t) config->batch_max_bytes)
+	{
+		flush_batch(sender, call);
+		batch = NULL;
+	}
+	if (batch == NULL)
+	{
+		batch = MemoryContextAllocZero(sender->batch_cxt, sizeof(ZbBatch));
+		call->open = batch;
+		call->open_since = sender->now;
+		if (call->buf.data == NULL)
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(sender->cxt);
+
+			initStringInfo(&call->buf);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		if (call->lens == NULL)
+		{
+			call->maxlens = config->batch_max_records;
+			call->lens = MemoryContextAlloc(sender->cxt,
+											sizeof(size_t) * call->maxlens);
+		}
+	}
+
+	if (batch->nrecords >= call->maxlens)
+	{
+		call->maxlens *= 2;
+		call->lens = repalloc(call->lens, sizeof(size_t) * call->maxlens);
+	}
+	appendBinaryStringInfo(&call->buf, record, len);
+	call->lens[batch->nrecords++] = len;
+	batch->bytes += len;
+	sender->inflight_bytes += len;
+
+	if (batch->ngroups == 0 || batch->groups[batch->ngroups - 1] != group)
+	{
+		if (batch->ngroups == batch->maxgroups)
+		{
+			batch->maxgroups = batch->maxgroups ? batch->maxgroups * 2 : 4;
+			if (batch->groups)
+				batch->groups = repalloc(batch->groups,
+										 sizeof(ZerobusAckGroup *) * batch->maxgroups);
+			else
+				batch->groups = MemoryContextAlloc(sender->batch_cxt,
+												   sizeof(ZerobusAckGroup *) * batch->maxgroups);
+		}
+		batch->groups[batch->ngroups++] = group;
+		group->pending++;
+	}
+
+	if (batch->nrecords >= config->batch_max_records)
+		flush_batch(sender, call);
+}
+
+/* ----------------------------------------------------------------
+ * Zerobus events
+ * ----------------------------------------------------------------
+ */
+
+/* Whether the official SDKs give up (rather than retry) on this status. */
+static bool
+status_is_permanent(int status)
+{
+	switch (status)
+	{
+		case ZB_GRPC_INVALID_ARGUMENT:
+		case ZB_GRPC_NOT_FOUND:
+		case ZB_GRPC_PERMISSION_DENIED:
+		case ZB_GRPC_OUT_OF_RANGE:
+		case ZB_GRPC_UNIMPLEMENTED:
+		case ZB_GRPC_UNAUTHENTICATED:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* The name of a gRPC status code, for messages. */
+static const char *
+status_name(int status)
+{
+	static const char *const names[] = {
+		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+		"NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
+		"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+		"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
+		"DATA_LOSS", "UNAUTHENTICATED"
+	};
+
+	if (status >= 0 && status < (int) lengthof(names))
+		return names[status];
+	return "UNRECOGNIZED";
+}
+
+/* Releases a call's batches acked by "durable up to offset". */
+static void
+handle_ack(ZerobusSender *sender, ZbCall *call, int64 offset)
+{
+	while (!dlist_is_empty(&call->inflight))
+	{
+		ZbBatch    *batch = dlist_head_element(ZbBatch, node, &call->inflight);
+
+		if (batch->offset > offset)
+			break;
+		dlist_delete(&batch->node);
+		release_batch(sender, batch, true);
+	}
+	sender->got_ack = true;
+	SpinLockAcquire(&sender->shared->mutex);
+	sender->shared->last_ack_time = sender->now;
+	SpinLockRelease(&sender->shared->mutex);
+
+	if (call->retiring && dlist_is_empty(&call->inflight))
+		drop_call(sender, call);
+}
+
+/* A call ended: fine when it owed nothing, else a failure. */
+static void
+handle_ended(ZerobusSender *sender, ZbCall *call, int status,
+			 const char *message)
+{
+	const char *table = call->target->name;
+
+	if (status == ZB_GRPC_OK && call->open == NULL &&
+		dlist_is_empty(&call->inflight))
+	{
+		drop_call(sender, call);
+		return;
+	}
+
+	/*
+	 * A cached token may have expired or been revoked early; only the
+	 * rejection of one fetched for this very call is final.  The session
+	 * reset that follows the ERROR drops the cached tokens, so the retry
+	 * fetches new ones.
+	 */
+	if (status_is_permanent(status) &&
+		!(status == ZB_GRPC_UNAUTHENTICATED &&
+		  (!call->fresh_token || sender->now >= call->target->token_expires)))
+		zerobus_worker_fail("Zerobus ended the stream for table %s with status %d (%s): %s",
+							table, status, status_name(status), message);
+
+	if (status == ZB_GRPC_TRANSPORT_ERROR)
+		ereport(ERROR,
+				(errmsg("Zerobus connection failed for table %s: %s",
+						table, message)));
+	ereport(ERROR,
+			(errmsg("Zerobus ended the stream for table %s with status %d (%s) before acking every batch: %s",
+					table, status, status_name(status), message)));
+}
+
+/*
+ * Does the pending Zerobus I/O and handles what came of it.  Returns the
+ * milliseconds after which it must run again (-1: no timer).
+ */
+long
+zerobus_sender_process(ZerobusSender *sender)
+{
+	long		timeout;
+	ZerobusGrpcEvent ev;
+
+	sender->unsent = false;
+	timeout = zerobus_grpc_perform(sender->grpc);
+
+	while (zerobus_grpc_next_event(sender->grpc, &ev))
+	{
+		ZbCall	   *call = (ZbCall *) ev.user_data;
+
+		call->last_heard = sender->now;
+		switch (ev.kind)
+		{
+			case ZB_GRPC_EV_CREATED:
+				elog(DEBUG1, "zerobus stream %s opened for table %s",
+					 ev.stream_id, call->target->name);
+				break;
+			case ZB_GRPC_EV_ACK:
+				handle_ack(sender, call, ev.offset);
+				break;
+			case ZB_GRPC_EV_CLOSE_SIGNAL:
+				elog(DEBUG1, "Zerobus announced the close of the stream for table %s in " INT64_FORMAT " ms",
+					 call->target->name, ev.close_after_ms);
+				if (!call->retiring)
+					retire_call(sender, call);
+				break;
+			case ZB_GRPC_EV_ENDED:
+				handle_ended(sender, call, ev.status, ev.message);
+				break;
+		}
+	}
+	return timeout;
+}
+
+/*
+ * Timers: sends batches older than batch_max_delay_ms, retires calls whose
+ * token is due for refresh (an idle one is closed at once, so that no call
+ * outlives its token), and fails the session when a call with batches in
+ * flight has been silent for ack_timeout_ms.  Lowers *timeout to the time
+ * until the next timer is due.
+ */
+void
+zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
+{
+	ZerobusStreamConfig *config = sender->config;
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &sender->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+		TimestampTz due;
+
+		if (!dlist_is_empty(&call->inflight))
+		{
+			due = TimestampTzPlusMilliseconds(call->last_heard,
+											  config->ack_timeout_ms);
+			if (sender->now >= due)
+				ereport(ERROR,
+						(errmsg("no ack from Zerobus for table %s in %d ms",
+								call->target->name, config->ack_timeout_ms)));
+			zerobus_timeout_until(timeout, sender->now, due);
+		}
+		if (call->retiring)
+			continue;
+		if (call->open)
+		{
+			due = TimestampTzPlusMilliseconds(call->open_since,
+											  config->batch_max_delay_ms);
+			if (sender->now >= due)
+				flush_batch(sender, call);
+			else
+				zerobus_timeout_until(timeout, sender->now, due);
+		}
+		if (sender->now >= call->target->token_refresh)
+			retire_call(sender, call);
+		else
+			zerobus_timeout_until(timeout, sender->now,
+								  call->target->token_refresh);
+	}
+}
+
+/* ----------------------------------------------------------------
+ * State for the event loop
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Whether reading more records must wait: too many bytes unacked, or too
+ * many not even handed to the network yet.
+ */
+bool
+zerobus_sender_backpressured(ZerobusSender *sender)
+{
+	dlist_iter	iter;
+	size_t		queued = 0;
+
+	if (sender->inflight_bytes >= (size_t) sender->config->max_inflight_bytes)
+		return true;
+	dlist_foreach(iter, &sender->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+
+		queued += zerobus_grpc_queued_bytes(call->grpc);
+	}
+	return queued >= ZB_MAX_QUEUED_BYTES;
+}
+
+/* Record bytes in batches not acked yet (open or sent). */
+size_t
+zerobus_sender_inflight_bytes(ZerobusSender *sender)
+{
+	return sender->inflight_bytes;
+}
+
+/*
+ * The sockets to wait on, with WL_SOCKET_* events, at most max of them;
+ * returns how many.  They may change after each zerobus_sender_process().
+ */
+int
+zerobus_sender_sockets(ZerobusSender *sender, pgsocket *socks, int *events,
+					   int max)
+{
+	return zerobus_grpc_sockets(sender->grpc, socks, events, max);
+}
+
+/* Whether any ack arrived since the sender was created. */
+bool
+zerobus_sender_got_ack(ZerobusSender *sender)
+{
+	return sender->got_ack;
+}
+
+/*
+ * Whether batches were queued since the last zerobus_sender_process(), so
+ * that it must run again without waiting.
+ */
+bool
+zerobus_sender_unsent(ZerobusSender *sender)
+{
+	return sender->unsent;
+}
