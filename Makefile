@@ -23,6 +23,7 @@ OBJS = \
 	src/typemap.o \
 	src/render.o \
 	src/catalog.o \
+	src/schema.o \
 	src/launcher.o \
 	src/worker.o \
 	src/sender.o \
@@ -57,6 +58,7 @@ $(OBJS): $(PB_HDRS) src/zerobus.h src/compat.h
 src/decoder.o src/publication.o: src/publication.h
 src/grpc.o: src/grpc.h
 src/auth.o: src/auth.h
+src/schema.o src/catalog.o: src/schema.h
 src/catalog.o src/launcher.o src/worker.o src/sender.o: src/stream.h
 src/worker.o src/sender.o src/snapshot.o: src/worker.h
 src/worker.o src/snapshot.o src/catalog.o: src/snapshot.h

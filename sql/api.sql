@@ -140,6 +140,22 @@ SELECT zerobus.alter_stream('nope', batch_max_records => 1);
 SELECT name, target_schema, table_map, batch_max_delay, config_version
 FROM zerobus.streams ORDER BY id;
 
+-- reset: settings back to their defaults (NULL: the zerobus.* setting)
+SELECT zerobus.alter_stream('orders', conninfo => 'host=elsewhere');
+SELECT zerobus.alter_stream('orders',
+	reset => '{batch_max_delay, target_schema, table_map, conninfo}');
+SELECT name, target_schema, table_map, batch_max_delay, config_version
+FROM zerobus.streams ORDER BY id;
+SELECT conninfo FROM zerobus.stream_credentials('orders');
+SELECT zerobus.alter_stream('orders', reset => '{batch_max_dealy}');
+SELECT zerobus.alter_stream('orders', reset => '{endpoint}');
+SELECT zerobus.alter_stream('orders', reset => '{owner}');
+SELECT zerobus.alter_stream('orders', reset => '{enabled}');
+SELECT zerobus.alter_stream('orders', reset => ARRAY[NULL]);
+SELECT zerobus.alter_stream('orders', batch_max_delay => 5, reset => '{batch_max_delay}');
+SELECT zerobus.alter_stream('local', reset => '{insecure}');
+SELECT name, insecure, batch_max_delay, config_version FROM zerobus.streams ORDER BY id;
+
 -- pause and resume; an error pauses a stream with its reason
 SELECT zerobus.pause_stream('local');
 SELECT name, enabled FROM zerobus.streams ORDER BY id;
@@ -152,7 +168,21 @@ SELECT zerobus.resume_stream('orders');
 SELECT zerobus.resume_stream('local');
 SELECT name, state, last_error, paused_reason FROM zerobus.stat_streams ORDER BY name;
 
--- drop: the slot goes with the stream
+-- drop: the slot goes with the stream, when the transaction commits
+BEGIN;
+SELECT zerobus.drop_stream('orders');
+SELECT name FROM zerobus.streams ORDER BY id;
+SELECT slot_name FROM pg_replication_slots ORDER BY slot_name;
+ROLLBACK;
+SELECT name FROM zerobus.streams ORDER BY id;
+SELECT slot_name FROM pg_replication_slots ORDER BY slot_name;
+BEGIN;
+SAVEPOINT before_drop;
+SELECT zerobus.drop_stream('orders');
+ROLLBACK TO SAVEPOINT before_drop;
+COMMIT;
+SELECT name FROM zerobus.streams ORDER BY id;
+SELECT slot_name FROM pg_replication_slots ORDER BY slot_name;
 SELECT zerobus.drop_stream('orders');
 SELECT zerobus.drop_stream('orders');
 SELECT zerobus.drop_stream('orders', if_exists => true);

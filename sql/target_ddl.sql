@@ -89,7 +89,7 @@ REVOKE SELECT ON ddl_src FROM ddl_reader;
 REVOKE USAGE ON SCHEMA zerobus FROM ddl_reader;
 DROP ROLE ddl_reader;
 
--- NULL arguments give NULL (the function is strict)
+-- a NULL source gives NULL
 SELECT zerobus.target_ddl(NULL, 'main.sales.orders') IS NULL AS is_null;
 
 DROP TABLE ddl_src;

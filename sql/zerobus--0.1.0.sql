@@ -3,13 +3,14 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION zerobus" to load this file. \quit
 
-CREATE FUNCTION target_ddl(source regclass, target_table text)
+CREATE FUNCTION target_ddl(source regclass, target_table text DEFAULT NULL,
+	stream text DEFAULT NULL, form text DEFAULT 'create')
 RETURNS text
 AS 'MODULE_PATHNAME', 'zerobus_target_ddl'
-LANGUAGE C STRICT STABLE;
+LANGUAGE C STABLE;
 
-COMMENT ON FUNCTION target_ddl(regclass, text) IS
-'Databricks SQL CREATE TABLE for the Delta table that receives the changes of a source table';
+COMMENT ON FUNCTION target_ddl(regclass, text, text, text) IS
+'Databricks SQL for the Delta table that receives the changes of a source table: its CREATE TABLE (form ''create''), or the ALTER TABLE statements that bring it from the columns it accepted in a stream to the source table''s columns (form ''alter'')';
 
 -- Streams: a publication + a logical slot + a Zerobus endpoint + a workspace
 -- + credentials + the mapping of source tables to target tables.  Readable by
@@ -34,6 +35,9 @@ CREATE TABLE streams (
 	batch_max_delay int,
 	max_inflight_bytes int,
 	ack_timeout int,
+	snapshot bool NOT NULL DEFAULT true,
+	schema_policy text NOT NULL DEFAULT 'pause'
+		CHECK (schema_policy IN ('pause', 'drop_missing_columns')),
 	enabled bool NOT NULL DEFAULT true,
 	paused_reason text,
 	paused_at timestamptz,
@@ -59,12 +63,47 @@ CREATE TABLE stream_secrets (
 	conninfo text
 );
 
+-- One row per source table a stream publishes (the partition root when the
+-- publication publishes via the root): the state of its initial snapshot
+-- and the columns the target table last accepted.  Written by the stream's
+-- worker and by the zerobus functions.
+CREATE TABLE stream_tables (
+	stream_id int NOT NULL REFERENCES streams (id) ON DELETE CASCADE,
+	relid oid NOT NULL,
+	schema_name name NOT NULL,
+	table_name name NOT NULL,
+	snapshot_state text NOT NULL DEFAULT 'pending'
+		CHECK (snapshot_state IN ('pending', 'running', 'done', 'skipped')),
+	snapshot_key text[],
+	snapshot_rows int8 NOT NULL DEFAULT 0,
+	snapshot_rows_estimated int8,
+	snapshot_lsn pg_lsn,
+	snapshot_started_at timestamptz,
+	snapshot_finished_at timestamptz,
+	accepted_columns jsonb,
+	schema_notice text,
+	PRIMARY KEY (stream_id, relid)
+);
+
+COMMENT ON TABLE stream_tables IS
+'per source table of a stream: initial snapshot progress and the schema the target accepted';
+COMMENT ON COLUMN stream_tables.snapshot_key IS
+'primary key (text form) of the last row of the last acked snapshot chunk; NULL = start';
+COMMENT ON COLUMN stream_tables.snapshot_lsn IS
+'watermark LSN of the last acked snapshot chunk (the _commit_lsn of its records)';
+COMMENT ON COLUMN stream_tables.accepted_columns IS
+'columns of the last descriptor the target accepted: [{"name", "field_number", "delta_type"}]';
+COMMENT ON COLUMN stream_tables.schema_notice IS
+'columns left out of the records because the target lacks them (schema_policy drop_missing_columns)';
+
 GRANT SELECT ON streams TO PUBLIC;
+GRANT SELECT ON stream_tables TO PUBLIC;
 REVOKE ALL ON stream_secrets FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('streams', '');
 SELECT pg_catalog.pg_extension_config_dump('streams_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('stream_secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('stream_tables', '');
 
 -- The management functions check the caller's privileges themselves
 -- (creating a stream takes a superuser; changing one, its owner) and then
@@ -89,7 +128,9 @@ CREATE FUNCTION create_stream(
 	ack_timeout int DEFAULT NULL,
 	workspace_id text DEFAULT NULL,
 	ca_file text DEFAULT NULL,
-	owner regrole DEFAULT NULL)
+	owner regrole DEFAULT NULL,
+	schema_policy text DEFAULT NULL,
+	snapshot bool DEFAULT NULL)
 RETURNS int
 AS 'MODULE_PATHNAME', 'zerobus_create_stream'
 LANGUAGE C VOLATILE
@@ -98,7 +139,7 @@ SET search_path = pg_catalog, pg_temp
 -- the LOG of the slot's creation (or an error) would otherwise copy it
 SET log_min_error_statement = panic;
 
-COMMENT ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole) IS
+COMMENT ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool) IS
 'create a stream and its logical replication slot; returns the stream id';
 
 CREATE FUNCTION alter_stream(
@@ -120,14 +161,16 @@ CREATE FUNCTION alter_stream(
 	ack_timeout int DEFAULT NULL,
 	workspace_id text DEFAULT NULL,
 	ca_file text DEFAULT NULL,
-	owner regrole DEFAULT NULL)
+	owner regrole DEFAULT NULL,
+	schema_policy text DEFAULT NULL,
+	reset text[] DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'zerobus_alter_stream'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
-COMMENT ON FUNCTION alter_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, int, int, int, int, int, text, text, regrole) IS
-'change the given settings of a stream; its worker restarts with them';
+COMMENT ON FUNCTION alter_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, int, int, int, int, int, text, text, regrole, text, text[]) IS
+'change the given settings of a stream, and put those named in reset back to their defaults; its worker restarts with them';
 
 CREATE FUNCTION drop_stream(name text, if_exists bool DEFAULT false)
 RETURNS void
@@ -155,6 +198,15 @@ SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION resume_stream(text) IS
 'restart a stream paused by the user or by an error';
+
+CREATE FUNCTION recover_stream(name text, force bool DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'zerobus_recover_stream'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION recover_stream(text, bool) IS
+'replace a stream''s lost replication slot with a new one and snapshot every table again';
 
 CREATE FUNCTION stream_credentials(name text,
 	OUT client_id text, OUT client_secret text, OUT conninfo text)
@@ -206,13 +258,62 @@ SELECT s.name,
 	s.paused_reason,
 	s.slot_name,
 	r.active AS slot_active,
-	r.wal_status
+	r.wal_status,
+	coalesce(t.snapshot_state, 'none') AS snapshot_state,
+	coalesce(t.snapshot_rows, 0) AS snapshot_rows,
+	t.snapshot_rows_estimated,
+	t.schema_notice
 FROM streams s
 	LEFT JOIN stream_shared_state() w ON w.stream_id = s.id
-	LEFT JOIN pg_catalog.pg_replication_slots r ON r.slot_name = s.slot_name;
+	LEFT JOIN pg_catalog.pg_replication_slots r ON r.slot_name = s.slot_name
+	LEFT JOIN LATERAL (
+		SELECT CASE WHEN bool_or(st.snapshot_state = 'running') THEN 'running'
+				WHEN bool_or(st.snapshot_state = 'pending') THEN 'pending'
+				WHEN bool_or(st.snapshot_state = 'done') THEN 'done' END
+				AS snapshot_state,
+			sum(st.snapshot_rows)::int8 AS snapshot_rows,
+			sum(st.snapshot_rows_estimated)
+				FILTER (WHERE st.snapshot_state <> 'skipped')::int8
+				AS snapshot_rows_estimated,
+			string_agg(st.schema_notice, '; ' ORDER BY st.schema_name, st.table_name)
+				AS schema_notice
+		FROM stream_tables st WHERE st.stream_id = s.id) t ON true;
 
 COMMENT ON VIEW stat_streams IS 'one row per stream: its state, positions, lag and counters';
 
 GRANT SELECT ON stat_streams TO PUBLIC;
 
-REVOKE ALL ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole) FROM PUBLIC;
+-- Initial snapshots, one row per table of a stream.
+CREATE VIEW stat_snapshots AS
+SELECT s.name AS stream,
+	pg_catalog.quote_ident(st.schema_name) || '.' ||
+		pg_catalog.quote_ident(st.table_name) AS source_table,
+	st.snapshot_state AS state,
+	st.snapshot_rows AS rows,
+	st.snapshot_rows_estimated AS rows_estimated,
+	CASE WHEN st.snapshot_state = 'done' THEN 100
+		WHEN st.snapshot_rows_estimated > 0
+		THEN least(99, round(100.0 * st.snapshot_rows /
+							  st.snapshot_rows_estimated, 1)) END::numeric
+		AS percent,
+	st.snapshot_key AS last_key,
+	st.snapshot_lsn AS last_lsn,
+	st.snapshot_started_at AS started_at,
+	st.snapshot_finished_at AS finished_at
+FROM streams s JOIN stream_tables st ON st.stream_id = s.id;
+
+COMMENT ON VIEW stat_snapshots IS
+'one row per table of a stream: the progress of its initial snapshot';
+
+GRANT SELECT ON stat_snapshots TO PUBLIC;
+
+CREATE FUNCTION snapshot_table(stream text, source regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'zerobus_snapshot_table'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION snapshot_table(text, regclass) IS
+'send the rows of one table of a stream again, from a new snapshot';
+
+REVOKE ALL ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool) FROM PUBLIC;

@@ -1,21 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * catalog.c
- *	  The SQL API: zerobus.target_ddl(), the Databricks CREATE TABLE of a
- *	  target table, and the stream functions (create, alter, drop, pause,
- *	  resume, credentials) with the configuration readers the stream
- *	  workers use (zerobus_stream_load and friends).
- *
- * target_ddl's statement is derived from the very record plan the output plugin
- * uses (zerobus_plan_build), so the Delta table it creates and the
- * DescriptorProto of the stream agree column for column: the source columns
- * in attribute number order, then the metadata columns.  Source columns are
- * nullable (a delete carries only the key; an unchanged TOAST value is
- * absent); the metadata columns are NOT NULL but _unchanged_columns.
- *
- * Calling target_ddl requires ownership of, or SELECT privilege on, the
- * source table: the output reveals only column names and types, but those are not
- * everybody's to see.
+ *	  The SQL API of streams: the stream functions (create, alter, drop,
+ *	  pause, resume, recover, credentials) with the configuration readers
+ *	  the stream workers use (zerobus_stream_load and friends).
+ *	  zerobus.target_ddl() lives in schema.c.
  *
  * src/catalog.c
  *
@@ -39,6 +28,7 @@
 #include "replication/slot.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -50,208 +40,18 @@
 #include "utils/snapmgr.h"
 #include "utils/varlena.h"
 
+#include "schema.h"
+#include "snapshot.h"
 #include "stream.h"
 
-PG_FUNCTION_INFO_V1(zerobus_target_ddl);
 PG_FUNCTION_INFO_V1(zerobus_create_stream);
 PG_FUNCTION_INFO_V1(zerobus_alter_stream);
 PG_FUNCTION_INFO_V1(zerobus_drop_stream);
 PG_FUNCTION_INFO_V1(zerobus_pause_stream);
 PG_FUNCTION_INFO_V1(zerobus_resume_stream);
 PG_FUNCTION_INFO_V1(zerobus_stream_credentials);
-
-/*
- * Databricks SQL reserved words (ANSI mode), lowercase and sorted for
- * bsearch.  An identifier spelled like one must be backquoted.
- */
-static const char *const reserved_words[] = {
-	"all", "and", "anti", "any", "as", "authorization", "both", "case",
-	"cast", "check", "collate", "column", "constraint", "create", "cross",
-	"current_date", "current_time", "current_timestamp", "current_user",
-	"default", "distinct", "else", "end", "escape", "except", "false",
-	"fetch", "for", "foreign", "from", "full", "grant", "group", "having",
-	"in", "inner", "intersect", "into", "is", "join", "lateral", "leading",
-	"left", "minus", "natural", "not", "null", "offset", "on", "only", "or",
-	"order", "outer", "overlaps", "primary", "references", "right", "select",
-	"semi", "session_user", "some", "table", "then", "time", "to",
-	"trailing", "true", "union", "unique", "unknown", "user", "using",
-	"when", "where", "with"
-};
-
-static int
-reserved_word_cmp(const void *key, const void *elem)
-{
-	return pg_strcasecmp((const char *) key, *(const char *const *) elem);
-}
-
-/*
- * name as a Databricks SQL identifier: as is when it is a plain identifier
- * and no reserved word, else backquoted (with backquotes doubled).  The
- * result may be name itself; otherwise it is palloc'd.
- */
-const char *
-zerobus_delta_identifier(const char *name)
-{
-	StringInfoData buf;
-	const char *p;
-
-	if (zerobus_is_identifier(name) &&
-		bsearch(name, reserved_words, lengthof(reserved_words),
-				sizeof(char *), reserved_word_cmp) == NULL)
-		return name;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '`');
-	for (p = name; *p; p++)
-	{
-		if (*p == '`')
-			appendStringInfoChar(&buf, '`');
-		appendStringInfoChar(&buf, *p);
-	}
-	appendStringInfoChar(&buf, '`');
-	return buf.data;
-}
-
-/*
- * The end of the run of ASCII letters, digits and underscores starting at
- * p: the characters a part of a Unity Catalog name may have.
- */
-static const char *
-target_part_end(const char *p)
-{
-	while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		   (*p >= '0' && *p <= '9') || *p == '_')
-		p++;
-	return p;
-}
-
-/*
- * Append target_table, which must be catalog.schema.table with three
- * non-empty parts of ASCII letters, digits and underscores (the form
- * Zerobus accepts), each part quoted as needed.
- */
-static void
-append_target_name(StringInfo out, const char *target_table)
-{
-	const char *p = target_table;
-	int			parts = 0;
-
-	for (;;)
-	{
-		const char *start = p;
-		char	   *part;
-
-		p = target_part_end(p);
-		if (p == start || (*p != '.' && *p != '\0') ||
-			(*p == '.' && parts == 2) || (*p == '\0' && parts != 2))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid target table name \"%s\"", target_table),
-					 errdetail("A target table name has three non-empty parts separated by dots, each made of ASCII letters, digits and underscores."),
-					 errhint("Give the Unity Catalog name as catalog.schema.table, for example main.default.orders.")));
-		part = pnstrdup(start, p - start);
-		if (parts > 0)
-			appendStringInfoChar(out, '.');
-		appendStringInfoString(out, zerobus_delta_identifier(part));
-		parts++;
-		if (*p == '\0')
-			break;
-		p++;
-	}
-}
-
-/* Append s as a Databricks SQL string literal. */
-static void
-append_sql_string(StringInfo out, const char *s)
-{
-	appendStringInfoChar(out, '\'');
-	for (; *s; s++)
-	{
-		if (*s == '\'' || *s == '\\')
-			appendStringInfoChar(out, '\\');
-		appendStringInfoChar(out, *s);
-	}
-	appendStringInfoChar(out, '\'');
-}
-
-/*
- * The CREATE TABLE statement for the target of plan, named target_table
- * (validated here).  Columns whose values are sent as their type's text
- * output carry a SQL comment saying so.
- */
-char *
-zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
-						const char *target_table)
-{
-	StringInfoData out;
-	int			i;
-
-	initStringInfo(&out);
-	appendStringInfoString(&out, "CREATE TABLE IF NOT EXISTS ");
-	append_target_name(&out, target_table);
-	appendStringInfoString(&out, " (\n");
-	for (i = 0; i < plan->ncolumns; i++)
-	{
-		const ZerobusField *col = &plan->columns[i];
-
-		appendStringInfo(&out, "  %s %s,", zerobus_delta_identifier(col->name),
-						 col->type->delta_type);
-		if (col->type->as_text)
-			appendStringInfo(&out, " -- %s, sent as text", col->pg_type);
-		else if (zerobus_type_has_text_output(col->type))
-			appendStringInfo(&out, " -- %s, some members sent as text",
-							 col->pg_type);
-		appendStringInfoChar(&out, '\n');
-	}
-	for (i = 0; i < ZB_META_NCOLUMNS; i++)
-		appendStringInfo(&out, "  %s %s%s%s\n", zerobus_meta_names[i],
-						 zerobus_meta_delta_types[i],
-						 i == ZB_META_UNCHANGED_COLUMNS ? "" : " NOT NULL",
-						 i == ZB_META_NCOLUMNS - 1 ? "" : ",");
-	appendStringInfoString(&out, ") USING DELTA COMMENT ");
-	append_sql_string(&out, psprintf("Changes of PostgreSQL table %s, streamed by zerobus",
-									 quote_qualified_identifier(plan->schema_name,
-																plan->table_name)));
-	appendStringInfoChar(&out, ';');
-	return out.data;
-}
-
-/*
- * zerobus.target_ddl(source regclass, target_table text) returns text
- *
- * Requires ownership of the source table or SELECT privilege on it.
- */
-Datum
-zerobus_target_ddl(PG_FUNCTION_ARGS)
-{
-	Oid			relid = PG_GETARG_OID(0);
-	char	   *target_table = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	Relation	rel;
-	ZerobusRecordPlan *plan;
-	char	   *ddl;
-
-	rel = relation_open(relid, AccessShareLock);
-	if (rel->rd_rel->relkind != RELKIND_RELATION &&
-		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel)),
-				 errdetail("Only tables can be published, so only tables have a target table.")));
-	if (!has_privs_of_role(GetUserId(), rel->rd_rel->relowner) &&
-		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for table %s",
-						RelationGetRelationName(rel)),
-				 errhint("Calling zerobus.target_ddl() requires ownership of the table or SELECT privilege on it.")));
-
-	plan = zerobus_plan_build(rel, NULL, CurrentMemoryContext);
-	ddl = zerobus_target_ddl_text(plan, target_table);
-	zerobus_plan_free(plan);
-	relation_close(rel, AccessShareLock);
-
-	PG_RETURN_TEXT_P(cstring_to_text(ddl));
-}
+PG_FUNCTION_INFO_V1(zerobus_recover_stream);
+PG_FUNCTION_INFO_V1(zerobus_snapshot_table);
 
 /*
  * The stream API
@@ -280,6 +80,7 @@ typedef enum SettingKind
 	SETTING_TABLE_MAP,			/* jsonb, normalized */
 	SETTING_OPTION,				/* int, in the limits of zerobus.<column> */
 	SETTING_BOOL,
+	SETTING_POLICY,				/* schema_policy: pause, drop_missing_columns */
 	SETTING_OWNER				/* regrole; changing it takes a superuser */
 } SettingKind;
 
@@ -314,6 +115,8 @@ static const StreamSetting stream_settings[] = {
 	{"workspace_id", SETTING_TEXT, TEXTOID, 17, 16, false, false},
 	{"ca_file", SETTING_TEXT, TEXTOID, 18, 17, false, false},
 	{"owner", SETTING_OWNER, REGROLEOID, 19, 18, false, false},
+	{"schema_policy", SETTING_POLICY, TEXTOID, 20, 19, false, false},
+	{"snapshot", SETTING_BOOL, BOOLOID, 21, -1, false, false},
 };
 
 /* Column values collected for an INSERT or UPDATE, as SPI parameters */
@@ -589,7 +392,7 @@ check_url(const char *what, const char *url, bool insecure)
 static void
 check_target_part(const char *what, const char *value)
 {
-	if (*value == '\0' || *target_part_end(value) != '\0')
+	if (*value == '\0' || *zerobus_target_part_end(value) != '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid %s \"%s\"", what, value),
@@ -650,7 +453,7 @@ normalize_table_map(Jsonb *map)
 						 errmsg("table_map value for \"%s\" is not a string", key)));
 			target = pnstrdup(v.val.string.val, v.val.string.len);
 			initStringInfo(&scratch);
-			append_target_name(&scratch, target);
+			zerobus_append_target_name(&scratch, target);
 
 			if (!first)
 				appendStringInfoString(&out, ", ");
@@ -668,12 +471,14 @@ normalize_table_map(Jsonb *map)
 /*
  * Checks the settings given to create_stream (create) or alter_stream and
  * adds them to cols (zerobus.streams) and secrets (zerobus.stream_secrets).
- * For alter_stream, old is the stream before the change.  caller is who
- * called the function.
+ * For alter_stream, old is the stream before the change and reset (from
+ * parse_resets) flags the settings to put back to their defaults, which the
+ * caller writes itself.  caller is who called the function.
  */
 static void
 collect_settings(FunctionCallInfo fcinfo, bool create, StreamRow *old,
-				 Oid caller, ColumnValues *cols, ColumnValues *secrets)
+				 const bool *reset, Oid caller, ColumnValues *cols,
+				 ColumnValues *secrets)
 {
 	const char *endpoint = old ? old->endpoint : NULL;
 	const char *workspace_url = old ? old->workspace_url : NULL;
@@ -690,6 +495,16 @@ collect_settings(FunctionCallInfo fcinfo, bool create, StreamRow *old,
 
 		if (argno < 0)
 			continue;
+		if (reset != NULL && reset[i])
+		{
+			/* back to the column's default, which for insecure is false */
+			if (strcmp(s->column, "insecure") == 0)
+			{
+				insecure = false;
+				urls_changed = true;
+			}
+			continue;
+		}
 		if (PG_ARGISNULL(argno))
 		{
 			if (create && s->required)
@@ -741,6 +556,14 @@ collect_settings(FunctionCallInfo fcinfo, bool create, StreamRow *old,
 					insecure = DatumGetBool(value);
 					urls_changed = true;
 				}
+				break;
+			case SETTING_POLICY:
+				if (strcmp(str, "pause") != 0 &&
+					strcmp(str, "drop_missing_columns") != 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("invalid schema_policy \"%s\"", str),
+							 errhint("The schema policy is 'pause' or 'drop_missing_columns'.")));
 				break;
 			case SETTING_OWNER:
 				if (!create && !superuser_arg(caller))
@@ -894,7 +717,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	check_server_setup();
 	check_stream_name(name);
 	slot_name = psprintf("%s%s", ZB_SLOT_PREFIX, name);
-	collect_settings(fcinfo, true, NULL, GetUserId(), &cols, &secrets);
+	collect_settings(fcinfo, true, NULL, NULL, GetUserId(), &cols, &secrets);
 	add_column(&cols, "name", TEXTOID, CStringGetTextDatum(name), false);
 	add_column(&cols, "slot_name", NAMEOID,
 			   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
@@ -930,6 +753,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	execute_with_values("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'zerobus')",
 						&args, SPI_OK_SELECT);
 	id = insert_stream(&cols, &secrets, slot_name);
+	zerobus_snapshot_sync_tables(id);
 	catalog_end(&access);
 
 	if (!zerobus_in_served_database())
@@ -942,13 +766,89 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(id);
 }
 
+/* alter_stream's reset argument: the settings to put back to their defaults */
+#define ALTER_RESET_ARGNO 20
+
 /*
- * zerobus.alter_stream(name, ...) returns void
+ * Whether alter_stream can reset the setting: its column is nullable (NULL
+ * means the zerobus.* setting of the same name) or has a default.  The
+ * required settings and the owner have neither.
+ */
+static bool
+setting_resettable(const StreamSetting *s)
+{
+	return s->alter_argno >= 0 && !s->required && s->kind != SETTING_OWNER;
+}
+
+/*
+ * Reads alter_stream's reset argument into reset[], one flag per entry of
+ * stream_settings.  Errors out on a name that is not a setting, on a setting
+ * without a default, and on a setting that is given a value as well.
+ */
+static void
+parse_resets(FunctionCallInfo fcinfo, bool *reset)
+{
+	Datum	   *names;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	int			j;
+
+	memset(reset, 0, sizeof(bool) * lengthof(stream_settings));
+	if (PG_ARGISNULL(ALTER_RESET_ARGNO))
+		return;
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(ALTER_RESET_ARGNO), TEXTOID, -1,
+					  false, TYPALIGN_INT, &names, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		char	   *name;
+		const StreamSetting *s = NULL;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("reset must not contain nulls")));
+		name = TextDatumGetCString(names[i]);
+		for (j = 0; j < lengthof(stream_settings); j++)
+			if (stream_settings[j].alter_argno >= 0 &&
+				strcmp(stream_settings[j].column, name) == 0)
+				s = &stream_settings[j];
+		if (s == NULL)
+		{
+			StringInfoData known;
+
+			initStringInfo(&known);
+			for (j = 0; j < lengthof(stream_settings); j++)
+				if (setting_resettable(&stream_settings[j]))
+					appendStringInfo(&known, "%s%s", known.len ? ", " : "",
+									 stream_settings[j].column);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown setting \"%s\" in reset", name),
+					 errhint("The settings that can be reset are: %s.", known.data)));
+		}
+		if (!setting_resettable(s))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("setting \"%s\" cannot be reset", name),
+					 errdetail("A stream must always have its own %s.", name),
+					 errhint("Give it a new value instead.")));
+		if (!PG_ARGISNULL(s->alter_argno))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("setting \"%s\" is both given a value and reset", name)));
+		reset[s - stream_settings] = true;
+	}
+}
+
+/*
+ * zerobus.alter_stream(name, ..., reset) returns void
  *
- * Changes the settings given (not NULL); the owner's or a superuser's.  The
- * stream's config_version goes up, so the launcher restarts its worker with
- * the new settings once the transaction commits: with no setting given, it
- * just restarts the worker.
+ * Changes the settings given (not NULL) and puts those named in reset back
+ * to their defaults (NULL, that is the zerobus.* setting, for the tuning
+ * options); the owner's or a superuser's.  The stream's config_version goes
+ * up, so the launcher restarts its worker with the new settings once the
+ * transaction commits: with no setting given, it just restarts the worker.
  */
 Datum
 zerobus_alter_stream(PG_FUNCTION_ARGS)
@@ -958,33 +858,51 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	ColumnValues secrets = {0};
 	CatalogAccess access;
 	StreamRow  *row;
+	bool		reset[lengthof(stream_settings)];
+	bool		reset_secret = false;
 	StringInfoData sql;
+	StringInfoData secret_sql;
 	int			i;
 
 	zerobus_require_preload();
 	name = text_arg(fcinfo, 0, "name", true);
+	parse_resets(fcinfo, reset);
 	catalog_begin(&access);
 	row = lookup_stream(name, false);
 	check_stream_owner(&access, name, row);
-	collect_settings(fcinfo, false, row, access.caller, &cols, &secrets);
+	collect_settings(fcinfo, false, row, reset, access.caller, &cols, &secrets);
 
 	initStringInfo(&sql);
+	initStringInfo(&secret_sql);
 	appendStringInfoString(&sql, "UPDATE zerobus.streams SET config_version = config_version + 1");
 	for (i = 0; i < cols.n; i++)
 		appendStringInfo(&sql, ", %s = $%d", cols.columns[i], i + 1);
+	for (i = 0; i < secrets.n; i++)
+		appendStringInfo(&secret_sql, "%s%s = $%d", i ? ", " : "",
+						 secrets.columns[i], i + 1);
+	for (i = 0; i < lengthof(stream_settings); i++)
+	{
+		if (!reset[i])
+			continue;
+		if (stream_settings[i].secret)
+		{
+			appendStringInfo(&secret_sql, "%s%s = DEFAULT",
+							 secret_sql.len ? ", " : "", stream_settings[i].column);
+			reset_secret = true;
+		}
+		else
+			appendStringInfo(&sql, ", %s = DEFAULT", stream_settings[i].column);
+	}
 	add_column(&cols, "id", INT4OID, Int32GetDatum(row->id), false);
 	appendStringInfo(&sql, " WHERE id = $%d", cols.n);
 	execute_with_values(sql.data, &cols, SPI_OK_UPDATE);
 
-	if (secrets.n > 0)
+	if (secrets.n > 0 || reset_secret)
 	{
 		resetStringInfo(&sql);
-		appendStringInfoString(&sql, "UPDATE zerobus.stream_secrets SET ");
-		for (i = 0; i < secrets.n; i++)
-			appendStringInfo(&sql, "%s%s = $%d", i ? ", " : "",
-							 secrets.columns[i], i + 1);
 		add_column(&secrets, "stream_id", INT4OID, Int32GetDatum(row->id), false);
-		appendStringInfo(&sql, " WHERE stream_id = $%d", secrets.n);
+		appendStringInfo(&sql, "UPDATE zerobus.stream_secrets SET %s WHERE stream_id = $%d",
+						 secret_sql.data, secrets.n);
 		execute_with_values(sql.data, &secrets, SPI_OK_UPDATE);
 	}
 	catalog_end(&access);
@@ -1017,12 +935,126 @@ slot_active_pid(const char *slot_name, bool *exists)
 }
 
 /*
+ * Slots of the streams dropped in this transaction, which it drops when it
+ * commits: dropping a slot cannot be undone, so a drop_stream whose
+ * transaction (or subtransaction) rolls back must leave the slot alone.
+ */
+typedef struct PendingSlotDrop
+{
+	char		slot_name[NAMEDATALEN];
+	int32		stream_id;
+	bool		marked;			/* zerobus_stream_mark_dropping() was called */
+	SubTransactionId subid;		/* the subtransaction that dropped the stream */
+} PendingSlotDrop;
+
+static List *pending_slot_drops = NIL;	/* in TopTransactionContext */
+static bool slot_drop_callbacks_registered = false;
+
+/*
+ * Drops the pending slots just before the commit, where an error still
+ * aborts the transaction (a slot taken meanwhile by another process makes
+ * the commit fail, and the stream stays).  Each is looked up again: a
+ * slot dropped by someone else meanwhile is not an error.
+ */
+static void
+slot_drop_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			foreach(lc, pending_slot_drops)
+			{
+				PendingSlotDrop *drop = (PendingSlotDrop *) lfirst(lc);
+				bool		exists;
+
+				(void) slot_active_pid(drop->slot_name, &exists);
+				if (exists)
+					ReplicationSlotDrop(drop->slot_name, true);
+			}
+			pending_slot_drops = NIL;
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (pending_slot_drops != NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that dropped a zerobus stream")));
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PREPARE:
+			/* the list went with TopTransactionContext */
+			pending_slot_drops = NIL;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * A subtransaction's pending drops go with its rollback (and the launcher
+ * may run the stream's worker again) and pass to its parent when it
+ * commits.
+ */
+static void
+slot_drop_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						   SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+	foreach(lc, pending_slot_drops)
+	{
+		PendingSlotDrop *drop = (PendingSlotDrop *) lfirst(lc);
+
+		if (drop->subid != mySubid)
+			continue;
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+		{
+			if (drop->marked)
+				zerobus_stream_unmark_dropping(drop->stream_id);
+			pending_slot_drops = foreach_delete_current(pending_slot_drops, lc);
+		}
+		else
+			drop->subid = parentSubid;
+	}
+}
+
+/*
+ * Has the slot of a stream dropped when the current transaction commits;
+ * with marked, the stream was also marked as dropping for the launcher.
+ */
+static void
+drop_slot_at_commit(const char *slot_name, int32 stream_id, bool marked)
+{
+	MemoryContext oldcxt;
+	PendingSlotDrop *drop;
+
+	if (!slot_drop_callbacks_registered)
+	{
+		RegisterXactCallback(slot_drop_xact_callback, NULL);
+		RegisterSubXactCallback(slot_drop_subxact_callback, NULL);
+		slot_drop_callbacks_registered = true;
+	}
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	drop = palloc(sizeof(PendingSlotDrop));
+	strlcpy(drop->slot_name, slot_name, NAMEDATALEN);
+	drop->stream_id = stream_id;
+	drop->marked = marked;
+	drop->subid = GetCurrentSubTransactionId();
+	pending_slot_drops = lappend(pending_slot_drops, drop);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
  * zerobus.drop_stream(name text, if_exists bool) returns void
  *
  * The owner's or a superuser's.  Deletes the stream, has the launcher stop
- * its worker, waits for the slot to be released and drops it.  Dropping the
- * slot cannot be undone: if the transaction rolls back afterwards, the
- * stream remains without its slot and must be dropped again.
+ * its worker and waits for the slot to be released; the slot is dropped
+ * when the transaction commits, so a rollback leaves the stream whole.
  */
 Datum
 zerobus_drop_stream(PG_FUNCTION_ARGS)
@@ -1035,6 +1067,7 @@ zerobus_drop_stream(PG_FUNCTION_ARGS)
 	bool		exists;
 	pid_t		pid;
 	int			waited_ms = 0;
+	bool		marked;
 
 	zerobus_require_preload();
 	catalog_begin(&access);
@@ -1052,8 +1085,10 @@ zerobus_drop_stream(PG_FUNCTION_ARGS)
 						SPI_OK_DELETE);
 	catalog_end(&access);
 
-	if (zerobus_in_served_database())
+	marked = zerobus_in_served_database();
+	if (marked)
 		zerobus_stream_mark_dropping(row->id);
+	drop_slot_at_commit(row->slot_name, row->id, marked);
 
 	while ((pid = slot_active_pid(row->slot_name, &exists)) != 0)
 	{
@@ -1069,9 +1104,6 @@ zerobus_drop_stream(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		waited_ms += 100;
 	}
-	if (exists)
-		ReplicationSlotDrop(row->slot_name, true);
-
 	zerobus_launcher_wakeup_at_commit();
 	PG_RETURN_VOID();
 }
@@ -1119,6 +1151,143 @@ zerobus_resume_stream(PG_FUNCTION_ARGS)
 	update_stream(fcinfo, "UPDATE zerobus.streams"
 				  " SET enabled = true, paused_reason = NULL, paused_at = NULL"
 				  " WHERE id = $1");
+	PG_RETURN_VOID();
+}
+
+/*
+ * zerobus.recover_stream(name text, force bool) returns void
+ *
+ * The one-call recovery of a stream whose slot lost WAL it still needed
+ * (wal_status 'lost', e.g. past max_slot_wal_keep_size): drops the slot,
+ * creates it anew (same name, starting now), marks every table of the
+ * stream for a new snapshot, and restarts the stream.  Changes between the
+ * loss and now reach the target through the snapshot.  The owner's or a
+ * superuser's.  Without force, a slot that is not lost is an error (resume
+ * the stream instead); with force, any slot is replaced, which re-sends
+ * every table.  Like create_stream it must come first in its transaction;
+ * the old slot is gone even if the transaction rolls back later (then call
+ * it again).
+ */
+Datum
+zerobus_recover_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_arg(fcinfo, 0, "name", true);
+	bool		force = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	ColumnValues args = {0};
+	CatalogAccess access;
+	StreamRow  *row;
+	char	   *wal_status = NULL;
+	bool		isnull;
+	bool		exists;
+	pid_t		pid;
+
+	zerobus_require_preload();
+	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("cannot recover a stream in a transaction that has written"),
+				 errdetail("A stream's logical replication slot must be created before its transaction writes anything."),
+				 errhint("Call zerobus.recover_stream() in a transaction of its own, or first in its transaction.")));
+
+	catalog_begin(&access);
+	zerobus_slot_lock(false, true);
+
+	/* no FOR UPDATE yet: a row lock takes an xid, and a new slot needs none */
+	add_column(&args, "name", TEXTOID, CStringGetTextDatum(name), false);
+	execute_with_values("SELECT s.id, s.owner::oid, s.slot_name, r.wal_status"
+						" FROM zerobus.streams s"
+						" LEFT JOIN pg_catalog.pg_replication_slots r"
+						" ON r.slot_name = s.slot_name WHERE s.name = $1",
+						&args, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist", name)));
+	row = palloc0(sizeof(StreamRow));
+	row->id = DatumGetInt32(result_datum(1, &isnull));
+	row->owner = DatumGetObjectId(result_datum(2, &isnull));
+	row->slot_name = pstrdup(result_text(3));
+	if (result_text(4))
+		wal_status = pstrdup(result_text(4));
+	check_stream_owner(&access, name, row);
+	if (!force && wal_status != NULL && strcmp(wal_status, "lost") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replication slot \"%s\" of stream \"%s\" is not lost",
+						row->slot_name, name),
+				 errdetail("Its wal_status is \"%s\": it still holds every change the stream has not delivered.",
+						   wal_status),
+				 errhint("Use zerobus.resume_stream() to restart the stream, or force => true to replace the slot and snapshot every table again.")));
+
+	pid = slot_active_pid(row->slot_name, &exists);
+	if (pid != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("replication slot \"%s\" of stream \"%s\" is in use by process %d",
+						row->slot_name, name, (int) pid),
+				 errhint("Pause the stream with zerobus.pause_stream() first.")));
+	if (exists)
+		ReplicationSlotDrop(row->slot_name, true);
+
+	args.n = 0;
+	add_column(&args, "slot_name", NAMEOID,
+			   DirectFunctionCall1(namein, CStringGetDatum(row->slot_name)), false);
+	execute_with_values("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'zerobus')",
+						&args, SPI_OK_SELECT);
+
+	args.n = 0;
+	add_column(&args, "id", INT4OID, Int32GetDatum(row->id), false);
+	execute_with_values("UPDATE zerobus.stream_tables t"
+						" SET snapshot_state = 'pending', snapshot_key = NULL,"
+						" snapshot_rows = 0, snapshot_lsn = NULL,"
+						" snapshot_started_at = NULL, snapshot_finished_at = NULL"
+						" WHERE t.stream_id = $1",
+						&args, SPI_OK_UPDATE);
+	execute_with_values("UPDATE zerobus.streams"
+						" SET enabled = true, paused_reason = NULL, paused_at = NULL,"
+						" config_version = config_version + 1"
+						" WHERE id = $1", &args, SPI_OK_UPDATE);
+	catalog_end(&access);
+
+	ereport(NOTICE,
+			(errmsg("replication slot \"%s\" of stream \"%s\" was recreated; every table of the stream will be snapshotted again",
+					row->slot_name, name)));
+	zerobus_launcher_wakeup_at_commit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * zerobus.snapshot_table(stream text, source regclass) returns void
+ *
+ * Snapshots one table of a stream again from its first row (after its
+ * target table was recreated, say); the owner's or a superuser's.  The
+ * stream's worker picks the table up within a second of the commit.
+ */
+Datum
+zerobus_snapshot_table(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_arg(fcinfo, 0, "stream", true);
+	Oid			relid;
+	CatalogAccess access;
+	StreamRow  *row;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("source must not be null")));
+	relid = PG_GETARG_OID(1);
+	catalog_begin(&access);
+	row = lookup_stream(name, false);
+	check_stream_owner(&access, name, row);
+	if (!zerobus_snapshot_reset_table(row->id, relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not publish table %s",
+						name,
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid))),
+				 errhint("Add the table to the stream's publication with ALTER PUBLICATION; a table added there is snapshotted by itself.")));
+	catalog_end(&access);
 	PG_RETURN_VOID();
 }
 
@@ -1209,7 +1378,8 @@ zerobus_stream_load(int32 stream_id)
 						" s.endpoint, s.workspace_url, s.workspace_id, c.client_id,"
 						" c.client_secret, s.target_catalog, s.target_schema, s.insecure,"
 						" s.ca_file, c.conninfo, s.batch_max_records, s.batch_max_bytes,"
-						" s.batch_max_delay, s.max_inflight_bytes, s.ack_timeout"
+						" s.batch_max_delay, s.max_inflight_bytes, s.ack_timeout,"
+						" s.schema_policy = 'drop_missing_columns'"
 						" FROM zerobus.streams s"
 						" JOIN zerobus.stream_secrets c ON c.stream_id = s.id"
 						" WHERE s.id = $1", &args, SPI_OK_SELECT);
@@ -1242,6 +1412,7 @@ zerobus_stream_load(int32 stream_id)
 	config->batch_max_delay_ms = result_option(18, zerobus_batch_max_delay);
 	config->max_inflight_bytes = result_option(19, zerobus_max_inflight_bytes);
 	config->ack_timeout_ms = result_option(20, zerobus_ack_timeout);
+	config->drop_missing_columns = DatumGetBool(result_datum(21, &isnull));
 
 	execute_with_values("SELECT m.key, m.value FROM zerobus.streams s,"
 						" pg_catalog.jsonb_each_text(s.table_map) m"

@@ -70,8 +70,8 @@ const ZerobusType zerobus_meta_types[ZB_META_NCOLUMNS] = {
 	}
 };
 
-const char *const zerobus_change_names[5] = {
-	NULL, "insert", "update_preimage", "update_postimage", "delete"
+const char *const zerobus_change_names[6] = {
+	NULL, "insert", "update_preimage", "update_postimage", "delete", "snapshot"
 };
 
 /* google.protobuf.FieldDescriptorProto.Label and .Type values */

@@ -87,6 +87,7 @@ int			zerobus_batch_max_delay = 10;
 int			zerobus_max_inflight_bytes = 64 * 1024 * 1024;
 int			zerobus_ack_timeout = 60000;
 int			zerobus_restart_backoff_max = 60;
+int			zerobus_snapshot_chunk_rows = 10000;
 char	   *zerobus_ca_file = NULL;
 
 /*
@@ -130,6 +131,9 @@ static const IntSetting int_settings[] = {
 	{"restart_backoff_max",
 		"Maximum delay before a failed stream worker is restarted.",
 		&zerobus_restart_backoff_max, 60, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, false},
+	{"snapshot_chunk_rows",
+		"Rows an initial snapshot reads per primary-key chunk (one short transaction each).",
+		&zerobus_snapshot_chunk_rows, 10000, 100, 1000000, PGC_SIGHUP, 0, false},
 };
 
 /* Shared memory: the launcher and one slot per stream */
@@ -462,6 +466,26 @@ zerobus_stream_mark_dropping(int32 stream_id)
 
 	SpinLockAcquire(&s->mutex);
 	s->dropping = true;
+	SpinLockRelease(&s->mutex);
+	zerobus_launcher_wakeup();
+}
+
+/*
+ * Undoes zerobus_stream_mark_dropping() for a drop_stream whose
+ * subtransaction rolled back: the launcher may run the stream's worker
+ * again.  (A rollback of the whole transaction undoes every mark of it in
+ * zerobus_xact_callback.)
+ */
+void
+zerobus_stream_unmark_dropping(int32 stream_id)
+{
+	ZerobusStreamShared *s = zerobus_stream_shared(stream_id, false);
+
+	dropping_streams = list_delete_int(dropping_streams, stream_id);
+	if (s == NULL)
+		return;
+	SpinLockAcquire(&s->mutex);
+	s->dropping = false;
 	SpinLockRelease(&s->mutex);
 	zerobus_launcher_wakeup();
 }

@@ -103,6 +103,7 @@ typedef struct ZbCall
 	TimestampTz open_since;		/* when the open batch got its first record */
 	dlist_head	inflight;		/* sent batches awaiting their ack */
 	bool		retiring;		/* takes no new records */
+	bool		created;		/* Zerobus accepted its descriptor */
 	bool		fresh_token;	/* its token was fetched for it */
 	TimestampTz last_heard;		/* last event, or when batches went in
 								 * flight */
@@ -634,6 +635,15 @@ handle_ended(ZerobusSender *sender, ZbCall *call, int status,
 		return;
 	}
 
+	/* a descriptor rejected at creation: the worker explains it */
+	if (status == ZB_GRPC_INVALID_ARGUMENT && !call->created)
+		zerobus_worker_descriptor_rejected(call->target, table,
+										   call->descriptor,
+										   call->descriptor_len,
+										   psprintf("%d (%s)", status,
+													status_name(status)),
+										   message);
+
 	/*
 	 * A cached token may have expired or been revoked early; only the
 	 * rejection of one fetched for this very call is final.  The session
@@ -678,6 +688,10 @@ zerobus_sender_process(ZerobusSender *sender)
 			case ZB_GRPC_EV_CREATED:
 				elog(DEBUG1, "zerobus stream %s opened for table %s",
 					 ev.stream_id, call->target->name);
+				call->created = true;
+				zerobus_worker_descriptor_accepted(call->target,
+												   call->descriptor,
+												   call->descriptor_len);
 				break;
 			case ZB_GRPC_EV_ACK:
 				handle_ack(sender, call, ev.offset);

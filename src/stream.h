@@ -89,6 +89,8 @@ typedef struct ZerobusStreamConfig
 	int			batch_max_delay_ms;
 	int			max_inflight_bytes;
 	int			ack_timeout_ms;
+	bool		drop_missing_columns;	/* schema_policy: strip the columns
+										 * the target lacks, not pause */
 	int			ntargets;		/* table_map: source -> target table */
 	char	  **target_sources; /* quote_qualified_identifier(schema, table) */
 	char	  **target_tables;	/* catalog.schema.table */
@@ -117,6 +119,7 @@ extern int	zerobus_batch_max_delay;
 extern int	zerobus_max_inflight_bytes;
 extern int	zerobus_ack_timeout;
 extern int	zerobus_restart_backoff_max;
+extern int	zerobus_snapshot_chunk_rows;
 extern char *zerobus_ca_file;
 
 extern void zerobus_check_stream_option(const char *name, int value);
@@ -130,6 +133,7 @@ extern bool zerobus_preloaded;
 extern bool zerobus_in_served_database(void);
 extern void zerobus_launcher_wakeup_at_commit(void);
 extern void zerobus_stream_mark_dropping(int32 stream_id);
+extern void zerobus_stream_unmark_dropping(int32 stream_id);
 extern bool zerobus_slot_lock(bool exclusive, bool wait);
 
 /* catalog.c: reading the configuration (needs a transaction) */

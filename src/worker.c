@@ -58,6 +58,21 @@
  * the worker exits with status 0, so the launcher leaves it alone until
  * resume_stream(); the WAL stays in the slot.
  *
+ * Schema changes.  When Zerobus accepts a call's descriptor, the worker
+ * stores the relation's columns as the target's accepted columns; when it
+ * rejects one at creation, the pause reason names the columns that changed
+ * since and the ALTER TABLE statements that fix the target (schema.c).
+ * Under schema_policy drop_missing_columns, columns the target lacks are
+ * instead left out of the descriptor and the records, from a replay of the
+ * slot on.  A slot that lost WAL it needed (wal_status 'lost') or vanished
+ * fails the stream before replication starts, naming recover_stream().
+ *
+ * Initial snapshots (snapshot.c) share the loop: between reads of the
+ * slot, while less than half of max_inflight_bytes is unacked, the worker
+ * reads one chunk of a table to snapshot and hands its records to the
+ * sender on the snapshot lane; chunks hold no transaction of the FIFO, so
+ * the slot keeps being confirmed while a snapshot runs.
+ *
  * Truncate is not propagated: Delta's change data feed has no such change
  * type.  Each one is logged as a WARNING naming the tables.
  *
@@ -70,6 +85,7 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "commands/dbcommands.h"
+#include "executor/spi.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -88,6 +104,8 @@
 #include "utils/snapmgr.h"
 #include "utils/varlena.h"
 
+#include "schema.h"
+#include "snapshot.h"
 #include "stream.h"
 #include "worker.h"
 #include "zerobus.h"
@@ -113,14 +131,37 @@ typedef struct ZbTxn
 	bool		committed;		/* its Commit message was received */
 } ZbTxn;
 
+/*
+ * Columns left out under schema_policy drop_missing_columns: for one
+ * descriptor of a relation that the target rejected, the fields the target
+ * lacks.  Kept for the worker's life (in worker_cxt), so that the sessions
+ * after the rejection leave them out of the descriptor and of every record.
+ */
+typedef struct ZbColumnDrop
+{
+	uint32		relid;
+	char	   *descriptor;		/* as the plugin sent it */
+	int			descriptor_len;
+	int		   *fields;			/* field numbers left out */
+	int			nfields;
+	char	   *notice;			/* shown by zerobus.stat_streams */
+} ZbColumnDrop;
+
 /* A source relation, as last described by a Relation message. */
 typedef struct ZbRelation
 {
 	uint32		relid;			/* hash key */
 	char	   *qualname;		/* schema.table, for messages */
+	char	   *schema_name;
+	char	   *table_name;
+	char	   *target_name;	/* catalog.schema.table */
 	ZerobusTarget *target;
 	char	   *descriptor;
 	int			descriptor_len;
+	ZerobusColumnSet columns;	/* the descriptor's source columns */
+	bool		accepted_stored;	/* the target accepted the descriptor,
+									 * and zerobus.stream_tables says so */
+	ZbColumnDrop *drop;			/* columns left out, or NULL */
 	uint64		call_serial;	/* the call known to accept the descriptor */
 } ZbRelation;
 
@@ -136,6 +177,7 @@ typedef struct ZbSession
 	WalReceiverConn *rcv;
 	pgsocket	rcv_sock;
 	ZerobusSender *sender;
+	ZerobusSnapshot *snapshot;	/* initial snapshots, between slot reads */
 	HTAB	   *relations;
 	dlist_head	txns;			/* ZbTxn in commit order */
 	ZbTxn	   *cur_txn;		/* being received (between Begin and Commit) */
@@ -148,6 +190,8 @@ typedef struct ZbSession
 	bool		drained;		/* walrcv_receive had nothing more */
 } ZbSession;
 
+static List *column_drops = NIL;	/* ZbColumnDrop, in worker_cxt */
+static StringInfoData stripped;	/* a record without the dropped columns */
 static ZerobusStreamConfig *config;
 static ZerobusStreamShared *shared;
 static MemoryContext worker_cxt;
@@ -163,7 +207,7 @@ static TimestampTz zb_now;		/* taken once per loop iteration */
 void
 zerobus_worker_fail(const char *fmt,...)
 {
-	char		reason[1024];
+	char		reason[2048];
 	va_list		args;
 
 	va_start(args, fmt);
@@ -423,10 +467,64 @@ handle_change(const uint8 *p, const uint8 *end)
 	rel = hash_search(zb->relations, &relid, HASH_FIND, NULL);
 	if (rel == NULL)
 		protocol_error("Change for a relation never described");
+	if (rel->drop)
+	{
+		resetStringInfo(&stripped);
+		zerobus_schema_strip(&stripped, (const char *) record, record_len,
+							 rel->drop->fields, rel->drop->nfields, false);
+		record = (const uint8 *) stripped.data;
+		record_len = stripped.len;
+	}
 	zerobus_sender_add(zb->sender, rel->target, ZB_LANE_CHANGES,
 					   rel->descriptor, rel->descriptor_len, &rel->call_serial,
 					   (const char *) record, record_len,
 					   &zb->cur_txn->acks, rel->qualname);
+}
+
+/*
+ * Leaves the columns of an earlier ZbColumnDrop out of rel's descriptor
+ * and column set, when the drop was made for this very descriptor.
+ */
+static void
+apply_column_drop(ZbRelation *rel)
+{
+	ListCell   *lc;
+	StringInfoData desc;
+	int			i;
+	int			n = 0;
+
+	rel->drop = NULL;
+	foreach(lc, column_drops)
+	{
+		ZbColumnDrop *drop = lfirst(lc);
+
+		if (drop->relid == rel->relid &&
+			drop->descriptor_len == rel->descriptor_len &&
+			memcmp(drop->descriptor, rel->descriptor, rel->descriptor_len) == 0)
+			rel->drop = drop;
+	}
+	if (rel->drop == NULL)
+		return;
+
+	initStringInfo(&desc);
+	zerobus_schema_strip(&desc, rel->descriptor, rel->descriptor_len,
+						 rel->drop->fields, rel->drop->nfields, true);
+	pfree(rel->descriptor);
+	rel->descriptor = desc.data;
+	rel->descriptor_len = desc.len;
+	for (i = 0; i < rel->columns.ncolumns; i++)
+	{
+		ZerobusSchemaColumn *col = &rel->columns.columns[i];
+		bool		keep = true;
+		int			j;
+
+		for (j = 0; j < rel->drop->nfields; j++)
+			if (col->field_number == rel->drop->fields[j])
+				keep = false;
+		if (keep)
+			rel->columns.columns[n++] = *col;
+	}
+	rel->columns.ncolumns = n;
 }
 
 /* A Relation message: (re)learn the relation's target and descriptor. */
@@ -436,7 +534,7 @@ handle_relation(const uint8 *data, size_t len)
 	Zerobus__Output__Relation *msg;
 	ZbRelation *rel;
 	bool		found;
-	char	   *target;
+	size_t		i;
 
 	msg = zerobus__output__relation__unpack(NULL, len, data);
 	if (msg == NULL || !msg->has_descriptor_proto ||
@@ -447,22 +545,177 @@ handle_relation(const uint8 *data, size_t len)
 	if (found)
 	{
 		pfree(rel->qualname);
+		pfree(rel->schema_name);
+		pfree(rel->table_name);
+		pfree(rel->target_name);
 		pfree(rel->descriptor);
+		for (i = 0; i < rel->columns.ncolumns; i++)
+		{
+			pfree(rel->columns.columns[i].name);
+			pfree(rel->columns.columns[i].delta_type);
+		}
+		pfree(rel->columns.columns);
 	}
 	rel->qualname = quote_qualified_identifier(msg->schema_name,
 											   msg->table_name);
+	rel->schema_name = pstrdup(msg->schema_name);
+	rel->table_name = pstrdup(msg->table_name);
 	rel->descriptor = palloc(msg->descriptor_proto.len);
 	memcpy(rel->descriptor, msg->descriptor_proto.data,
 		   msg->descriptor_proto.len);
 	rel->descriptor_len = msg->descriptor_proto.len;
 	rel->call_serial = 0;
+	rel->accepted_stored = false;
 
-	target = zerobus_stream_target_table(config, msg->schema_name,
-										 msg->table_name);
-	rel->target = zerobus_sender_target(zb->sender, target);
-	pfree(target);
+	/* the source columns, without the metadata columns */
+	rel->columns.ncolumns = 0;
+	rel->columns.columns = palloc(sizeof(ZerobusSchemaColumn) *
+								  (msg->n_columns + 1));
+	for (i = 0; i < msg->n_columns; i++)
+	{
+		Zerobus__Output__Column *col = msg->columns[i];
+		ZerobusSchemaColumn *to = &rel->columns.columns[rel->columns.ncolumns];
+
+		if (col->field_number >= ZB_META_FIELD_BASE)
+			continue;
+		to->name = pstrdup(col->name ? col->name : "");
+		to->field_number = (int) col->field_number;
+		to->delta_type = pstrdup(col->delta_type ? col->delta_type : "");
+		rel->columns.ncolumns++;
+	}
+
+	rel->target_name = zerobus_stream_target_table(config, msg->schema_name,
+												   msg->table_name);
+	rel->target = zerobus_sender_target(zb->sender, rel->target_name);
+	apply_column_drop(rel);
+	zerobus_snapshot_relation_seen(zb->snapshot, msg->relid);
 
 	zerobus__output__relation__free_unpacked(msg, NULL);
+}
+
+/*
+ * The relation whose records go to target with the given descriptor, or
+ * NULL (a descriptor of no Relation message, e.g. a snapshot's).
+ */
+static ZbRelation *
+find_relation(ZerobusTarget *target, const char *descriptor, int len)
+{
+	HASH_SEQ_STATUS status;
+	ZbRelation *rel;
+
+	hash_seq_init(&status, zb->relations);
+	while ((rel = hash_seq_search(&status)) != NULL)
+	{
+		if (rel->target == target && rel->descriptor_len == len &&
+			memcmp(rel->descriptor, descriptor, len) == 0)
+		{
+			hash_seq_term(&status);
+			return rel;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The sender opened a call with this descriptor: remember the columns the
+ * target accepted (schema.c), once per Relation message.
+ */
+void
+zerobus_worker_descriptor_accepted(ZerobusTarget *target,
+								   const char *descriptor, int len)
+{
+	ZbRelation *rel = find_relation(target, descriptor, len);
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	if (rel == NULL || rel->accepted_stored)
+		return;
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	zerobus_schema_store_accepted(config->id, rel->relid, rel->schema_name,
+								  rel->table_name, &rel->columns,
+								  rel->drop ? rel->drop->notice : NULL);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(oldcxt);
+	rel->accepted_stored = true;
+}
+
+/*
+ * schema_policy drop_missing_columns: when the target lacks columns of
+ * rel's rejected descriptor (added or renamed since it accepted accepted),
+ * remembers to leave them out and fails the session, so that the next one
+ * replays from the slot without them.  Returns when the policy cannot help
+ * (a type changed), for the stream to pause.
+ */
+static void
+drop_missing_columns(ZbRelation *rel, const ZerobusColumnSet *accepted,
+					 const char *target_name)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(worker_cxt);
+	ZbColumnDrop *drop = palloc0(sizeof(ZbColumnDrop));
+
+	drop->nfields = zerobus_schema_missing_columns(accepted, &rel->columns,
+												   rel->qualname, target_name,
+												   &drop->fields,
+												   &drop->notice);
+	if (drop->nfields == 0)
+	{
+		MemoryContextSwitchTo(oldcxt);
+		return;
+	}
+	drop->relid = rel->relid;
+	drop->descriptor = palloc(rel->descriptor_len);
+	memcpy(drop->descriptor, rel->descriptor, rel->descriptor_len);
+	drop->descriptor_len = rel->descriptor_len;
+	column_drops = lappend(column_drops, drop);
+	if (stripped.data == NULL)
+		initStringInfo(&stripped);
+	MemoryContextSwitchTo(oldcxt);
+
+	ereport(ERROR,
+			(errmsg("zerobus stream \"%s\": %s", config->name, drop->notice),
+			 errdetail("The target rejected the descriptor and schema_policy is drop_missing_columns; the stream replays from its slot without those columns.")));
+}
+
+/*
+ * The target rejected this descriptor when the sender opened a call with
+ * it (status is "<code> (<name>)", message the server's): pauses the stream
+ * with an error naming the table and the columns that changed since the
+ * target last accepted a descriptor, and the ALTER TABLE statements that
+ * fix the target (schema.c).
+ */
+void
+zerobus_worker_descriptor_rejected(ZerobusTarget *target,
+								   const char *target_name,
+								   const char *descriptor, int len,
+								   const char *status, const char *message)
+{
+	ZbRelation *rel = find_relation(target, descriptor, len);
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ZerobusColumnSet accepted;
+	bool		known;
+	char	   *problem;
+	char	   *hint;
+
+	if (rel == NULL)
+		zerobus_worker_fail("target table %s rejected a descriptor. Zerobus ended the stream for table %s with status %s: %s. Hint: zerobus.target_ddl(<source table>, stream => '%s') gives the CREATE TABLE the stream expects; alter the target, then call zerobus.resume_stream('%s').",
+							target_name, target_name, status, message,
+							config->name, config->name);
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(oldcxt);
+	known = zerobus_schema_load_accepted(config->id, rel->relid, &accepted);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(oldcxt);
+
+	if (config->drop_missing_columns && known && rel->drop == NULL)
+		drop_missing_columns(rel, &accepted, target_name);
+	zerobus_schema_explain(known ? &accepted : NULL, &rel->columns,
+						   rel->qualname, target_name, config->name, message,
+						   &problem, &hint);
+	zerobus_worker_fail("%s. Zerobus ended the stream for table %s with status %s: %s. Hint: %s",
+						problem, target_name, status, message, hint);
 }
 
 /* A Truncate message: not propagated, said so. */
@@ -668,6 +921,48 @@ wait_for_work(bool watch_rcv, long timeout)
 	ResetLatch(MyLatch);
 }
 
+/*
+ * Fails the stream when its slot cannot serve it any more: dropped, or
+ * invalidated because WAL it still needed was removed (wal_status 'lost',
+ * past max_slot_wal_keep_size).  Replication from such a slot cannot
+ * start, so retrying would not help; zerobus.recover_stream() replaces the
+ * slot and snapshots the tables again.
+ */
+static void
+check_slot(void)
+{
+	Oid			type = TEXTOID;
+	Datum		value = CStringGetTextDatum(config->slot_name);
+	char	   *wal_status = NULL;
+	bool		exists;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT wal_status FROM pg_catalog.pg_replication_slots"
+							  " WHERE slot_name = $1",
+							  1, &type, &value, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_replication_slots");
+	exists = SPI_processed > 0;
+	if (exists)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		wal_status = v ? MemoryContextStrdup(worker_cxt, v) : NULL;
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	if (!exists)
+		zerobus_worker_fail("replication slot \"%s\" of stream \"%s\" does not exist. Hint: SELECT zerobus.recover_stream('%s'); creates it again and snapshots every table again.",
+							config->slot_name, config->name, config->name);
+	if (wal_status && strcmp(wal_status, "lost") == 0)
+		zerobus_worker_fail("replication slot \"%s\" of stream \"%s\" was invalidated: the WAL it still needed was removed (wal_status lost, see max_slot_wal_keep_size), so changes were lost. Hint: SELECT zerobus.recover_stream('%s'); replaces the slot and snapshots every table again.",
+							config->slot_name, config->name, config->name);
+}
+
 /* Connects to Zerobus and to the slot; the session starts STREAMING. */
 static void
 start_session(void)
@@ -694,6 +989,7 @@ start_session(void)
 	zb->relations = hash_create("zerobus relations", 64, &ctl,
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
+	check_slot();
 	zb->sender = zerobus_sender_create(config, shared, zb->cxt,
 									   errbuf, sizeof(errbuf));
 	if (zb->sender == NULL)
@@ -732,6 +1028,7 @@ start_session(void)
 	zb_now = GetCurrentTimestamp();
 	zerobus_sender_set_now(zb->sender, zb_now);
 	zb->last_feedback = zb_now;
+	zb->snapshot = zerobus_snapshot_create(config, zb->sender, zb->cxt);
 	SpinLockAcquire(&shared->mutex);
 	shared->state = ZB_STATE_STREAMING;
 	SpinLockRelease(&shared->mutex);
@@ -754,6 +1051,20 @@ end_session(void)
 }
 
 /*
+ * Whether to read a snapshot chunk now: there may be one, and the records
+ * in flight stay below half of max_inflight_bytes, so that the change
+ * stream is served between chunks and its slot keeps advancing.
+ */
+static bool
+snapshot_can_read(void)
+{
+	return zerobus_snapshot_has_work(zb->snapshot) &&
+		!zerobus_sender_backpressured(zb->sender) &&
+		zerobus_sender_inflight_bytes(zb->sender) <
+		(size_t) config->max_inflight_bytes / 2;
+}
+
+/*
  * Streams until an ERROR ends the session.  Each iteration reads the slot
  * (unless backpressured), does the Zerobus I/O, handles acks and events,
  * sends a status update if one is due and waits for the next thing to do.
@@ -767,6 +1078,7 @@ run_session(void)
 	{
 		long		timeout;
 		bool		waiting;
+		bool		snapshot_ready;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -780,11 +1092,18 @@ run_session(void)
 		zerobus_sender_set_now(zb->sender, zb_now);
 		zb->drained = false;
 		receive();
+		if (snapshot_can_read())
+		{
+			zerobus_snapshot_read_chunk(zb->snapshot);
+			zerobus_sender_flush_all(zb->sender);
+		}
 		zb_now = GetCurrentTimestamp();
 		zerobus_sender_set_now(zb->sender, zb_now);
 		timeout = zerobus_sender_process(zb->sender);
 		advance_confirm();
+		zerobus_snapshot_progress(zb->snapshot);
 		zerobus_sender_check_timers(zb->sender, &timeout);
+		zerobus_snapshot_check_timers(zb->snapshot, zb_now, &timeout);
 		send_feedback();
 		if (wal_receiver_status_interval > 0)
 			zerobus_timeout_until(&timeout, zb_now,
@@ -792,7 +1111,9 @@ run_session(void)
 															  wal_receiver_status_interval * 1000));
 
 		waiting = zerobus_sender_backpressured(zb->sender);
-		if ((!zb->drained && !waiting) || zerobus_sender_unsent(zb->sender))
+		snapshot_ready = snapshot_can_read();
+		if ((!zb->drained && !waiting) || snapshot_ready ||
+			zerobus_sender_unsent(zb->sender))
 			timeout = 0;		/* more to read or to send right away */
 		wait_for_work(!waiting, timeout);
 	}

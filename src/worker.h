@@ -47,6 +47,13 @@ typedef struct ZerobusTarget ZerobusTarget;
 
 /* worker.c */
 extern void zerobus_worker_fail(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
+extern void zerobus_worker_descriptor_accepted(ZerobusTarget *target,
+											   const char *descriptor, int len);
+extern void zerobus_worker_descriptor_rejected(ZerobusTarget *target,
+											   const char *target_name,
+											   const char *descriptor, int len,
+											   const char *status,
+											   const char *message) pg_attribute_noreturn();
 
 /* sender.c */
 extern ZerobusSender *zerobus_sender_create(ZerobusStreamConfig *config,

@@ -135,10 +135,11 @@ typedef enum ZerobusChangeKind
 	ZB_CHANGE_INSERT = 1,
 	ZB_CHANGE_UPDATE_PREIMAGE = 2,
 	ZB_CHANGE_UPDATE_POSTIMAGE = 3,
-	ZB_CHANGE_DELETE = 4
+	ZB_CHANGE_DELETE = 4,
+	ZB_CHANGE_SNAPSHOT = 5		/* a row read by an initial snapshot */
 } ZerobusChangeKind;
 
-extern const char *const zerobus_change_names[5];	/* index by kind */
+extern const char *const zerobus_change_names[6];	/* index by kind */
 
 /* Metadata of one record. */
 typedef struct ZerobusChangeMeta
@@ -179,7 +180,7 @@ extern void zerobus_render_record(StringInfo out,
 								  const char *data, int len, bool json,
 								  bool include_volatile);
 
-/* catalog.c */
+/* schema.c */
 extern char *zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 									 const char *target_table);
 extern const char *zerobus_delta_identifier(const char *name);

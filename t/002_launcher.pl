@@ -93,6 +93,24 @@ wait_worker_count(0, 'a stream paused by an error has no worker');
 $node->safe_psql('postgres', "SELECT zerobus.resume_stream('s1')");
 wait_worker_count(1, 'until resumed');
 
+# A drop_stream rolled back to a savepoint stops the worker meanwhile, but
+# leaves the stream and its slot, and the worker comes back.
+$node->safe_psql(
+	'postgres', q{
+	BEGIN;
+	SAVEPOINT sp;
+	SELECT zerobus.drop_stream('s1');
+	ROLLBACK TO SAVEPOINT sp;
+	COMMIT;
+});
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM zerobus.streams JOIN pg_replication_slots USING (slot_name)"
+	),
+	'1',
+	'a drop_stream rolled back to a savepoint keeps the stream and its slot');
+wait_worker_count(1, 'and the stream gets a worker again');
+
 $node->safe_psql('postgres', "SELECT zerobus.drop_stream('s1')");
 wait_worker_count(0, 'drop_stream stops the worker');
 is( $node->safe_psql(

@@ -209,9 +209,9 @@ sub delta_rows
 	return [ map { decode_json($_) } grep { /\S/ } split /\n/, $out ];
 }
 
-# Applies change records in (_commit_lsn, _seq) order: inserts and update
-# postimages upsert by key, deletes and update preimages (present when the
-# key changed) delete by key.  Returns { key => row without metadata }.
+# Applies change records in (_commit_lsn, _seq) order: inserts, update
+# postimages and snapshot rows upsert by key, deletes and update preimages
+# (present when the key changed) delete by key.  Returns { key => row without metadata }.
 sub fold_changes
 {
 	my ($rows, @keys) = @_;
@@ -224,7 +224,9 @@ sub fold_changes
 		my $key = join "\0", map { $r->{$_} // '' } @keys;
 		my %row = map { $_ => $r->{$_} } grep { !/^_/ } keys %$r;
 		my $type = $r->{_change_type};
-		if ($type eq 'insert' || $type eq 'update_postimage')
+		if (   $type eq 'insert'
+			|| $type eq 'update_postimage'
+			|| $type eq 'snapshot')
 		{
 			$table{$key} = \%row;
 		}

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+#
+# snapshot_bench.sh
+#	  Initial snapshot throughput: rows/s from zerobus.create_stream() on a
+#	  table that already holds ROWS rows (bench/workload.sql's ~200-byte
+#	  rows) until every snapshot chunk is durably acked by the local Zerobus
+#	  emulator and recorded (stream_tables.snapshot_finished_at).
+#
+# It starts a throwaway cluster and the emulator (as bench/e2e_bench.sh
+# does), loads the rows, declares the target from zerobus.target_ddl(),
+# creates the stream (snapshot on, the default) and waits for the snapshot
+# to be done.  Both instants come from the server's clock, so the polling
+# interval does not enter the figure.  The rate includes the worker's start
+# (slot connection, token, opening the Zerobus stream).  Prints the rate
+# next to the 100,000 rows/s target, the chunk count, the CPU seconds of
+# the worker and of the emulator, and checks that the emulator holds ROWS
+# durable records.
+#
+# Usage: bench/snapshot_bench.sh [--rows N] [--chunk-rows N] [--keep]
+#
+# Needs the extension installed (make install), PostgreSQL 15 binaries and
+# node with the emulator's modules (npm ci --prefix emulator).  The report
+# is printed and written to bench/out/snapshot-<date>.txt.
+#
+# bench/snapshot_bench.sh
+#
+
+set -euo pipefail
+
+PROG=snapshot_bench
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+PGC_OS_USER=${BENCH_OS_USER:-postgres}
+# shellcheck source=SCRIPTDIR/../scripts/lib/pgcluster.sh
+. "$TOP/scripts/lib/pgcluster.sh"
+# shellcheck source=SCRIPTDIR/../scripts/lib/emulator.sh
+. "$TOP/scripts/lib/emulator.sh"
+# shellcheck source=SCRIPTDIR/../scripts/lib/bench.sh
+. "$TOP/scripts/lib/bench.sh"
+
+usage()
+{
+	sed -n 's/^# Usage: /usage: /p' "$0"
+	cat <<'EOF'
+
+  --rows N         rows in the table before the stream is created
+                   (default 1000000)
+  --chunk-rows N   zerobus.snapshot_chunk_rows (default: the setting's default)
+  --keep           keep the temporary directory (logs)
+EOF
+}
+
+ROWS=1000000
+CHUNK_ROWS=""
+KEEP=0
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+		--rows) ROWS=${2:?--rows needs a value}; shift 2 ;;
+		--rows=*) ROWS=${1#*=}; shift ;;
+		--chunk-rows) CHUNK_ROWS=${2:?--chunk-rows needs a value}; shift 2 ;;
+		--chunk-rows=*) CHUNK_ROWS=${1#*=}; shift ;;
+		--keep) KEEP=1; shift ;;
+		-h|--help) usage; exit 0 ;;
+		*) echo "$PROG: unknown argument \"$1\"" >&2; usage >&2; exit 2 ;;
+	esac
+done
+bench_need_int --rows "$ROWS" 100
+[ -z "$CHUNK_ROWS" ] || bench_need_int --chunk-rows "$CHUNK_ROWS" 100
+
+pgc_find_binaries
+if [ ! -f "$(pg_config --sharedir)/extension/zerobus.control" ]; then
+	echo "$PROG: the extension is not installed (make && make install)" >&2
+	exit 1
+fi
+pgc_make_workdir
+
+cleanup()
+{
+	pgc_stop immediate
+	emu_stop
+	pgc_remove_workdir "$KEEP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+bench_report_start
+
+note()
+{
+	echo "$PROG: $*" >&2
+}
+
+pgc_initdb "pgoutput, test_decoding, zerobus"
+pgc_conf "shared_preload_libraries = 'zerobus'" \
+	"zerobus.database = 'postgres'" \
+	"shared_buffers = 1GB" \
+	"max_wal_size = 32GB" \
+	"checkpoint_timeout = 1h" \
+	"autovacuum = off" \
+	${CHUNK_ROWS:+"zerobus.snapshot_chunk_rows = $CHUNK_ROWS"}
+pgc_start || { tail "$PG_LOG" >&2; exit 1; }
+
+emu_start || { cat "$WORK/emulator.log" >&2; exit 1; }
+
+note "loading $ROWS rows..."
+"${PSQL[@]}" -q -f "$TOP/bench/workload.sql"
+"${PSQL[@]}" -q <<EOF
+SET client_min_messages = warning;
+CREATE EXTENSION zerobus;
+INSERT INTO bench SELECT * FROM bench_rows(1, $ROWS);
+VACUUM ANALYZE bench;
+CHECKPOINT;
+EOF
+"${PSQL[@]}" -Atc "SELECT zerobus.target_ddl('bench', 'main.bench.bench')" |
+	node "$TOP/bench/e2e_emulator.js" declare "$HTTP_PORT" main.bench.bench bench bench-secret
+
+SETTINGS=$("${PSQL[@]}" -Atc "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name)
+	FROM pg_settings WHERE name IN ('zerobus.batch_max_records', 'zerobus.batch_max_bytes',
+		'zerobus.max_inflight_bytes', 'zerobus.snapshot_chunk_rows')")
+TABLE_MB=$("${PSQL[@]}" -Atc "SELECT pg_table_size('bench') / 1048576")
+say "zerobus snapshot benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+say "host: $(uname -n), $(nproc) CPUs, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+say "PostgreSQL $("${PSQL[@]}" -Atc 'SHOW server_version'), zerobus $(git -C "$TOP" describe --always --dirty 2>/dev/null || echo "?"), node $(node --version)"
+say "stream: plain h2c to the emulator on loopback, $SETTINGS"
+say "table: $ROWS rows of bench/workload.sql, $TABLE_MB MiB"
+say ""
+
+note "creating the stream, waiting for the snapshot..."
+EMU_TICKS0=$(cpu_ticks "$EMU_PID")
+T0=$("${PSQL[@]}" -Atc "SELECT clock_timestamp()")
+emu_create_stream bench bench bench bench bench-secret
+WPID=""
+for _ in $(seq 1 36000); do
+	[ -n "$WPID" ] || WPID=$("${PSQL[@]}" -Atc "SELECT pid FROM zerobus.stat_streams WHERE name = 'bench'")
+	STATE=$("${PSQL[@]}" -Atc "SELECT snapshot_state || ' ' || state FROM zerobus.stat_streams WHERE name = 'bench'")
+	case "$STATE" in
+		done*) break ;;
+		*failed*) echo "$PROG: the stream failed:" >&2
+			"${PSQL[@]}" -c "SELECT * FROM zerobus.stat_streams" >&2
+			exit 1 ;;
+	esac
+	sleep 0.1
+done
+[ "${STATE%% *}" = done ] || { echo "$PROG: the snapshot did not finish within an hour" >&2; exit 1; }
+WORKER_TICKS=$(cpu_ticks "$WPID")
+EMU_TICKS=$(($(cpu_ticks "$EMU_PID") - EMU_TICKS0))
+
+read -r SNAP_ROWS SNAP_SECS < <("${PSQL[@]}" -At -F ' ' -c "SELECT snapshot_rows,
+	round(extract(epoch FROM snapshot_finished_at - '$T0'::timestamptz), 3)
+	FROM zerobus.stream_tables")
+read -r REC_DURABLE REC_DUPS < <(node "$TOP/bench/e2e_emulator.js" durable "$HTTP_PORT" main.bench.bench)
+CHUNKS=$(( (ROWS + $("${PSQL[@]}" -Atc "SHOW zerobus.snapshot_chunk_rows") - 1) / $("${PSQL[@]}" -Atc "SHOW zerobus.snapshot_chunk_rows") ))
+RATE=$(awk -v n="$SNAP_ROWS" -v s="$SNAP_SECS" 'BEGIN { printf "%.0f", n / s }')
+HZ=$(getconf CLK_TCK)
+
+say "snapshot of $SNAP_ROWS rows in $CHUNKS chunks: ${SNAP_SECS} s (create_stream -> last chunk acked and recorded), $RATE rows/s"
+say "    CPU seconds: worker $(awk -v t="$WORKER_TICKS" -v hz="$HZ" 'BEGIN { printf "%.1f", t / hz }'), emulator $(awk -v t="$EMU_TICKS" -v hz="$HZ" 'BEGIN { printf "%.1f", t / hz }') (of $(nproc) x ${SNAP_SECS} s)"
+say "    emulator durable records $REC_DURABLE (duplicates $REC_DUPS)"
+say "    check $RATE rows/s >= 100000 rows/s: $(if [ "$RATE" -ge 100000 ]; then echo PASS; else echo FAIL; fi)"
+say "    check durable records = $ROWS: $(if [ "$REC_DURABLE" -eq "$ROWS" ]; then echo PASS; else echo FAIL; fi)"
+if [ "$ROWS" -lt 1000000 ]; then
+	say "    NOTE: scaled down (--rows $ROWS): start-up costs weigh on the rate"
+fi
+bench_report_save snapshot

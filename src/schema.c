@@ -1,0 +1,927 @@
+/*-------------------------------------------------------------------------
+ *
+ * schema.c
+ *	  The schema of target tables: zerobus.target_ddl(), the Databricks
+ *	  CREATE TABLE of a target table, and schema evolution: what a target
+ *	  table accepted, how a source table has changed since, and the ALTER
+ *	  TABLE statements that bring the target along.
+ *
+ * target_ddl's CREATE TABLE is derived from the very record plan the output
+ * plugin uses (zerobus_plan_build), so the Delta table it creates and the
+ * DescriptorProto of the stream agree column for column: the source
+ * columns in attribute number order, then the metadata columns.  Source
+ * columns are nullable (a delete carries only the key; an unchanged TOAST
+ * value is absent); the metadata columns are NOT NULL but
+ * _unchanged_columns.  Calling target_ddl requires ownership of, or SELECT
+ * privilege on, the source table: the output reveals only column names and
+ * types, but those are not everybody's to see.
+ *
+ * When Zerobus accepts a call's descriptor, the stream worker stores the
+ * source columns of that descriptor (name, field number, Delta type) in
+ * zerobus.stream_tables.accepted_columns.  When the target later rejects a
+ * descriptor, the worker compares its columns with the stored ones and
+ * pauses the stream with an error naming the columns and giving the ALTER
+ * TABLE statements to run; zerobus.target_ddl(..., form => 'alter') prints
+ * the same statements from the same code (zerobus_schema_diff and
+ * zerobus_schema_alter_text).
+ *
+ * A column's field number is its attribute number, which PostgreSQL never
+ * reuses within a table, so comparing by field number tells the changes
+ * apart:
+ *	- the same field number under another name is a RENAME COLUMN;
+ *	- the same column with another Delta type is a type change (Delta type
+ *	  widening, e.g. INT to BIGINT);
+ *	- a new field number is an ADD COLUMNS, unless a dropped column had the
+ *	  same name (DROP COLUMN c, ADD COLUMN c), which for the target is the
+ *	  same column, unchanged or with another type;
+ *	- a field number that is gone is a dropped column: the target keeps it
+ *	  and only needs it nullable, as target_ddl creates every source column.
+ *
+ * Delta column names are case-insensitive, so names are compared that way.
+ *
+ * src/schema.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "schema.h"
+
+#include "access/relation.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "stream.h"
+
+PG_FUNCTION_INFO_V1(zerobus_target_ddl);
+
+
+/*
+ * Databricks SQL reserved words (ANSI mode), lowercase and sorted for
+ * bsearch.  An identifier spelled like one must be backquoted.
+ */
+static const char *const reserved_words[] = {
+	"all", "and", "anti", "any", "as", "authorization", "both", "case",
+	"cast", "check", "collate", "column", "constraint", "create", "cross",
+	"current_date", "current_time", "current_timestamp", "current_user",
+	"default", "distinct", "else", "end", "escape", "except", "false",
+	"fetch", "for", "foreign", "from", "full", "grant", "group", "having",
+	"in", "inner", "intersect", "into", "is", "join", "lateral", "leading",
+	"left", "minus", "natural", "not", "null", "offset", "on", "only", "or",
+	"order", "outer", "overlaps", "primary", "references", "right", "select",
+	"semi", "session_user", "some", "table", "then", "time", "to",
+	"trailing", "true", "union", "unique", "unknown", "user", "using",
+	"when", "where", "with"
+};
+
+static int
+reserved_word_cmp(const void *key, const void *elem)
+{
+	return pg_strcasecmp((const char *) key, *(const char *const *) elem);
+}
+
+/*
+ * name as a Databricks SQL identifier: as is when it is a plain identifier
+ * and no reserved word, else backquoted (with backquotes doubled).  The
+ * result may be name itself; otherwise it is palloc'd.
+ */
+const char *
+zerobus_delta_identifier(const char *name)
+{
+	StringInfoData buf;
+	const char *p;
+
+	if (zerobus_is_identifier(name) &&
+		bsearch(name, reserved_words, lengthof(reserved_words),
+				sizeof(char *), reserved_word_cmp) == NULL)
+		return name;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '`');
+	for (p = name; *p; p++)
+	{
+		if (*p == '`')
+			appendStringInfoChar(&buf, '`');
+		appendStringInfoChar(&buf, *p);
+	}
+	appendStringInfoChar(&buf, '`');
+	return buf.data;
+}
+
+/*
+ * The end of the run of ASCII letters, digits and underscores starting at
+ * p: the characters a part of a Unity Catalog name may have.
+ */
+const char *
+zerobus_target_part_end(const char *p)
+{
+	while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		   (*p >= '0' && *p <= '9') || *p == '_')
+		p++;
+	return p;
+}
+
+/*
+ * Append target_table, which must be catalog.schema.table with three
+ * non-empty parts of ASCII letters, digits and underscores (the form
+ * Zerobus accepts), each part quoted as needed.
+ */
+void
+zerobus_append_target_name(StringInfo out, const char *target_table)
+{
+	const char *p = target_table;
+	int			parts = 0;
+
+	for (;;)
+	{
+		const char *start = p;
+		char	   *part;
+
+		p = zerobus_target_part_end(p);
+		if (p == start || (*p != '.' && *p != '\0') ||
+			(*p == '.' && parts == 2) || (*p == '\0' && parts != 2))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid target table name \"%s\"", target_table),
+					 errdetail("A target table name has three non-empty parts separated by dots, each made of ASCII letters, digits and underscores."),
+					 errhint("Give the Unity Catalog name as catalog.schema.table, for example main.default.orders.")));
+		part = pnstrdup(start, p - start);
+		if (parts > 0)
+			appendStringInfoChar(out, '.');
+		appendStringInfoString(out, zerobus_delta_identifier(part));
+		parts++;
+		if (*p == '\0')
+			break;
+		p++;
+	}
+}
+
+/* Append s as a Databricks SQL string literal. */
+static void
+append_sql_string(StringInfo out, const char *s)
+{
+	appendStringInfoChar(out, '\'');
+	for (; *s; s++)
+	{
+		if (*s == '\'' || *s == '\\')
+			appendStringInfoChar(out, '\\');
+		appendStringInfoChar(out, *s);
+	}
+	appendStringInfoChar(out, '\'');
+}
+
+/*
+ * The CREATE TABLE statement for the target of plan, named target_table
+ * (validated here).  Columns whose values are sent as their type's text
+ * output carry a SQL comment saying so.
+ */
+char *
+zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
+						const char *target_table)
+{
+	StringInfoData out;
+	int			i;
+
+	initStringInfo(&out);
+	appendStringInfoString(&out, "CREATE TABLE IF NOT EXISTS ");
+	zerobus_append_target_name(&out, target_table);
+	appendStringInfoString(&out, " (\n");
+	for (i = 0; i < plan->ncolumns; i++)
+	{
+		const ZerobusField *col = &plan->columns[i];
+
+		appendStringInfo(&out, "  %s %s,", zerobus_delta_identifier(col->name),
+						 col->type->delta_type);
+		if (col->type->as_text)
+			appendStringInfo(&out, " -- %s, sent as text", col->pg_type);
+		else if (zerobus_type_has_text_output(col->type))
+			appendStringInfo(&out, " -- %s, some members sent as text",
+							 col->pg_type);
+		appendStringInfoChar(&out, '\n');
+	}
+	for (i = 0; i < ZB_META_NCOLUMNS; i++)
+		appendStringInfo(&out, "  %s %s%s%s\n", zerobus_meta_names[i],
+						 zerobus_meta_delta_types[i],
+						 i == ZB_META_UNCHANGED_COLUMNS ? "" : " NOT NULL",
+						 i == ZB_META_NCOLUMNS - 1 ? "" : ",");
+	appendStringInfoString(&out, ") USING DELTA COMMENT ");
+	append_sql_string(&out, psprintf("Changes of PostgreSQL table %s, streamed by zerobus",
+									 quote_qualified_identifier(plan->schema_name,
+																plan->table_name)));
+	appendStringInfoChar(&out, ';');
+	return out.data;
+}
+
+/*
+ * The columns of relid that stream publication publishes (its column
+ * list), as a set of attribute numbers; NULL for every column, also when
+ * the publication does not publish the table.  Needs SPI.
+ */
+static Bitmapset *
+published_columns(const char *publication, Oid relid)
+{
+	Oid			types[3] = {TEXTOID, NAMEOID, NAMEOID};
+	Datum		values[3];
+	Bitmapset  *columns = NULL;
+	uint64		i;
+
+	values[0] = CStringGetTextDatum(publication);
+	values[1] = DirectFunctionCall1(namein,
+									CStringGetDatum(get_namespace_name(get_rel_namespace(relid))));
+	values[2] = DirectFunctionCall1(namein, CStringGetDatum(get_rel_name(relid)));
+	if (SPI_execute_with_args("SELECT pg_catalog.unnest(attnames)"
+							  " FROM pg_catalog.pg_publication_tables"
+							  " WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+							  3, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_publication_tables");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[i],
+										SPI_tuptable->tupdesc, 1);
+
+		columns = bms_add_member(columns, get_attnum(relid, name));
+	}
+	return columns;
+}
+
+/*
+ * zerobus.target_ddl(source regclass, target_table text, stream text,
+ *	 form text) returns text
+ *
+ * form 'create': the CREATE TABLE of the target table of source.  form
+ * 'alter': the ALTER TABLE statements (one a line, empty when there is
+ * nothing to do) that take the target from the columns it last accepted in
+ * stream to the source table's published columns now; the worker's hint
+ * for a rejected descriptor comes from the same code.  With stream given,
+ * target_table defaults to the stream's target table for source and the
+ * columns are those its publication publishes.  Requires ownership of the
+ * source table or SELECT privilege on it.
+ */
+Datum
+zerobus_target_ddl(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *target_table = NULL;
+	char	   *stream = NULL;
+	char	   *form = "create";
+	bool		alter;
+	int32		stream_id = 0;
+	Bitmapset  *columns = NULL;
+	Relation	rel;
+	ZerobusRecordPlan *plan;
+	char	   *ddl;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	relid = PG_GETARG_OID(0);
+	if (!PG_ARGISNULL(1))
+		target_table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (!PG_ARGISNULL(2))
+		stream = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (!PG_ARGISNULL(3))
+		form = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (strcmp(form, "create") != 0 && strcmp(form, "alter") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid form \"%s\"", form),
+				 errhint("The form is 'create' or 'alter'.")));
+	alter = (form[0] == 'a');
+	if (stream == NULL && (alter || target_table == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg(alter ? "the alter form needs a stream" :
+						"target_table or stream must be given"),
+				 errhint("The stream knows the target table and the columns it accepted.")));
+
+	rel = relation_open(relid, AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel)),
+				 errdetail("Only tables can be published, so only tables have a target table.")));
+	if (!has_privs_of_role(GetUserId(), rel->rd_rel->relowner) &&
+		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s",
+						RelationGetRelationName(rel)),
+				 errhint("Calling zerobus.target_ddl() requires ownership of the table or SELECT privilege on it.")));
+
+	if (stream)
+	{
+		Oid			type = TEXTOID;
+		Datum		value = CStringGetTextDatum(stream);
+		ZerobusStreamConfig *config;
+		bool		isnull;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args("SELECT id FROM zerobus.streams WHERE name = $1",
+								  1, &type, &value, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read zerobus.streams");
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("stream \"%s\" does not exist", stream)));
+		stream_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+
+		config = zerobus_stream_load(stream_id);
+		if (target_table == NULL)
+			target_table = zerobus_stream_target_table(config,
+													   get_namespace_name(RelationGetNamespace(rel)),
+													   RelationGetRelationName(rel));
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		columns = published_columns(config->publication, relid);
+		SPI_finish();
+	}
+
+	plan = zerobus_plan_build(rel, columns, CurrentMemoryContext);
+	if (!alter)
+		ddl = zerobus_target_ddl_text(plan, target_table);
+	else
+	{
+		ZerobusColumnSet accepted;
+		ZerobusColumnSet current;
+		ZerobusSchemaChange *changes;
+		int			nchanges;
+
+		if (!zerobus_schema_load_accepted(stream_id, relid, &accepted))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("stream \"%s\" knows no columns of target table %s",
+							stream, target_table),
+					 errdetail("The target table has not accepted a descriptor of table %s in this stream yet.",
+							   RelationGetRelationName(rel)),
+					 errhint("Compare the target table with the create form, zerobus.target_ddl(source, stream => '%s').",
+							 stream)));
+		zerobus_schema_from_plan(plan, &current);
+		nchanges = zerobus_schema_diff(&accepted, &current, &changes);
+		ddl = zerobus_schema_alter_text(target_table, changes, nchanges, "\n");
+	}
+	zerobus_plan_free(plan);
+	relation_close(rel, AccessShareLock);
+
+	PG_RETURN_TEXT_P(cstring_to_text(ddl));
+}
+
+/*
+ * The source columns of plan (the metadata columns are not part of a
+ * column set), allocated in the current memory context.
+ */
+void
+zerobus_schema_from_plan(const ZerobusRecordPlan *plan, ZerobusColumnSet *set)
+{
+	int			i;
+
+	set->ncolumns = plan->ncolumns;
+	set->columns = palloc0(sizeof(ZerobusSchemaColumn) * Max(plan->ncolumns, 1));
+	for (i = 0; i < plan->ncolumns; i++)
+	{
+		set->columns[i].name = pstrdup(plan->columns[i].name);
+		set->columns[i].field_number = plan->columns[i].field_number;
+		set->columns[i].delta_type = pstrdup(plan->columns[i].type->delta_type);
+	}
+}
+
+/*
+ * set as the JSON array stored in accepted_columns:
+ * [{"name": ..., "field_number": ..., "delta_type": ...}, ...].
+ */
+char *
+zerobus_schema_to_json(const ZerobusColumnSet *set)
+{
+	StringInfoData out;
+	int			i;
+
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '[');
+	for (i = 0; i < set->ncolumns; i++)
+	{
+		const ZerobusSchemaColumn *col = &set->columns[i];
+
+		appendStringInfoString(&out, i ? ", {\"name\": " : "{\"name\": ");
+		escape_json(&out, col->name);
+		appendStringInfo(&out, ", \"field_number\": %d, \"delta_type\": ",
+						 col->field_number);
+		escape_json(&out, col->delta_type);
+		appendStringInfoChar(&out, '}');
+	}
+	appendStringInfoChar(&out, ']');
+	return out.data;
+}
+
+/* The column of set with the given field number, or NULL. */
+static const ZerobusSchemaColumn *
+find_by_number(const ZerobusColumnSet *set, int field_number)
+{
+	int			i;
+
+	for (i = 0; i < set->ncolumns; i++)
+		if (set->columns[i].field_number == field_number)
+			return &set->columns[i];
+	return NULL;
+}
+
+/* The column of set named name (case-insensitively), or NULL. */
+static const ZerobusSchemaColumn *
+find_by_name(const ZerobusColumnSet *set, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < set->ncolumns; i++)
+		if (pg_strcasecmp(set->columns[i].name, name) == 0)
+			return &set->columns[i];
+	return NULL;
+}
+
+static void
+add_change(ZerobusSchemaChange *changes, int *n, ZerobusSchemaChangeKind kind,
+		   const ZerobusSchemaColumn *old, const ZerobusSchemaColumn *new)
+{
+	changes[*n].kind = kind;
+	changes[*n].old = old;
+	changes[*n].new = new;
+	(*n)++;
+}
+
+/*
+ * The changes that take a target table from the accepted columns to the
+ * current ones (see the file header), renames first, then type changes,
+ * additions and drops: the order in which the ALTER statements must run.
+ * Returns their number; *changes is palloc'd and points into both sets,
+ * which must outlive it.
+ */
+int
+zerobus_schema_diff(const ZerobusColumnSet *accepted,
+					const ZerobusColumnSet *current,
+					ZerobusSchemaChange **changes)
+{
+	ZerobusSchemaChange *out;
+	int			n = 0;
+	int			pass;
+	int			i;
+
+	out = palloc(sizeof(ZerobusSchemaChange) *
+				 (2 * current->ncolumns + accepted->ncolumns + 1));
+	for (pass = ZB_SCHEMA_RENAME; pass <= ZB_SCHEMA_DROP; pass++)
+	{
+		if (pass == ZB_SCHEMA_DROP)
+		{
+			for (i = 0; i < accepted->ncolumns; i++)
+			{
+				const ZerobusSchemaColumn *old = &accepted->columns[i];
+
+				/* gone, and not taken over by a new column of its name */
+				if (find_by_number(current, old->field_number) == NULL &&
+					find_by_name(current, old->name) == NULL)
+					add_change(out, &n, ZB_SCHEMA_DROP, old, NULL);
+			}
+			continue;
+		}
+		for (i = 0; i < current->ncolumns; i++)
+		{
+			const ZerobusSchemaColumn *new = &current->columns[i];
+			const ZerobusSchemaColumn *old = find_by_number(accepted,
+															new->field_number);
+
+			if (old == NULL)
+			{
+				/* a re-added column of a dropped column's name is that column */
+				old = find_by_name(accepted, new->name);
+				if (old && find_by_number(current, old->field_number) != NULL)
+					old = NULL;
+			}
+			if (pass == ZB_SCHEMA_ADD && old == NULL)
+				add_change(out, &n, ZB_SCHEMA_ADD, NULL, new);
+			else if (pass == ZB_SCHEMA_RENAME && old &&
+					 pg_strcasecmp(old->name, new->name) != 0)
+				add_change(out, &n, ZB_SCHEMA_RENAME, old, new);
+			else if (pass == ZB_SCHEMA_RETYPE && old &&
+					 strcmp(old->delta_type, new->delta_type) != 0)
+				add_change(out, &n, ZB_SCHEMA_RETYPE, old, new);
+		}
+	}
+	*changes = out;
+	return n;
+}
+
+/*
+ * The Databricks SQL statements that apply changes to target_table (which
+ * is validated), each ending with a semicolon, joined by separator.  All
+ * additions go into one ADD COLUMNS.
+ */
+char *
+zerobus_schema_alter_text(const char *target_table,
+						  const ZerobusSchemaChange *changes, int nchanges,
+						  const char *separator)
+{
+	StringInfoData out;
+	StringInfoData table;
+	bool		adding = false;
+	int			i;
+
+	initStringInfo(&table);
+	zerobus_append_target_name(&table, target_table);
+	initStringInfo(&out);
+	for (i = 0; i < nchanges; i++)
+	{
+		const ZerobusSchemaChange *c = &changes[i];
+
+		if (adding && c->kind != ZB_SCHEMA_ADD)
+		{
+			appendStringInfoString(&out, ");");
+			adding = false;
+		}
+		if (out.len > 0 && !adding)
+			appendStringInfoString(&out, separator);
+		switch (c->kind)
+		{
+			case ZB_SCHEMA_RENAME:
+				appendStringInfo(&out, "ALTER TABLE %s RENAME COLUMN %s TO %s;",
+								 table.data,
+								 zerobus_delta_identifier(c->old->name),
+								 zerobus_delta_identifier(c->new->name));
+				break;
+			case ZB_SCHEMA_RETYPE:
+				appendStringInfo(&out, "ALTER TABLE %s ALTER COLUMN %s TYPE %s;",
+								 table.data,
+								 zerobus_delta_identifier(c->new->name),
+								 c->new->delta_type);
+				break;
+			case ZB_SCHEMA_ADD:
+				if (!adding)
+					appendStringInfo(&out, "ALTER TABLE %s ADD COLUMNS (",
+									 table.data);
+				else
+					appendStringInfoString(&out, ", ");
+				appendStringInfo(&out, "%s %s",
+								 zerobus_delta_identifier(c->new->name),
+								 c->new->delta_type);
+				adding = true;
+				break;
+			case ZB_SCHEMA_DROP:
+				appendStringInfo(&out, "ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL;",
+								 table.data,
+								 zerobus_delta_identifier(c->old->name));
+				break;
+		}
+	}
+	if (adding)
+		appendStringInfoString(&out, ");");
+	return out.data;
+}
+
+/*
+ * For schema_policy drop_missing_columns: the columns of current that the
+ * target lacks (added, or renamed, since it accepted accepted), to be left
+ * out of the descriptor and the records.  Returns their number, 0 when the
+ * policy cannot help (nothing is missing, or a type changed, which still
+ * pauses); *fields gets their field numbers and *notice the text that
+ * zerobus.stat_streams shows, naming source and target_table.
+ */
+int
+zerobus_schema_missing_columns(const ZerobusColumnSet *accepted,
+							   const ZerobusColumnSet *current,
+							   const char *source, const char *target_table,
+							   int **fields, char **notice)
+{
+	ZerobusSchemaChange *changes;
+	int			nchanges = zerobus_schema_diff(accepted, current, &changes);
+	StringInfoData names;
+	int			n = 0;
+	int			i;
+
+	*fields = palloc(sizeof(int) * (nchanges + 1));
+	initStringInfo(&names);
+	for (i = 0; i < nchanges; i++)
+	{
+		if (changes[i].kind == ZB_SCHEMA_RETYPE)
+			return 0;
+		if (changes[i].kind == ZB_SCHEMA_DROP)
+			continue;
+		(*fields)[n++] = changes[i].new->field_number;
+		appendStringInfo(&names, "%s%s", names.len ? ", " : "",
+						 changes[i].new->name);
+	}
+	*notice = psprintf("%s: dropping column%s %s (not in target %s)", source,
+					   n > 1 ? "s" : "", names.data, target_table);
+	return n;
+}
+
+/* Whether field_number is one of the nfields numbers of fields. */
+static inline bool
+is_dropped(const int *fields, int nfields, uint64 field_number)
+{
+	int			i;
+
+	for (i = 0; i < nfields; i++)
+		if ((uint64) fields[i] == field_number)
+			return true;
+	return false;
+}
+
+/* Reads a protobuf varint at *p; false when it runs past end. */
+static bool
+get_varint(const char **p, const char *end, uint64 *value)
+{
+	uint64		v = 0;
+	int			shift;
+
+	for (shift = 0; *p < end && shift < 64; shift += 7)
+	{
+		uint8		b = (uint8) *(*p)++;
+
+		v |= (uint64) (b & 0x7f) << shift;
+		if ((b & 0x80) == 0)
+		{
+			*value = v;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The field number declared by a serialized FieldDescriptorProto (its
+ * field 3), or 0.
+ */
+static uint64
+declared_number(const char *p, const char *end)
+{
+	uint64		tag;
+	uint64		v;
+
+	while (p < end && get_varint(&p, end, &tag))
+	{
+		if ((tag & 7) == ZB_WIRE_VARINT)
+		{
+			if (!get_varint(&p, end, &v))
+				break;
+			if ((tag >> 3) == 3)
+				return v;
+		}
+		else if ((tag & 7) == ZB_WIRE_LEN && get_varint(&p, end, &v) &&
+				 v <= (uint64) (end - p))
+			p += v;
+		else
+			break;
+	}
+	return 0;
+}
+
+/*
+ * Appends message data (len bytes) to out without the fields whose numbers
+ * are in fields: with descriptor, data is a DescriptorProto and the fields
+ * left out are the FieldDescriptorProtos declaring those numbers; else data
+ * is a record and its top-level fields of those numbers are left out.
+ * Errors out on a malformed message (which the plugin never writes).
+ */
+void
+zerobus_schema_strip(StringInfo out, const char *data, int len,
+					 const int *fields, int nfields, bool descriptor)
+{
+	const char *p = data;
+	const char *end = data + len;
+
+	while (p < end)
+	{
+		const char *start = p;
+		uint64		tag;
+		uint64		v = 0;
+		bool		skip;
+
+		if (!get_varint(&p, end, &tag))
+			elog(ERROR, "malformed protobuf message");
+		switch (tag & 7)
+		{
+			case ZB_WIRE_VARINT:
+				if (!get_varint(&p, end, &v))
+					elog(ERROR, "malformed protobuf message");
+				break;
+			case ZB_WIRE_I64:
+				p += 8;
+				break;
+			case ZB_WIRE_I32:
+				p += 4;
+				break;
+			case ZB_WIRE_LEN:
+				if (!get_varint(&p, end, &v) || v > (uint64) (end - p))
+					elog(ERROR, "malformed protobuf message");
+				p += v;
+				break;
+			default:
+				elog(ERROR, "malformed protobuf message");
+		}
+		if (p > end)
+			elog(ERROR, "malformed protobuf message");
+		if (descriptor)
+			skip = (tag >> 3) == 2 && (tag & 7) == ZB_WIRE_LEN &&
+				is_dropped(fields, nfields, declared_number(p - v, p));
+		else
+			skip = is_dropped(fields, nfields, tag >> 3);
+		if (!skip)
+			appendBinaryStringInfo(out, start, p - start);
+	}
+}
+
+/* Appends the double-quoted names in a server message, comma-separated. */
+static void
+append_quoted_names(StringInfo out, const char *message)
+{
+	const char *p = message;
+	int			count = 0;
+
+	while ((p = strchr(p, '"')) != NULL)
+	{
+		const char *end = strchr(p + 1, '"');
+
+		if (end == NULL)
+			break;
+		appendStringInfo(out, "%s%.*s", count++ ? ", " : "",
+						 (int) (end - p + 1), p);
+		p = end + 1;
+	}
+}
+
+/*
+ * Why the target table rejected the descriptor of source (a qualified name)
+ * with current's columns, for the stream worker's error: *message names the
+ * table and the columns, *hint gives the statements to run in Databricks
+ * and the call that resumes the stream.  accepted is NULL when the target
+ * never accepted a descriptor of source; then the columns can only be named
+ * from the server's message, and the hint points at target_ddl.
+ */
+void
+zerobus_schema_explain(const ZerobusColumnSet *accepted,
+					   const ZerobusColumnSet *current,
+					   const char *source, const char *target_table,
+					   const char *stream, const char *server_message,
+					   char **message, char **hint)
+{
+	ZerobusSchemaChange *changes;
+	int			nchanges = accepted ?
+		zerobus_schema_diff(accepted, current, &changes) : 0;
+	StringInfoData msg;
+	StringInfoData names;
+	char	   *resume = psprintf("SELECT zerobus.resume_stream(%s);",
+								  quote_literal_cstr(stream));
+	int			i;
+
+	initStringInfo(&msg);
+	for (i = 0; i < nchanges; i++)
+	{
+		const ZerobusSchemaChange *c = &changes[i];
+
+		if (i > 0)
+			appendStringInfoString(&msg, "; ");
+		appendStringInfo(&msg, "column \"%s\" of table %s (target %s) ",
+						 c->new ? c->new->name : c->old->name, source,
+						 target_table);
+		switch (c->kind)
+		{
+			case ZB_SCHEMA_RENAME:
+				appendStringInfo(&msg, "was renamed from \"%s\"", c->old->name);
+				break;
+			case ZB_SCHEMA_RETYPE:
+				appendStringInfo(&msg, "changed type from %s to %s",
+								 c->old->delta_type, c->new->delta_type);
+				break;
+			case ZB_SCHEMA_ADD:
+				appendStringInfoString(&msg, "is not in the target table");
+				break;
+			case ZB_SCHEMA_DROP:
+				appendStringInfoString(&msg, "was dropped");
+				break;
+		}
+	}
+	if (nchanges > 0)
+	{
+		*message = msg.data;
+		*hint = psprintf("Run in Databricks: %s Then call %s",
+						 zerobus_schema_alter_text(target_table, changes,
+												   nchanges, " "),
+						 resume);
+		return;
+	}
+
+	initStringInfo(&names);
+	append_quoted_names(&names, server_message);
+	appendStringInfo(&msg, "target table %s rejected the columns of table %s",
+					 target_table, source);
+	if (names.len > 0)
+		appendStringInfo(&msg, " (%s)", names.data);
+	*message = msg.data;
+	*hint = psprintf("Compare the target table with SELECT zerobus.target_ddl(%s, %s); alter it, then call %s",
+					 quote_literal_cstr(source),
+					 quote_literal_cstr(target_table), resume);
+}
+
+/*
+ * Reads the columns stream_id's target accepted for relid into set
+ * (allocated in the caller's memory context).  Returns false when none were
+ * stored.  Needs a transaction and a snapshot; the caller needs SELECT on
+ * zerobus.stream_tables, which everybody has.
+ */
+bool
+zerobus_schema_load_accepted(int32 stream_id, Oid relid, ZerobusColumnSet *set)
+{
+	Oid			types[2] = {INT4OID, OIDOID};
+	Datum		values[2];
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		found;
+	uint64		i;
+
+	values[0] = Int32GetDatum(stream_id);
+	values[1] = ObjectIdGetDatum(relid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT c.name, c.field_number, c.delta_type"
+							  " FROM zerobus.stream_tables t,"
+							  " pg_catalog.jsonb_to_recordset(t.accepted_columns)"
+							  " AS c(name text, field_number int, delta_type text)"
+							  " WHERE t.stream_id = $1 AND t.relid = $2"
+							  " ORDER BY c.field_number",
+							  2, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read zerobus.stream_tables");
+	set->ncolumns = (int) SPI_processed;
+	set->columns = MemoryContextAllocZero(cxt, sizeof(ZerobusSchemaColumn) *
+										  (SPI_processed + 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		set->columns[i].name = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 1));
+		set->columns[i].field_number =
+			DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		set->columns[i].delta_type = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 3));
+	}
+	found = SPI_processed > 0;
+	if (!found)
+	{
+		/* a table without source columns has an empty array */
+		if (SPI_execute_with_args("SELECT FROM zerobus.stream_tables"
+								  " WHERE stream_id = $1 AND relid = $2"
+								  " AND accepted_columns IS NOT NULL",
+								  2, types, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read zerobus.stream_tables");
+		found = SPI_processed > 0;
+	}
+	SPI_finish();
+	return found;
+}
+
+/*
+ * Records that stream_id's target accepted set for relid, with notice
+ * saying which columns the records leave out (NULL: none), inserting the
+ * table's stream_tables row if there is none yet (its snapshot then
+ * pending, or skipped when the stream takes no snapshots, as for any table
+ * that joins the stream).  Writes nothing when that is what is stored.
+ * Needs a transaction and a snapshot, and a superuser (the stream worker).
+ */
+void
+zerobus_schema_store_accepted(int32 stream_id, Oid relid,
+							  const char *schema_name, const char *table_name,
+							  const ZerobusColumnSet *set, const char *notice)
+{
+	Oid			types[6] = {INT4OID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+
+	values[0] = Int32GetDatum(stream_id);
+	values[1] = ObjectIdGetDatum(relid);
+	values[2] = CStringGetTextDatum(schema_name);
+	values[3] = CStringGetTextDatum(table_name);
+	values[4] = CStringGetTextDatum(zerobus_schema_to_json(set));
+	values[5] = notice ? CStringGetTextDatum(notice) : (Datum) 0;
+	nulls[5] = notice ? ' ' : 'n';
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("INSERT INTO zerobus.stream_tables AS t"
+							  " (stream_id, relid, schema_name, table_name,"
+							  "  snapshot_state, accepted_columns, schema_notice)"
+							  " SELECT s.id, $2, $3, $4,"
+							  "  CASE WHEN s.snapshot THEN 'pending' ELSE 'skipped' END,"
+							  "  $5::pg_catalog.jsonb, $6"
+							  " FROM zerobus.streams s WHERE s.id = $1"
+							  " ON CONFLICT (stream_id, relid) DO UPDATE"
+							  " SET accepted_columns = excluded.accepted_columns,"
+							  "  schema_notice = excluded.schema_notice"
+							  " WHERE t.accepted_columns IS DISTINCT FROM excluded.accepted_columns"
+							  "  OR t.schema_notice IS DISTINCT FROM excluded.schema_notice",
+							  6, types, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write zerobus.stream_tables");
+	SPI_finish();
+}

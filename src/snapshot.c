@@ -1,0 +1,949 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot.c
+ *	  Initial snapshots: the rows a published table already holds, sent as
+ *	  '_change_type = snapshot' records that, together with the change
+ *	  stream, equal the source table.
+ *
+ * Bookkeeping.  zerobus.stream_tables has one row per table the stream's
+ * publication publishes (the partition root when it publishes via the
+ * root, else the leaves).  create_stream() fills it in the slot's
+ * transaction, 'pending' or, with snapshot => false, 'skipped'; the worker
+ * compares it with the publication at session start, every
+ * ZB_SNAPSHOT_SYNC_MS and when a Relation message names a table it does
+ * not know, so a table added to the publication later is snapshotted alone
+ * and a table no longer published (or dropped) loses its row.
+ * zerobus.snapshot_table() puts one row back to 'pending'; an idle worker
+ * looks for such rows every ZB_SNAPSHOT_POLL_MS.
+ *
+ * Chunks.  A table is read in key order (its primary key, else its replica
+ * identity index) in chunks of zerobus.snapshot_chunk_rows rows, each in a
+ * short transaction of the worker:
+ *
+ *	SELECT r, <key columns>::text FROM [ONLY] <table> r
+ *	 WHERE (<key columns>) > (<last key>) AND (<publication row filter>)
+ *	 ORDER BY <key columns> LIMIT <chunk rows> FOR SHARE OF r
+ *
+ * and, still in that transaction, the worker writes a non-transactional
+ * logical message ("zerobus.snapshot", "<stream>:<relid>:<chunk>") whose
+ * start LSN H is the chunk's watermark.  Every record of the chunk carries
+ * _commit_lsn = H, _seq = its row number in the chunk, _xid = the chunk
+ * transaction's xid and _commit_timestamp = the time it was read.  A
+ * partitioned table published via its root is read without ONLY, in the
+ * root's row type; everything else with ONLY.  A table with neither a
+ * primary key nor a replica identity index is read as one chunk, which is
+ * not resumable midway.
+ *
+ * Why this is exact.  FOR SHARE blocks every UPDATE and DELETE of a
+ * returned row from the moment the row is locked until the chunk
+ * transaction ends, and in READ COMMITTED it first waits for a concurrent
+ * updater and returns the newest committed version.  So every transaction
+ * that changed a returned row committed (its commit record was inserted)
+ * before the lock was taken, hence before H, and every later change of the
+ * row commits after the chunk transaction, hence after H, since H is the
+ * start of a record inserted while the locks are held.  The output plugin's
+ * _commit_lsn is the start of a transaction's commit record, so no change
+ * record ever ties with H.  Rows a chunk does not return (inserted or
+ * deleted concurrently) reach the target through the change stream alone.
+ * Applying all records in (_commit_lsn, _seq) order, a snapshot record
+ * being an upsert of the whole row, thus yields the source table, in
+ * whatever order the records arrive.  The slot is never held for the
+ * snapshot: the change stream keeps flowing and confirming between chunks.
+ *
+ * Sending and progress.  Snapshot records go to the target table on a
+ * Zerobus stream of their own (the sender's snapshot lane), opened with
+ * the descriptor of the table's current record plan.  Each chunk is an
+ * ack group in a FIFO; several may be in flight.  When the oldest chunk is
+ * fully acked its progress is written to stream_tables (last key, rows,
+ * watermark; 'done' after a short chunk), in chunk order, so after a
+ * restart of the worker or the server the snapshot resumes after the last
+ * acked chunk.  Rows of chunks that were in flight may be sent twice
+ * (at-least-once, as everywhere).  A snapshot run is identified by
+ * snapshot_started_at: progress of an older run (before snapshot_table()
+ * restarted the table) is dropped.
+ *
+ * src/snapshot.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/ilist.h"
+#include "replication/message.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "snapshot.h"
+#include "zerobus.h"
+
+/* Prefix of the watermark messages */
+#define ZB_SNAPSHOT_MESSAGE_PREFIX "zerobus.snapshot"
+
+/* Compare stream_tables with the publication this often (ms) */
+#define ZB_SNAPSHOT_SYNC_MS		10000
+
+/* An idle worker looks for tables to snapshot this often (ms) */
+#define ZB_SNAPSHOT_POLL_MS		1000
+
+/*
+ * Alias of the table in the chunk query.  A column of that name would hide
+ * the whole-row reference; '$' cannot appear in a column sent to Zerobus.
+ */
+#define ZB_ROW_ALIAS			"\"zerobus$row\""
+
+/* A chunk read and handed to the sender, awaiting its acks */
+typedef struct SnapChunk
+{
+	dlist_node	node;			/* in ZerobusSnapshot.chunks */
+	ZerobusAckGroup group;
+	Oid			relid;
+	TimestampTz run;			/* snapshot_started_at of the table's run */
+	int			nkeys;
+	char	  **key;			/* key of its last row; NULL when empty */
+	int64		nrows;
+	XLogRecPtr	lsn;			/* watermark */
+	bool		last;			/* the table has no more rows */
+} SnapChunk;
+
+/* The table being read */
+typedef struct SnapTable
+{
+	Oid			relid;
+	char	   *qualname;		/* schema.table, for messages */
+	TimestampTz run;
+	int			nkeys;
+	char	  **key;			/* key of the last row read; NULL: start */
+	int64		chunk_no;
+	ZerobusTarget *target;
+	uint64		call_serial;	/* the snapshot call known to take its
+								 * descriptor */
+} SnapTable;
+
+struct ZerobusSnapshot
+{
+	MemoryContext cxt;
+	ZerobusStreamConfig *config;
+	ZerobusSender *sender;
+	SnapTable  *cur;			/* NULL: pick the next table */
+	bool		idle;			/* nothing to read at the last look */
+	List	   *finished;		/* relids read to the end, last chunk unacked */
+	List	   *known;			/* relids in stream_tables at the last sync */
+	dlist_head	chunks;			/* SnapChunk, in reading order */
+	bool		sync_due;
+	TimestampTz next_sync;
+	TimestampTz next_poll;
+};
+
+/* ----------------------------------------------------------------
+ * zerobus.stream_tables
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The published tables of stream $1, as (relid, schema, table, attnames,
+ * rowfilter): pg_publication_tables gives the partition root when the
+ * publication publishes via the root, else the leaves.
+ */
+#define PUBLISHED_TABLES \
+	"SELECT c.oid AS relid, n.nspname, c.relname, pt.attnames, pt.rowfilter," \
+	" s.snapshot" \
+	" FROM zerobus.streams s" \
+	" JOIN pg_catalog.pg_publication_tables pt ON pt.pubname = s.publication" \
+	" JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname" \
+	" JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid" \
+	"  AND c.relname = pt.tablename" \
+	" WHERE s.id = $1"
+
+/* Estimated rows of relation c (all its leaves), NULL when unknown */
+#define ESTIMATED_ROWS \
+	"(SELECT sum(nullif(x.reltuples, -1))::int8" \
+	" FROM pg_catalog.pg_partition_tree(p.relid) pt" \
+	" JOIN pg_catalog.pg_class x ON x.oid = pt.relid WHERE pt.isleaf)"
+
+/*
+ * Brings stream_tables of the stream in line with its publication: rows
+ * for new tables ('pending', or 'skipped' when the stream does not
+ * snapshot), none for tables no longer published (logged).  Needs a
+ * transaction; acts as the current user, who must be able to write
+ * zerobus.stream_tables.
+ */
+void
+zerobus_snapshot_sync_tables(int32 stream_id)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(stream_id)};
+	uint64		i;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (SPI_execute_with_args("DELETE FROM zerobus.stream_tables st"
+							  " WHERE st.stream_id = $1 AND NOT EXISTS"
+							  " (SELECT FROM (" PUBLISHED_TABLES ") p"
+							  "  WHERE p.relid = st.relid)"
+							  " RETURNING st.schema_name, st.table_name,"
+							  " st.snapshot_state",
+							  1, argtypes, args, NULL, false, 0) !=
+		SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not update zerobus.stream_tables");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		ereport(LOG,
+				(errmsg("zerobus stream %d: table %s is no longer published, its snapshot state (%s) is dropped",
+						stream_id,
+						quote_qualified_identifier(SPI_getvalue(tup, desc, 1),
+												   SPI_getvalue(tup, desc, 2)),
+						SPI_getvalue(tup, desc, 3))));
+	}
+
+	if (SPI_execute_with_args("INSERT INTO zerobus.stream_tables"
+							  " (stream_id, relid, schema_name, table_name,"
+							  "  snapshot_state, snapshot_rows_estimated)"
+							  " SELECT $1, p.relid, p.nspname, p.relname,"
+							  " CASE WHEN p.snapshot THEN 'pending'"
+							  "  ELSE 'skipped' END, " ESTIMATED_ROWS
+							  " FROM (" PUBLISHED_TABLES ") p"
+							  " ON CONFLICT (stream_id, relid) DO NOTHING",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not update zerobus.stream_tables");
+	SPI_finish();
+}
+
+/*
+ * Puts a table of the stream back to 'pending' from its first row (what
+ * zerobus.snapshot_table() does), after syncing stream_tables with the
+ * publication.  Returns false when the stream does not publish the table.
+ * Needs a transaction, like zerobus_snapshot_sync_tables().
+ */
+bool
+zerobus_snapshot_reset_table(int32 stream_id, Oid relid)
+{
+	Oid			argtypes[2] = {INT4OID, OIDOID};
+	Datum		args[2] = {Int32GetDatum(stream_id), ObjectIdGetDatum(relid)};
+	bool		found;
+
+	zerobus_snapshot_sync_tables(stream_id);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("UPDATE zerobus.stream_tables p"
+							  " SET snapshot_state = 'pending',"
+							  " snapshot_key = NULL, snapshot_rows = 0,"
+							  " snapshot_lsn = NULL,"
+							  " snapshot_started_at = NULL,"
+							  " snapshot_finished_at = NULL,"
+							  " snapshot_rows_estimated = " ESTIMATED_ROWS
+							  " WHERE p.stream_id = $1 AND p.relid = $2",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update zerobus.stream_tables");
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
+/* Reads the relids of the stream's stream_tables rows into snap->known. */
+static void
+load_known(ZerobusSnapshot *snap)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(snap->config->id)};
+	MemoryContext oldcxt;
+	uint64		i;
+
+	if (SPI_execute_with_args("SELECT relid FROM zerobus.stream_tables"
+							  " WHERE stream_id = $1",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read zerobus.stream_tables");
+	list_free(snap->known);
+	snap->known = NIL;
+	oldcxt = MemoryContextSwitchTo(snap->cxt);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		snap->known = lappend_oid(snap->known,
+								  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc,
+																 1, &isnull)));
+	}
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Syncs stream_tables with the publication, in a transaction of its own. */
+static void
+sync_now(ZerobusSnapshot *snap, TimestampTz now)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	zerobus_snapshot_sync_tables(snap->config->id);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	load_known(snap);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+
+	snap->sync_due = false;
+	snap->idle = false;
+	snap->next_sync = TimestampTzPlusMilliseconds(now, ZB_SNAPSHOT_SYNC_MS);
+}
+
+/* Deletes the stream_tables row of a table that went away, saying so. */
+static void
+forget_table(ZerobusSnapshot *snap, Oid relid, const char *qualname,
+			 const char *why)
+{
+	Oid			argtypes[2] = {INT4OID, OIDOID};
+	Datum		args[2] = {Int32GetDatum(snap->config->id),
+	ObjectIdGetDatum(relid)};
+
+	if (SPI_execute_with_args("DELETE FROM zerobus.stream_tables"
+							  " WHERE stream_id = $1 AND relid = $2",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not update zerobus.stream_tables");
+	ereport(LOG,
+			(errmsg("zerobus stream \"%s\": snapshot of table %s abandoned: %s",
+					snap->config->name, qualname, why)));
+}
+
+/* ----------------------------------------------------------------
+ * Reading chunks
+ * ----------------------------------------------------------------
+ */
+
+/* A copy of a key of nkeys values in snap->cxt (NULL stays NULL) */
+static char **
+copy_key(ZerobusSnapshot *snap, char **key, int nkeys)
+{
+	char	  **copy;
+	int			i;
+
+	if (key == NULL)
+		return NULL;
+	copy = MemoryContextAlloc(snap->cxt, sizeof(char *) * nkeys);
+	for (i = 0; i < nkeys; i++)
+		copy[i] = MemoryContextStrdup(snap->cxt, key[i]);
+	return copy;
+}
+
+static void
+free_key(char **key, int nkeys)
+{
+	int			i;
+
+	if (key == NULL)
+		return;
+	for (i = 0; i < nkeys; i++)
+		pfree(key[i]);
+	pfree(key);
+}
+
+/* Stops reading snap->cur (finished, gone, or restarted meanwhile). */
+static void
+drop_current(ZerobusSnapshot *snap)
+{
+	SnapTable  *t = snap->cur;
+
+	free_key(t->key, t->nkeys);
+	pfree(t->qualname);
+	pfree(t);
+	snap->cur = NULL;
+}
+
+/*
+ * Picks the table to read next (one being read before a restart first,
+ * then pending ones), marks it running and makes it snap->cur; sets
+ * snap->idle when there is none.  Needs a transaction and SPI.
+ */
+static void
+pick_table(ZerobusSnapshot *snap, TimestampTz now)
+{
+	Oid			argtypes[2] = {INT4OID, OIDARRAYOID};
+	Datum		args[2];
+	Datum	   *finished;
+	ListCell   *lc;
+	int			n = 0;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	bool		key_isnull;
+	SnapTable  *t;
+	MemoryContext oldcxt;
+	char	   *target;
+	Datum		key;
+
+	finished = palloc(sizeof(Datum) * Max(list_length(snap->finished), 1));
+	foreach(lc, snap->finished)
+		finished[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	args[0] = Int32GetDatum(snap->config->id);
+	args[1] = PointerGetDatum(construct_array(finished, n, OIDOID, sizeof(Oid),
+											  true, TYPALIGN_INT));
+	if (SPI_execute_with_args("SELECT relid, schema_name, table_name,"
+							  " snapshot_state = 'running', snapshot_key,"
+							  " snapshot_started_at"
+							  " FROM zerobus.stream_tables"
+							  " WHERE stream_id = $1"
+							  " AND snapshot_state IN ('pending', 'running')"
+							  " AND relid <> ALL ($2)"
+							  " ORDER BY snapshot_state = 'running' DESC, relid"
+							  " LIMIT 1",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read zerobus.stream_tables");
+	if (SPI_processed == 0)
+	{
+		snap->idle = true;
+		snap->next_poll = TimestampTzPlusMilliseconds(now, ZB_SNAPSHOT_POLL_MS);
+		return;
+	}
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	oldcxt = MemoryContextSwitchTo(snap->cxt);
+	t = palloc0(sizeof(SnapTable));
+	t->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+	t->qualname = quote_qualified_identifier(SPI_getvalue(tup, desc, 2),
+											 SPI_getvalue(tup, desc, 3));
+	target = zerobus_stream_target_table(snap->config,
+										 SPI_getvalue(tup, desc, 2),
+										 SPI_getvalue(tup, desc, 3));
+	t->target = zerobus_sender_target(snap->sender, target);
+	pfree(target);
+	key = SPI_getbinval(tup, desc, 5, &key_isnull);
+	if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+	{
+		/* resume after the last acked chunk */
+		t->run = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+		if (!key_isnull)
+		{
+			Datum	   *elems;
+			int			i;
+
+			deconstruct_array(DatumGetArrayTypeP(key), TEXTOID, -1, false,
+							  TYPALIGN_INT, &elems, NULL, &t->nkeys);
+			t->key = palloc(sizeof(char *) * t->nkeys);
+			for (i = 0; i < t->nkeys; i++)
+				t->key[i] = TextDatumGetCString(elems[i]);
+		}
+	}
+	else
+	{
+		/* a new run */
+		t->run = GetCurrentTimestamp();
+		if (SPI_execute_with_args("UPDATE zerobus.stream_tables"
+								  " SET snapshot_state = 'running',"
+								  " snapshot_started_at = $3,"
+								  " snapshot_key = NULL, snapshot_rows = 0,"
+								  " snapshot_lsn = NULL,"
+								  " snapshot_finished_at = NULL"
+								  " WHERE stream_id = $1 AND relid = $2",
+								  3, (Oid[]) {INT4OID, OIDOID, TIMESTAMPTZOID},
+								  (Datum[]) {args[0], ObjectIdGetDatum(t->relid),
+									  TimestampTzGetDatum(t->run)},
+								  NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update zerobus.stream_tables");
+		ereport(LOG,
+				(errmsg("zerobus stream \"%s\": snapshot of table %s started",
+						snap->config->name, t->qualname)));
+	}
+	MemoryContextSwitchTo(oldcxt);
+	snap->cur = t;
+}
+
+/*
+ * Pins the settings the text form of key values depends on, for the rest
+ * of the transaction, so that a key saved by one session reads back the
+ * same in another.
+ */
+static void
+pin_key_settings(void)
+{
+	(void) set_config_option("datestyle", "ISO, YMD", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	(void) set_config_option("intervalstyle", "postgres", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	(void) set_config_option("timezone", "UTC", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	(void) set_config_option("extra_float_digits", "1", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
+ * The key columns chunks are ordered by: the primary key, else the replica
+ * identity index; none (0) for a table with neither.
+ */
+static int
+key_columns(Relation rel, AttrNumber **attnums)
+{
+	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
+	Relation	index;
+	int			n;
+	int			i;
+
+	if (!OidIsValid(indexoid))
+		indexoid = RelationGetReplicaIndex(rel);
+	if (!OidIsValid(indexoid))
+		return 0;
+	index = index_open(indexoid, AccessShareLock);
+	n = index->rd_index->indnkeyatts;
+	*attnums = palloc(sizeof(AttrNumber) * n);
+	for (i = 0; i < n; i++)
+		(*attnums)[i] = index->rd_index->indkey.values[i];
+	index_close(index, AccessShareLock);
+	return n;
+}
+
+/*
+ * Builds the chunk query of t (see the file header) and the column list of
+ * its publication.  Returns false when the publication no longer publishes
+ * the table.  Needs SPI.
+ */
+static bool
+chunk_query(ZerobusSnapshot *snap, SnapTable *t, Relation rel,
+			StringInfo sql, Bitmapset **columns, int *nkeys)
+{
+	Oid			argtypes[2] = {INT4OID, OIDOID};
+	Datum		args[2] = {Int32GetDatum(snap->config->id),
+	ObjectIdGetDatum(t->relid)};
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber *keys = NULL;
+	char	   *filter;
+	bool		isnull;
+	Datum		attnames;
+	int			i;
+
+	if (SPI_execute_with_args("SELECT attnames, rowfilter FROM ("
+							  PUBLISHED_TABLES ") p WHERE p.relid = $2",
+							  2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the publication of zerobus stream \"%s\"",
+			 snap->config->name);
+	if (SPI_processed == 0)
+		return false;
+
+	*columns = NULL;
+	attnames = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+							 1, &isnull);
+	if (!isnull)
+	{
+		Datum	   *elems;
+		int			nelems;
+
+		deconstruct_array(DatumGetArrayTypeP(attnames), NAMEOID, NAMEDATALEN,
+						  false, TYPALIGN_CHAR, &elems, NULL, &nelems);
+		for (i = 0; i < nelems; i++)
+		{
+			AttrNumber	attnum = get_attnum(t->relid,
+											NameStr(*DatumGetName(elems[i])));
+
+			if (attnum != InvalidAttrNumber)
+				*columns = bms_add_member(*columns, attnum);
+		}
+	}
+	filter = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+	*nkeys = key_columns(rel, &keys);
+	appendStringInfoString(sql, "SELECT " ZB_ROW_ALIAS);
+	for (i = 0; i < *nkeys; i++)
+		appendStringInfo(sql, ", " ZB_ROW_ALIAS ".%s::pg_catalog.text",
+						 quote_identifier(NameStr(TupleDescAttr(desc, keys[i] - 1)->attname)));
+	appendStringInfo(sql, " FROM %s%s " ZB_ROW_ALIAS,
+					 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ?
+					 "" : "ONLY ", t->qualname);
+	if (t->key != NULL && t->nkeys == *nkeys)
+	{
+		appendStringInfoString(sql, " WHERE (");
+		for (i = 0; i < *nkeys; i++)
+			appendStringInfo(sql, "%s" ZB_ROW_ALIAS ".%s", i ? ", " : "",
+							 quote_identifier(NameStr(TupleDescAttr(desc, keys[i] - 1)->attname)));
+		appendStringInfoString(sql, ") > (");
+		for (i = 0; i < *nkeys; i++)
+			appendStringInfo(sql, "%s$%d::%s", i ? ", " : "", i + 1,
+							 format_type_with_typemod(TupleDescAttr(desc, keys[i] - 1)->atttypid,
+													  TupleDescAttr(desc, keys[i] - 1)->atttypmod));
+		appendStringInfoChar(sql, ')');
+	}
+	if (filter != NULL)
+		appendStringInfo(sql, " %s (%s)",
+						 t->key != NULL && t->nkeys == *nkeys ? "AND" : "WHERE",
+						 filter);
+	if (*nkeys > 0)
+	{
+		appendStringInfoString(sql, " ORDER BY ");
+		for (i = 0; i < *nkeys; i++)
+			appendStringInfo(sql, "%s" ZB_ROW_ALIAS ".%s", i ? ", " : "",
+							 quote_identifier(NameStr(TupleDescAttr(desc, keys[i] - 1)->attname)));
+		appendStringInfo(sql, " LIMIT %d", zerobus_snapshot_chunk_rows);
+	}
+	appendStringInfoString(sql, " FOR SHARE OF " ZB_ROW_ALIAS);
+	return true;
+}
+
+/*
+ * Runs the chunk query of t; the key of the last row read, if it is still
+ * the table's key, gives the parameters.  The rows are in SPI_tuptable.
+ */
+static void
+run_chunk_query(SnapTable *t, const char *sql, int nkeys)
+{
+	int			nargs = (t->key != NULL && t->nkeys == nkeys) ? nkeys : 0;
+	Datum	   *values = palloc(sizeof(Datum) * Max(nargs, 1));
+	Oid		   *types = palloc(sizeof(Oid) * Max(nargs, 1));
+	int			k;
+
+	for (k = 0; k < nargs; k++)
+	{
+		values[k] = CStringGetTextDatum(t->key[k]);
+		types[k] = TEXTOID;
+	}
+	if (SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0) !=
+		SPI_OK_SELECT)
+		elog(ERROR, "snapshot query failed on table %s", t->qualname);
+}
+
+/*
+ * Writes the chunk's watermark, a non-transactional logical message, and
+ * returns its start LSN.  The caller must still hold the row locks of the
+ * chunk.
+ */
+static XLogRecPtr
+write_watermark(ZerobusSnapshot *snap, SnapTable *t)
+{
+	char	   *content = psprintf("%s:%u:" INT64_FORMAT, snap->config->name,
+								   t->relid, t->chunk_no);
+
+	(void) LogLogicalMessage(ZB_SNAPSHOT_MESSAGE_PREFIX, content,
+							 strlen(content), false);
+	pfree(content);
+	return ProcLastRecPtr;
+}
+
+/*
+ * Reads the next chunk of snap->cur in a transaction of its own (see the
+ * file header), and hands its records to the sender once that transaction
+ * has committed.  Picks the next table first when there is none.
+ */
+void
+zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
+{
+	MemoryContext chunk_cxt;
+	MemoryContext row_cxt;
+	MemoryContext oldcxt;
+	SnapTable  *t;
+	SnapChunk  *chunk;
+	Relation	rel;
+	StringInfoData sql;
+	StringInfoData records;
+	size_t	   *lens = NULL;
+	Bitmapset  *columns;
+	ZerobusRecordPlan *plan = NULL;
+	ZerobusChangeMeta meta;
+	int			nkeys = 0;
+	uint64		i;
+	const char *p;
+	MemoryContext caller = CurrentMemoryContext;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (snap->cur == NULL)
+		pick_table(snap, GetCurrentTimestamp());
+	t = snap->cur;
+	if (t == NULL)
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
+		return;
+	}
+
+	chunk_cxt = AllocSetContextCreate(snap->cxt, "zerobus snapshot chunk",
+									  ALLOCSET_DEFAULT_SIZES);
+	chunk = MemoryContextAllocZero(snap->cxt, sizeof(SnapChunk));
+	chunk->relid = t->relid;
+	chunk->run = t->run;
+
+	rel = try_relation_open(t->relid, AccessShareLock);
+	initStringInfo(&sql);
+	if (rel == NULL ||
+		!chunk_query(snap, t, rel, &sql, &columns, &nkeys))
+	{
+		forget_table(snap, t->relid, t->qualname,
+					 rel == NULL ? "the table was dropped" :
+					 "the table is no longer published");
+		if (rel)
+			relation_close(rel, AccessShareLock);
+		drop_current(snap);
+		pfree(chunk);
+		MemoryContextDelete(chunk_cxt);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
+		return;
+	}
+	if (t->key != NULL && t->nkeys != nkeys)
+		ereport(LOG,
+				(errmsg("zerobus stream \"%s\": the key of table %s changed, its snapshot restarts from the first row",
+						snap->config->name, t->qualname)));
+
+	plan = zerobus_plan_build(rel, columns, chunk_cxt);
+	pin_key_settings();
+	run_chunk_query(t, sql.data, nkeys);
+	chunk->lsn = write_watermark(snap, t);
+
+	meta.kind = ZB_CHANGE_SNAPSHOT;
+	meta.commit_lsn = chunk->lsn;
+	meta.commit_time = GetCurrentTimestamp();
+	meta.xid = GetTopTransactionIdIfAny();
+	chunk->nrows = SPI_processed;
+	chunk->last = nkeys == 0 || SPI_processed < (uint64) zerobus_snapshot_chunk_rows;
+	chunk->nkeys = nkeys;
+
+	oldcxt = MemoryContextSwitchTo(chunk_cxt);
+	initStringInfo(&records);
+	lens = palloc(sizeof(size_t) * Max(SPI_processed, 1));
+	MemoryContextSwitchTo(oldcxt);
+	row_cxt = AllocSetContextCreate(chunk_cxt, "zerobus snapshot row",
+									ALLOCSET_DEFAULT_SIZES);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		row = SPI_getbinval(SPI_tuptable->vals[i],
+										SPI_tuptable->tupdesc, 1, &isnull);
+		HeapTupleHeader th;
+		HeapTupleData tuple;
+		int			start = records.len;
+
+		oldcxt = MemoryContextSwitchTo(row_cxt);
+		th = DatumGetHeapTupleHeader(row);
+		tuple.t_len = HeapTupleHeaderGetDatumLength(th);
+		ItemPointerSetInvalid(&tuple.t_self);
+		tuple.t_tableOid = t->relid;
+		tuple.t_data = th;
+		meta.seq = (int64) i;
+		zerobus_encode_record(&records, plan, RelationGetDescr(rel), &tuple,
+							  &meta);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(row_cxt);
+		lens[i] = records.len - start;
+	}
+	if (SPI_processed > 0 && nkeys > 0)
+	{
+		int			k;
+
+		chunk->key = MemoryContextAlloc(snap->cxt, sizeof(char *) * nkeys);
+		for (k = 0; k < nkeys; k++)
+			chunk->key[k] = MemoryContextStrdup(snap->cxt,
+												SPI_getvalue(SPI_tuptable->vals[SPI_processed - 1],
+															 SPI_tuptable->tupdesc, k + 2));
+	}
+
+	relation_close(rel, AccessShareLock);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+
+	/* the locks are released: hand the records over */
+	p = records.data;
+	for (i = 0; i < (uint64) chunk->nrows; i++)
+	{
+		zerobus_sender_add(snap->sender, t->target, ZB_LANE_SNAPSHOT,
+						   plan->descriptor, plan->descriptor_len,
+						   &t->call_serial, p, lens[i], &chunk->group,
+						   t->qualname);
+		p += lens[i];
+	}
+	MemoryContextDelete(chunk_cxt);
+	dlist_push_tail(&snap->chunks, &chunk->node);
+
+	t->chunk_no++;
+	if (chunk->last)
+	{
+		MemoryContext cxt = MemoryContextSwitchTo(snap->cxt);
+
+		snap->finished = lappend_oid(snap->finished, t->relid);
+		MemoryContextSwitchTo(cxt);
+		drop_current(snap);
+	}
+	else if (chunk->key != NULL)
+	{
+		free_key(t->key, t->nkeys);
+		t->key = copy_key(snap, chunk->key, nkeys);
+		t->nkeys = nkeys;
+	}
+}
+
+/* ----------------------------------------------------------------
+ * The worker's interface
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Starts the snapshot side of a worker session: syncs stream_tables with
+ * the publication.  Everything lives in a child of parent, which the
+ * session deletes with its chunks when it ends (their progress was not
+ * written, so the next session reads them again).
+ */
+ZerobusSnapshot *
+zerobus_snapshot_create(ZerobusStreamConfig *config, ZerobusSender *sender,
+						MemoryContext parent)
+{
+	ZerobusSnapshot *snap;
+
+	snap = MemoryContextAllocZero(parent, sizeof(ZerobusSnapshot));
+	snap->cxt = AllocSetContextCreate(parent, "zerobus snapshot",
+									  ALLOCSET_DEFAULT_SIZES);
+	snap->config = config;
+	snap->sender = sender;
+	dlist_init(&snap->chunks);
+	sync_now(snap, GetCurrentTimestamp());
+	return snap;
+}
+
+/* Whether a chunk may be there to read (false while idle) */
+bool
+zerobus_snapshot_has_work(ZerobusSnapshot *snap)
+{
+	return snap->cur != NULL || !snap->idle;
+}
+
+/*
+ * Writes the progress of the chunks at the head of the FIFO that are fully
+ * acked, in one transaction.  A chunk of a run that was restarted or
+ * dropped meanwhile updates nothing; if that run is the one being read, it
+ * is abandoned.
+ */
+void
+zerobus_snapshot_progress(ZerobusSnapshot *snap)
+{
+	bool		started = false;
+	MemoryContext caller = CurrentMemoryContext;
+
+	while (!dlist_is_empty(&snap->chunks))
+	{
+		SnapChunk  *chunk = dlist_head_element(SnapChunk, node, &snap->chunks);
+		Datum		args[7];
+		char		nulls[7] = "       ";
+		int			k;
+
+		if (chunk->group.pending > 0)
+			break;
+		if (!started)
+		{
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			started = true;
+		}
+		args[0] = Int32GetDatum(snap->config->id);
+		args[1] = ObjectIdGetDatum(chunk->relid);
+		if (chunk->key)
+		{
+			Datum	   *elems = palloc(sizeof(Datum) * chunk->nkeys);
+
+			for (k = 0; k < chunk->nkeys; k++)
+				elems[k] = CStringGetTextDatum(chunk->key[k]);
+			args[2] = PointerGetDatum(construct_array(elems, chunk->nkeys,
+													  TEXTOID, -1, false,
+													  TYPALIGN_INT));
+		}
+		else
+			nulls[2] = 'n';
+		args[3] = Int64GetDatum(chunk->nrows);
+		args[4] = LSNGetDatum(chunk->lsn);
+		args[5] = BoolGetDatum(chunk->last);
+		args[6] = TimestampTzGetDatum(chunk->run);
+		if (SPI_execute_with_args("UPDATE zerobus.stream_tables"
+								  " SET snapshot_key = coalesce($3, snapshot_key),"
+								  " snapshot_rows = snapshot_rows + $4,"
+								  " snapshot_lsn = $5,"
+								  " snapshot_state = CASE WHEN $6 THEN 'done'"
+								  "  ELSE 'running' END,"
+								  " snapshot_finished_at = CASE WHEN $6"
+								  "  THEN pg_catalog.clock_timestamp() END"
+								  " WHERE stream_id = $1 AND relid = $2"
+								  " AND snapshot_started_at = $7"
+								  " AND snapshot_state = 'running'"
+								  " RETURNING schema_name, table_name,"
+								  " snapshot_rows",
+								  7, (Oid[]) {INT4OID, OIDOID, TEXTARRAYOID,
+									  INT8OID, LSNOID, BOOLOID,
+								  TIMESTAMPTZOID},
+								  args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "could not update zerobus.stream_tables");
+
+		if (SPI_processed == 0 && snap->cur != NULL &&
+			snap->cur->relid == chunk->relid && snap->cur->run == chunk->run)
+			drop_current(snap); /* restarted or dropped: pick again */
+		else if (SPI_processed > 0 && chunk->last)
+			ereport(LOG,
+					(errmsg("zerobus stream \"%s\": snapshot of table %s done, %s rows",
+							snap->config->name,
+							quote_qualified_identifier(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
+													   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2)),
+							SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3))));
+		if (chunk->last)
+			snap->finished = list_delete_oid(snap->finished, chunk->relid);
+
+		dlist_delete(&chunk->node);
+		free_key(chunk->key, chunk->nkeys);
+		pfree(chunk);
+	}
+	if (started)
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
+	}
+}
+
+/*
+ * Timers: the periodic sync with the publication, and the poll of an idle
+ * snapshot for tables put back to pending.  Lowers *timeout (ms) to the
+ * next one.
+ */
+void
+zerobus_snapshot_check_timers(ZerobusSnapshot *snap, TimestampTz now,
+							  long *timeout)
+{
+	if (snap->sync_due || now >= snap->next_sync)
+		sync_now(snap, now);
+	if (snap->idle && now >= snap->next_poll)
+		snap->idle = false;
+	zerobus_timeout_until(timeout, now, snap->next_sync);
+	if (snap->idle)
+		zerobus_timeout_until(timeout, now, snap->next_poll);
+}
+
+/*
+ * A Relation message named relid: a table unknown to stream_tables may have
+ * joined the publication, so sync at the next timer check.
+ */
+void
+zerobus_snapshot_relation_seen(ZerobusSnapshot *snap, Oid relid)
+{
+	if (!list_member_oid(snap->known, relid))
+		snap->sync_due = true;
+}
