@@ -176,24 +176,48 @@ class Publisher {
 	}
 }
 
+/*
+ * Publication must not take CPU away from the gRPC side, whose acks are what
+ * clients wait for.  On Linux the nice value is per thread, and a new thread
+ * inherits its creator's: DuckDB runs each query on a thread of libuv's pool
+ * (made by the main thread) and on threads of its own, so lowering this
+ * thread's priority alone leaves most of the work at the main thread's.
+ * So every thread of the process but the main one gets nice 10, again
+ * before each publication since DuckDB and libuv add threads on demand.  The
+ * pool's threads also write and sync the log, which is I/O, not CPU.
+ */
+const lowered = new Set();
+
+function lowerThreadPriorities() {
+	let tids;
+	try {
+		tids = fs.readdirSync('/proc/self/task');
+	} catch (e) {
+		tids = [];		/* not Linux: this thread only */
+	}
+	for (const tid of [0, ...tids.map(Number)]) {
+		if (tid === process.pid || lowered.has(tid))
+			continue;
+		try {
+			os.setPriority(tid, 10);
+			lowered.add(tid);
+		} catch (e) {
+			/* not permitted, or the thread is gone: leave it */
+		}
+	}
+}
+
 /* Worker side: serve Publisher methods to the main thread. */
 function serve() {
-	/*
-	 * On Linux the nice value is per thread: lowering it here (before DuckDB
-	 * starts its threads, which inherit it) keeps publication from taking
-	 * CPU away from the gRPC side, whose acks are what clients wait for.
-	 */
-	try {
-		os.setPriority(10);
-	} catch (e) {
-		/* not permitted or not supported: publish at normal priority */
-	}
 	const pub = new Publisher(workerData.dataDir);
 	let queue = Promise.resolve();
+	lowerThreadPriorities();
 	parentPort.on('message', (m) => {
 		/* Calls run strictly in arrival order, async ones included. */
 		queue = queue.then(async () => {
 			try {
+				if (m.method === 'publish')
+					lowerThreadPriorities();
 				const result = await pub[m.method](...m.args);
 				if (m.id)
 					parentPort.postMessage({ id: m.id, result });

@@ -32,6 +32,8 @@ const Status = grpc.status;
 const REC_OPEN = 1;
 const REC_RECORDS = 2;
 const COMPACT_BYTES = 64 * 1024 * 1024;
+const WINDOW_BYTES = 16 * 1024 * 1024;
+const widened = new WeakSet();	/* HTTP/2 sessions whose windows are open */
 
 function loadService(protoFile) {
 	const def = protoLoader.loadSync(protoFile, {
@@ -60,6 +62,24 @@ function sessionOf(call) {
 		c = c.nextCall;
 	}
 	return null;
+}
+
+/*
+ * Open the HTTP/2 flow-control windows of a connection wide (16 MiB for the
+ * connection and for each stream), once per session.  Node keeps the
+ * protocol's 64 KiB defaults, so a client streaming requests of hundreds of
+ * kB would wait for a WINDOW_UPDATE every 64 KiB, each sent only when this
+ * thread is done with the request before: the client's pipeline would stall
+ * on this thread.  gRPC servers grow their windows by BDP probing (grpc-go
+ * up to 16 MiB), which this stands for.
+ */
+function widenWindows(call) {
+	const sess = sessionOf(call);
+	if (!sess || sess.destroyed || widened.has(sess))
+		return;
+	widened.add(sess);
+	sess.setLocalWindowSize(WINDOW_BYTES);
+	sess.settings({ initialWindowSize: WINDOW_BYTES });
 }
 
 /*
@@ -282,6 +302,7 @@ class Emulator {
 	/* ---- gRPC ---- */
 
 	handleStream(call) {
+		widenWindows(call);
 		call.sendMetadata(new grpc.Metadata());
 		const s = {
 			call, id: null, info: null, table: null, nextOffset: 0, durable: -1, sentAck: -1,

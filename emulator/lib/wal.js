@@ -23,12 +23,16 @@ const zlib = require('node:zlib');
 const MAGIC = Buffer.from('ZBWAL001');
 const HEADER = 16;
 
+/* The 8 bytes that precede a payload in its frame: length and checksum. */
+function frameHead(payload) {
+	const h = Buffer.allocUnsafe(8);
+	h.writeUInt32LE(payload.length, 0);
+	h.writeUInt32LE(zlib.crc32(payload), 4);
+	return h;
+}
+
 function frame(payload) {
-	const f = Buffer.allocUnsafe(8 + payload.length);
-	f.writeUInt32LE(payload.length, 0);
-	f.writeUInt32LE(zlib.crc32(payload), 4);
-	payload.copy(f, 8);
-	return f;
+	return Buffer.concat([frameHead(payload), payload]);
 }
 
 function header(base) {
@@ -103,15 +107,16 @@ class Wal {
 
 	/*
 	 * Queue one payload; resolves with its end position once it is on
-	 * stable storage.  Frames reach the file in call order.
+	 * stable storage.  Frames reach the file in call order.  The payload is
+	 * written from the caller's buffer (no copy), so the caller must leave
+	 * it unchanged until the promise settles.
 	 */
 	append(payload) {
 		if (this.failed)
 			return Promise.reject(this.failed);
-		const f = frame(payload);
-		this.tail += f.length;
+		this.tail += 8 + payload.length;
 		const end = this.tail;
-		this.queue.push(f);
+		this.queue.push(frameHead(payload), payload);
 		const p = new Promise((resolve, reject) => this.waiters.push({ resolve, reject, end }));
 		if (!this.running)
 			this.run();
