@@ -22,6 +22,7 @@ const R = require('./records');
 const D = require('./delta');
 
 const MAX_ROWS_PER_FILE = 250000;
+const OUTBOX_BYTES = 16 * 1024 * 1024;
 
 /* Records of a RECORDS log payload: [u8 type][u32 sn][u32 n]([u32 len][bytes])*. */
 function splitRecords(payload, isJson) {
@@ -70,6 +71,15 @@ class Publisher {
 	forget(sns) {
 		for (const sn of sns)
 			this.infos.delete(sn);
+	}
+
+	/*
+	 * Chunks as PublisherClient.chunk() queued them: meta [[table, sn, end,
+	 * offset, length]], their payloads side by side in buf.
+	 */
+	chunks(meta, buf) {
+		for (const [table, sn, end, off, len] of meta)
+			this.chunk(table, sn, buf.subarray(off, off + len), end);
 	}
 
 	chunk(table, sn, payload, end) {
@@ -231,13 +241,23 @@ function serve() {
 	});
 }
 
-/* Main-thread handle on the publisher worker. */
+/*
+ * Main-thread handle on the publisher worker.  Messages reach the worker in
+ * call order.  Durable payloads (chunk()) are queued and go over together,
+ * copied side by side into one buffer that is moved, not copied, to the
+ * worker: a message per ingest request would cost more than the request's
+ * checks when requests carry a few records each (and a small Buffer is a
+ * view of a shared pool, which postMessage would copy whole).
+ */
 class PublisherClient {
 	constructor(dataDir, log) {
 		this.worker = new Worker(__filename, { workerData: { dataDir } });
 		this.worker.unref();
 		this.calls = new Map();
 		this.nextId = 1;
+		this.outbox = [];		/* [table, sn, payload, end] not sent yet */
+		this.outboxBytes = 0;
+		this.flushQueued = false;
 		this.worker.on('message', (m) => {
 			if (m.log)
 				return log(m.log);
@@ -253,16 +273,53 @@ class PublisherClient {
 
 	call(method, ...args) {
 		const id = this.nextId++;
+		this.flush();
 		return new Promise((resolve, reject) => {
 			this.calls.set(id, { resolve, reject });
 			this.worker.postMessage({ id, method, args });
 		});
 	}
 
-	/* Fire-and-forget; a payload that owns its memory is moved, not copied. */
-	send(method, args, payload) {
-		const owns = payload && payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength;
-		this.worker.postMessage({ id: 0, method, args }, owns ? [payload.buffer] : []);
+	/* Fire-and-forget. */
+	send(method, args) {
+		this.flush();
+		this.worker.postMessage({ id: 0, method, args });
+	}
+
+	/*
+	 * Queue the durable RECORDS payload of log position end for publication
+	 * (sent at the latest once this turn of the event loop is over).  The
+	 * payload is copied only then, so the caller must leave it unchanged.
+	 */
+	chunk(table, sn, payload, end) {
+		this.outbox.push([table, sn, payload, end]);
+		this.outboxBytes += payload.length;
+		if (this.outboxBytes >= OUTBOX_BYTES)
+			this.flush();
+		else if (!this.flushQueued) {
+			this.flushQueued = true;
+			setImmediate(() => {
+				this.flushQueued = false;
+				this.flush();
+			});
+		}
+	}
+
+	/* Send the queued payloads now. */
+	flush() {
+		if (this.outbox.length === 0)
+			return;
+		const buf = Buffer.allocUnsafeSlow(this.outboxBytes);
+		const meta = [];
+		let off = 0;
+		for (const [table, sn, payload, end] of this.outbox) {
+			payload.copy(buf, off);
+			meta.push([table, sn, end, off, payload.length]);
+			off += payload.length;
+		}
+		this.outbox = [];
+		this.outboxBytes = 0;
+		this.worker.postMessage({ id: 0, method: 'chunks', args: [meta, buf] }, [buf.buffer]);
 	}
 
 	terminate() {

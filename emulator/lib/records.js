@@ -241,6 +241,40 @@ function checkScalar(v, t, path) {
 }
 
 /*
+ * Whether buf[s, e) is UTF-8.  The ASCII bytes up front (all of them, as a
+ * rule) are valid on their own and no sequence spans them, so only the rest
+ * needs the native check and a Buffer view.
+ */
+function utf8At(buf, s, e) {
+	let i = s;
+	while (i < e && buf[i] < 0x80)
+		i++;
+	return i === e || isUtf8(buf.subarray(i, e));
+}
+
+/*
+ * Whether the ASCII text buf[s, e) passes T.checkDecimal() for DECIMAL type
+ * t, read from the bytes without making the string.  A false answer is
+ * only a hint: the caller then runs checkDecimal() on the text, which is
+ * the rule and words the error.
+ */
+function decimalFitsAt(buf, s, e, t) {
+	let i = s, digits = 0, intDigits = 0, fracDigits = 0;
+	if (i < e && (buf[i] === 0x2b || buf[i] === 0x2d))	/* + - */
+		i++;
+	for (; i < e && buf[i] >= 0x30 && buf[i] <= 0x39; i++, digits++)
+		if (intDigits > 0 || buf[i] !== 0x30)
+			intDigits++;	/* leading zeros do not count */
+	if (i < e && buf[i] === 0x2e) {	/* . */
+		i++;
+		for (let j = 1; i < e && buf[i] >= 0x30 && buf[i] <= 0x39; i++, digits++, j++)
+			if (buf[i] !== 0x30)
+				fracDigits = j;		/* nor do trailing zeros */
+	}
+	return i === e && digits > 0 && intDigits <= t.p - t.s && fracDigits <= t.s;
+}
+
+/*
  * Read one scalar of step's type.  With build false the value is checked
  * exactly as with build true but strings and binaries are not materialized
  * (the result is then only a placeholder that is not null).
@@ -257,7 +291,12 @@ function readScalar(r, step, wt, path, build) {
 		case PT.INT64:
 			if (wt !== 0)
 				throw new ValidationError(`field for column "${path}" has wire type ${wt}, expected varint`);
-			v = build ? r.int64() : r.varint64();
+			if (build)
+				v = r.int64();
+			else {
+				r.readVarint();
+				v = true;
+			}
 			break;
 		case PT.BOOL:
 			if (wt !== 0)
@@ -277,14 +316,21 @@ function readScalar(r, step, wt, path, build) {
 		case PT.BYTES:
 			if (wt !== 2)
 				throw new ValidationError(`field for column "${path}" has wire type ${wt}, expected length-delimited`);
-			v = build ? Buffer.from(r.bytes()) : r.lengthDelimited();
+			if (build)
+				v = Buffer.from(r.bytes());
+			else {
+				r.span();
+				v = true;
+			}
 			break;
 		case PT.STRING: {
 			if (wt !== 2)
 				throw new ValidationError(`field for column "${path}" has wire type ${wt}, expected length-delimited`);
-			const [s, e] = r.lengthDelimited();
-			if (!isUtf8(r.buf.subarray(s, e)))
+			const s = r.span(), e = r.pos;
+			if (!utf8At(r.buf, s, e))
 				throw new ValidationError(`column "${path}" holds invalid UTF-8`);
+			if (!build && k === 'DECIMAL' && decimalFitsAt(r.buf, s, e, step.type))
+				return true;
 			/* DECIMAL and VARIANT text is checked below, so it is needed in any mode. */
 			v = build || k !== 'STRING' ? r.buf.toString('utf8', s, e) : true;
 			break;
@@ -380,9 +426,9 @@ function walkMessage(buf, start, end, plan, prefix, build) {
 	return build ? row : true;
 }
 
-function walkProto(buf, plan, build) {
+function walkProto(buf, start, end, plan, build) {
 	try {
-		return walkMessage(buf, 0, buf.length, plan, '', build);
+		return walkMessage(buf, start, end, plan, '', build);
 	} catch (e) {
 		if (e instanceof WireError)
 			throw new ValidationError(`record does not parse as the declared message: ${e.message}`);
@@ -392,15 +438,16 @@ function walkProto(buf, plan, build) {
 
 /* Decode one PROTO record with a plan from compileProto(). */
 function decodeProto(buf, plan) {
-	return walkProto(buf, plan, true);
+	return walkProto(buf, 0, buf.length, plan, true);
 }
 
 /*
- * Check one PROTO record with a plan from compileProto() without building
- * its row: throws the same ValidationError decodeProto() would.
+ * Check the PROTO record buf[start, end) with a plan from compileProto()
+ * without building its row: throws the same ValidationError decodeProto()
+ * would on the record alone.
  */
-function checkProto(buf, plan) {
-	walkProto(buf, plan, false);
+function checkProto(buf, start, end, plan) {
+	walkProto(buf, start, end, plan, false);
 }
 
 /* Convert one JSON value to the internal representation of type t. */

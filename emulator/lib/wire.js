@@ -23,6 +23,8 @@ class Reader {
 		this.buf = buf;
 		this.pos = start;
 		this.end = end;
+		this.lo = 0;		/* the last varint of readVarint() */
+		this.hi = 0;
 	}
 
 	eof() {
@@ -36,10 +38,10 @@ class Reader {
 			this.pos++;
 			return b;
 		}
-		const [lo, hi] = this.varint64();
-		if (hi !== 0)
+		this.readVarint();
+		if (this.hi !== 0)
 			throw new WireError('varint does not fit 32 bits');
-		return lo;
+		return this.lo;
 	}
 
 	/*
@@ -47,6 +49,16 @@ class Reader {
 	 * into a Number when exact, else a BigInt.
 	 */
 	varint64() {
+		this.readVarint();
+		return [this.lo, this.hi];
+	}
+
+	/*
+	 * Read a varint into this.lo and this.hi (unsigned 32-bit halves): the
+	 * same checks as varint64() without an array per value, for the record
+	 * checks that run on every field.
+	 */
+	readVarint() {
 		let lo = 0;
 		let hi = 0;
 		let i = 0;
@@ -66,12 +78,14 @@ class Reader {
 			if ((b & 0x80) === 0)
 				break;
 		}
-		return [lo >>> 0, hi >>> 0];
+		this.lo = lo >>> 0;
+		this.hi = hi >>> 0;
 	}
 
 	/* Signed 64-bit integer: Number when |v| < 2^53, BigInt otherwise. */
 	int64() {
-		const [lo, hi] = this.varint64();
+		this.readVarint();
+		const lo = this.lo, hi = this.hi;
 		if (hi < 0x200000)
 			return hi * TWO32 + lo;
 		if (hi >= 0xffe00000 && (hi !== 0xffe00000 || lo !== 0))
@@ -81,13 +95,13 @@ class Reader {
 
 	/* Signed 32-bit integer (negative values arrive sign-extended to 64 bits). */
 	int32() {
-		const [lo] = this.varint64();
-		return lo | 0;
+		this.readVarint();
+		return this.lo | 0;
 	}
 
 	bool() {
-		const [lo, hi] = this.varint64();
-		return lo !== 0 || hi !== 0;
+		this.readVarint();
+		return this.lo !== 0 || this.hi !== 0;
 	}
 
 	float() {
@@ -108,12 +122,21 @@ class Reader {
 
 	/* Length-delimited field: returns [start, end) within buf. */
 	lengthDelimited() {
+		const start = this.span();
+		return [start, this.pos];
+	}
+
+	/*
+	 * Step over a length-delimited field: returns its start, and its end is
+	 * this.pos afterwards (no array per field).
+	 */
+	span() {
 		const len = this.uint32();
 		const start = this.pos;
 		if (start + len > this.end)
 			throw new WireError('length-delimited field runs past the end');
 		this.pos += len;
-		return [start, start + len];
+		return start;
 	}
 
 	bytes() {
@@ -129,13 +152,13 @@ class Reader {
 	skip(wireType) {
 		switch (wireType) {
 			case 0:
-				this.varint64();
+				this.readVarint();
 				break;
 			case 1:
 				this.pos += 8;
 				break;
 			case 2:
-				this.lengthDelimited();
+				this.span();
 				break;
 			case 5:
 				this.pos += 4;
