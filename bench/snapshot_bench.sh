@@ -13,8 +13,12 @@
 # interval does not enter the figure.  The rate includes the worker's start
 # (slot connection, token, opening the Zerobus stream).  Prints the rate
 # next to the 100,000 rows/s target, the chunk count, the CPU seconds of
-# the worker and of the emulator, and checks that the emulator holds ROWS
-# durable records.
+# the worker and of the emulator, the worker's memory and checks that the
+# emulator holds ROWS durable records.  Memory is judged on the worker's
+# peak private memory (RssAnon, sampled every 0.1 s) against a 100 MB
+# bound; its peak RSS (VmHWM) is printed too, but it also counts every page
+# of shared_buffers the worker touched while reading the table, which is
+# shared memory bounded by shared_buffers (1 GB here), not the worker's.
 #
 # Usage: bench/snapshot_bench.sh [--rows N] [--chunk-rows N] [--keep]
 #
@@ -125,13 +129,25 @@ say "stream: plain h2c to the emulator on loopback, $SETTINGS"
 say "table: $ROWS rows of bench/workload.sql, $TABLE_MB MiB"
 say ""
 
+# worker_mem PID: "VmHWM RssAnon RssShmem" in kB
+worker_mem()
+{
+	awk '/^VmHWM:/ { h = $2 } /^RssAnon:/ { a = $2 } /^RssShmem:/ { s = $2 }
+		END { print h, a, s }' "/proc/$1/status"
+}
+
 note "creating the stream, waiting for the snapshot..."
 EMU_TICKS0=$(cpu_ticks "$EMU_PID")
 T0=$("${PSQL[@]}" -Atc "SELECT clock_timestamp()")
 emu_create_stream bench bench bench bench bench-secret
 WPID=""
+ANON_PEAK=0
 for _ in $(seq 1 36000); do
 	[ -n "$WPID" ] || WPID=$("${PSQL[@]}" -Atc "SELECT pid FROM zerobus.stat_streams WHERE name = 'bench'")
+	if [ -n "$WPID" ]; then
+		read -r _ ANON _ < <(worker_mem "$WPID")
+		[ "$ANON" -le "$ANON_PEAK" ] || ANON_PEAK=$ANON
+	fi
 	STATE=$("${PSQL[@]}" -Atc "SELECT snapshot_state || ' ' || state FROM zerobus.stat_streams WHERE name = 'bench'")
 	case "$STATE" in
 		done*) break ;;
@@ -143,6 +159,8 @@ for _ in $(seq 1 36000); do
 done
 [ "${STATE%% *}" = done ] || { echo "$PROG: the snapshot did not finish within an hour" >&2; exit 1; }
 WORKER_TICKS=$(cpu_ticks "$WPID")
+read -r HWM ANON SHMEM < <(worker_mem "$WPID")
+[ "$ANON" -le "$ANON_PEAK" ] || ANON_PEAK=$ANON
 EMU_TICKS=$(($(cpu_ticks "$EMU_PID") - EMU_TICKS0))
 
 read -r SNAP_ROWS SNAP_SECS < <("${PSQL[@]}" -At -F ' ' -c "SELECT snapshot_rows,
@@ -153,12 +171,16 @@ CHUNKS=$(( (ROWS + $("${PSQL[@]}" -Atc "SHOW zerobus.snapshot_chunk_rows") - 1) 
 RATE=$(awk -v n="$SNAP_ROWS" -v s="$SNAP_SECS" 'BEGIN { printf "%.0f", n / s }')
 HZ=$(getconf CLK_TCK)
 
-say "snapshot of $SNAP_ROWS rows in $CHUNKS chunks: ${SNAP_SECS} s (create_stream -> last chunk acked and recorded), $RATE rows/s"
+say "snapshot of $SNAP_ROWS rows in $CHUNKS chunks (by the row bound): ${SNAP_SECS} s (create_stream -> last chunk acked and recorded), $RATE rows/s"
 say "    CPU seconds: worker $(awk -v t="$WORKER_TICKS" -v hz="$HZ" 'BEGIN { printf "%.1f", t / hz }'), emulator $(awk -v t="$EMU_TICKS" -v hz="$HZ" 'BEGIN { printf "%.1f", t / hz }') (of $(nproc) x ${SNAP_SECS} s)"
 say "    emulator durable records $REC_DURABLE (duplicates $REC_DUPS)"
+say "    worker peak private memory (RssAnon, sampled every 0.1 s) $((ANON_PEAK / 1024)) MB"
+say "    worker peak RSS (VmHWM) $((HWM / 1024)) MB, not judged: it also counts the shared buffers the worker touched (at the end $((ANON / 1024)) MB private + $((SHMEM / 1024)) MB shared, bounded by shared_buffers)"
 say "    check $RATE rows/s >= 100000 rows/s: $(if [ "$RATE" -ge 100000 ]; then echo PASS; else echo FAIL; fi)"
 say "    check durable records = $ROWS: $(if [ "$REC_DURABLE" -eq "$ROWS" ]; then echo PASS; else echo FAIL; fi)"
+say "    check peak private memory (RssAnon) < 100 MB: $(if [ "$ANON_PEAK" -lt $((100 * 1024)) ]; then echo PASS; else echo FAIL; fi)"
 if [ "$ROWS" -lt 1000000 ]; then
 	say "    NOTE: scaled down (--rows $ROWS): start-up costs weigh on the rate"
 fi
+say "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 bench_report_save snapshot

@@ -119,6 +119,30 @@ SELECT data FROM pg_logical_slot_peek_changes('pub_slot', NULL, NULL,
 SELECT data FROM pg_logical_slot_get_changes('pub_slot', NULL, NULL,
 	'publication_names', 'pub_root', 'format', 'text', 'include_volatile', 'off');
 
+-- the extension's own tables are never published, not even by FOR ALL
+-- TABLES or TABLES IN SCHEMA zerobus: a stream's bookkeeping (streams,
+-- stream_secrets, stream_tables rows written by create_stream, by the
+-- UPDATE standing in for the worker's snapshot progress and by
+-- drop_stream) does not come out, pub_t1's insert does
+SET client_min_messages = warning;
+CREATE PUBLICATION pub_every FOR ALL TABLES;
+CREATE PUBLICATION pub_zerobus FOR TABLES IN SCHEMA zerobus;
+SET client_min_messages = error;	-- not the launcher's database: a warning
+SELECT zerobus.create_stream('pub_own', 'pub_every', 'https://e.example.com',
+	'https://w.example.com', 'id', 'secret', 'main', enabled => false) > 0;
+RESET client_min_messages;
+-- ... nor are they in a snapshot's table list
+SELECT schema_name, table_name, snapshot_state FROM zerobus.stream_tables
+	ORDER BY 1, 2;
+UPDATE zerobus.stream_tables SET snapshot_state = 'done', snapshot_rows = 1;
+INSERT INTO pub_t1 VALUES (3, 'c', 3);
+SELECT zerobus.drop_stream('pub_own');
+SELECT data FROM pg_logical_slot_peek_changes('pub_slot', NULL, NULL,
+	'publication_names', 'pub_zerobus', 'format', 'text', 'include_volatile', 'off');
+SELECT data FROM pg_logical_slot_get_changes('pub_slot', NULL, NULL,
+	'publication_names', 'pub_every', 'format', 'text', 'include_volatile', 'off');
+DROP PUBLICATION pub_every, pub_zerobus;
+
 SELECT pg_drop_replication_slot('pub_slot');
 DROP PUBLICATION pub_table, pub_leaf, pub_root;
 DROP TABLE pub_t1, pub_t2, pub_s.t3, pub_other, pub_rf, pub_parent;

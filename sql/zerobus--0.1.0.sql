@@ -82,6 +82,8 @@ CREATE TABLE stream_tables (
 	snapshot_finished_at timestamptz,
 	accepted_columns jsonb,
 	schema_notice text,
+	paused_reason text,
+	paused_at timestamptz,
 	PRIMARY KEY (stream_id, relid)
 );
 
@@ -95,6 +97,8 @@ COMMENT ON COLUMN stream_tables.accepted_columns IS
 'columns of the last descriptor the target accepted: [{"name", "field_number", "delta_type"}]';
 COMMENT ON COLUMN stream_tables.schema_notice IS
 'columns left out of the records because the target lacks them (schema_policy drop_missing_columns)';
+COMMENT ON COLUMN stream_tables.paused_reason IS
+'why the table''s target stopped taking records (the other tables flow on); zerobus.resume_stream() clears it';
 
 GRANT SELECT ON streams TO PUBLIC;
 GRANT SELECT ON stream_tables TO PUBLIC;
@@ -262,7 +266,8 @@ SELECT s.name,
 	coalesce(t.snapshot_state, 'none') AS snapshot_state,
 	coalesce(t.snapshot_rows, 0) AS snapshot_rows,
 	t.snapshot_rows_estimated,
-	t.schema_notice
+	t.schema_notice,
+	t.paused_tables
 FROM streams s
 	LEFT JOIN stream_shared_state() w ON w.stream_id = s.id
 	LEFT JOIN pg_catalog.pg_replication_slots r ON r.slot_name = s.slot_name
@@ -276,7 +281,12 @@ FROM streams s
 				FILTER (WHERE st.snapshot_state <> 'skipped')::int8
 				AS snapshot_rows_estimated,
 			string_agg(st.schema_notice, '; ' ORDER BY st.schema_name, st.table_name)
-				AS schema_notice
+				AS schema_notice,
+			coalesce(array_agg(pg_catalog.quote_ident(st.schema_name) || '.' ||
+							   pg_catalog.quote_ident(st.table_name)
+							   ORDER BY st.schema_name, st.table_name)
+					 FILTER (WHERE st.paused_reason IS NOT NULL),
+					 '{}')::text[] AS paused_tables
 		FROM stream_tables st WHERE st.stream_id = s.id) t ON true;
 
 COMMENT ON VIEW stat_streams IS 'one row per stream: its state, positions, lag and counters';
@@ -299,11 +309,13 @@ SELECT s.name AS stream,
 	st.snapshot_key AS last_key,
 	st.snapshot_lsn AS last_lsn,
 	st.snapshot_started_at AS started_at,
-	st.snapshot_finished_at AS finished_at
+	st.snapshot_finished_at AS finished_at,
+	st.paused_reason,
+	st.paused_at
 FROM streams s JOIN stream_tables st ON st.stream_id = s.id;
 
 COMMENT ON VIEW stat_snapshots IS
-'one row per table of a stream: the progress of its initial snapshot';
+'one row per table of a stream: the progress of its initial snapshot, and why its target is paused';
 
 GRANT SELECT ON stat_snapshots TO PUBLIC;
 

@@ -412,7 +412,7 @@ zerobus_auth_fetch(const char *workspace_url, const char *workspace_id,
 				 url, http_status, excerpt);
 	else if (http_status < 200 || http_status >= 300)
 	{
-		result = ZB_AUTH_DENIED;
+		result = http_status == 403 ? ZB_AUTH_FORBIDDEN : ZB_AUTH_DENIED;
 		snprintf(errbuf, errlen, "token endpoint %s answered HTTP %ld: %s",
 				 url, http_status, excerpt);
 	}

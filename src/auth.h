@@ -21,7 +21,8 @@ typedef enum ZerobusAuthResult
 {
 	ZB_AUTH_OK,
 	ZB_AUTH_RETRY,				/* 5xx, timeout, network: retry with backoff */
-	ZB_AUTH_DENIED				/* 4xx or malformed reply: permanent */
+	ZB_AUTH_DENIED,				/* 4xx or malformed reply: permanent */
+	ZB_AUTH_FORBIDDEN			/* 403: the client may not write this table */
 } ZerobusAuthResult;
 
 /*

@@ -1143,13 +1143,21 @@ zerobus_pause_stream(PG_FUNCTION_ARGS)
  * zerobus.resume_stream(name text) returns void
  *
  * Restarts a stream paused by the user or by an error (whose reason it
- * clears).
+ * clears).  Also clears the pauses of its tables (stream_tables), and
+ * then restarts a running worker (a new config_version), which replays
+ * from the slot what the paused tables held back.
  */
 Datum
 zerobus_resume_stream(PG_FUNCTION_ARGS)
 {
-	update_stream(fcinfo, "UPDATE zerobus.streams"
-				  " SET enabled = true, paused_reason = NULL, paused_at = NULL"
+	update_stream(fcinfo, "WITH t AS (UPDATE zerobus.stream_tables"
+				  "  SET paused_reason = NULL, paused_at = NULL"
+				  "  WHERE stream_id = $1 AND paused_reason IS NOT NULL"
+				  "  RETURNING 1)"
+				  " UPDATE zerobus.streams"
+				  " SET enabled = true, paused_reason = NULL, paused_at = NULL,"
+				  " config_version = config_version +"
+				  "  (SELECT least(count(*), 1)::int FROM t)"
 				  " WHERE id = $1");
 	PG_RETURN_VOID();
 }

@@ -437,24 +437,24 @@ zerobus_plan_free(ZerobusRecordPlan *plan)
 
 /*
  * Pin the settings that types' text output functions may read, so that a
- * value sent as text does not depend on the session that decodes it.
- * Returns the GUC nest level to pass to AtEOXact_GUC() afterwards; an
- * error in between is cleaned up by the transaction abort.
+ * value sent as text does not depend on the session that outputs it.  With
+ * GUC_ACTION_SAVE the caller must have opened a GUC nest level
+ * (NewGUCNestLevel) and close it with AtEOXact_GUC() afterwards; with
+ * GUC_ACTION_LOCAL the settings hold until the end of the current
+ * transaction.  Either way an error in between is cleaned up by the
+ * transaction abort.
  */
-static int
-pin_output_settings(void)
+void
+zerobus_pin_output_settings(GucAction action)
 {
-	int			nestlevel = NewGUCNestLevel();
-
 	(void) set_config_option("datestyle", "ISO, YMD", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+							 PGC_S_SESSION, action, true, 0, false);
 	(void) set_config_option("intervalstyle", "postgres", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+							 PGC_S_SESSION, action, true, 0, false);
 	(void) set_config_option("timezone", "UTC", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+							 PGC_S_SESSION, action, true, 0, false);
 	(void) set_config_option("extra_float_digits", "1", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	return nestlevel;
+							 PGC_S_SESSION, action, true, 0, false);
 }
 
 /*
@@ -482,7 +482,10 @@ zerobus_encode_record(StringInfo out, const ZerobusRecordPlan *plan,
 
 	heap_deform_tuple(tuple, tupdesc, values, nulls);
 	if (plan->text_output)
-		nestlevel = pin_output_settings();
+	{
+		nestlevel = NewGUCNestLevel();
+		zerobus_pin_output_settings(GUC_ACTION_SAVE);
+	}
 
 	for (i = 0; i < plan->ncolumns; i++)
 	{

@@ -90,6 +90,7 @@ struct ZerobusGrpc
 	GrpcSocket *socks;
 	int			nsocks;
 	int			maxsocks;
+	uint64		socks_generation;	/* bumped when a socket joins or leaves */
 
 	uint64		received;		/* response bytes seen by the callbacks */
 	uint64		kick_progress;	/* transfer_progress() at kick_since */
@@ -257,7 +258,10 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 	if (what == CURL_POLL_REMOVE)
 	{
 		if (sock != NULL)
+		{
 			*sock = grpc->socks[--grpc->nsocks];
+			grpc->socks_generation++;
+		}
 		return 0;
 	}
 	if (sock == NULL)
@@ -274,6 +278,7 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 		}
 		sock = &grpc->socks[grpc->nsocks++];
 		sock->fd = fd;
+		grpc->socks_generation++;
 	}
 	sock->what = what;
 	sock->write_idle = false;
@@ -1301,10 +1306,12 @@ zerobus_grpc_next_event(ZerobusGrpc *grpc, ZerobusGrpcEvent *ev)
  * Reports the sockets to wait on, as WaitEventSet events.  A socket that
  * curl wants written but on which writing is held back (see
  * socket_wants_write()) is left out; zerobus_grpc_perform()'s timeout
- * covers it.
+ * covers it.  *generation changes whenever a socket was opened or closed
+ * since, even if a new one got the number of an old one.
  */
 int
-zerobus_grpc_sockets(ZerobusGrpc *grpc, pgsocket *socks, int *events, int max)
+zerobus_grpc_sockets(ZerobusGrpc *grpc, pgsocket *socks, int *events, int max,
+					 uint64 *generation)
 {
 	int64		now = monotonic_ms();
 	int			n = 0;
@@ -1322,5 +1329,6 @@ zerobus_grpc_sockets(ZerobusGrpc *grpc, pgsocket *socks, int *events, int max)
 		socks[n] = grpc->socks[i].fd;
 		events[n++] = ev;
 	}
+	*generation = grpc->socks_generation;
 	return n;
 }

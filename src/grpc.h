@@ -144,9 +144,11 @@ extern bool zerobus_grpc_next_event(ZerobusGrpc *grpc, ZerobusGrpcEvent *ev);
 /*
  * The sockets libcurl wants watched: fills up to max entries of socks[] and
  * events[] (WL_SOCKET_READABLE and/or WL_SOCKET_WRITEABLE, never 0) and
- * returns how many.
+ * returns how many.  *generation changes whenever a socket was opened or
+ * closed since the last call (a new socket may reuse a closed one's number,
+ * which a kept WaitEventSet would not watch).
  */
 extern int	zerobus_grpc_sockets(ZerobusGrpc *grpc, pgsocket *socks,
-								 int *events, int max);
+								 int *events, int max, uint64 *generation);
 
 #endif							/* ZEROBUS_GRPC_H */

@@ -20,8 +20,11 @@
 
 #include "access/tupconvert.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/partition.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_publication_rel.h"
+#include "commands/extension.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
@@ -287,10 +290,37 @@ zb_load_publications(void)
  */
 
 /*
+ * Whether the relation belongs to the zerobus extension (zerobus.streams,
+ * zerobus.stream_tables, ...).  Those are never published, whatever the
+ * publication says: a FOR ALL TABLES or TABLES IN SCHEMA publication would
+ * otherwise send the worker's own bookkeeping (it writes stream_tables after
+ * every snapshot chunk) to a target table that does not exist.  Membership
+ * is read from pg_depend under the snapshot the entry is built with, so it
+ * needs no cache of its own; in a database without the extension nothing
+ * is a member.
+ */
+static bool
+zb_is_extension_member(Oid relid)
+{
+	Oid			extoid = getExtensionOfObject(RelationRelationId, relid);
+	char	   *extname;
+	bool		result;
+
+	if (!OidIsValid(extoid))
+		return false;
+	extname = get_extension_name(extoid);
+	result = extname != NULL && strcmp(extname, "zerobus") == 0;
+	if (extname)
+		pfree(extname);
+	return result;
+}
+
+/*
  * Decide whether and how the relation is published by the client's
  * publications: fill entry->pubactions and entry->publish_as_relid, and
  * return the publications that publish it as publish_as_relid (the ones
- * whose row filters and column lists apply).
+ * whose row filters and column lists apply).  The extension's own tables
+ * are published by none.
  *
  * A partition is published as its topmost ancestor that some publication
  * with publish_via_partition_root includes; the topmost one across all
@@ -301,17 +331,21 @@ static List *
 zb_decide_publication(Relation relation, ZerobusRelEntry *entry)
 {
 	Oid			relid = RelationGetRelid(relation);
-	List	   *own_pubs = GetRelationPublications(relid);
-	List	   *schema_pubs = GetSchemaPublications(RelationGetNamespace(relation));
+	List	   *own_pubs;
+	List	   *schema_pubs;
 	List	   *ancestors = NIL;
 	List	   *result = NIL;
 	int			best_level = 0;
 	ListCell   *lc;
 
+	entry->publish_as_relid = relid;
+	if (zb_is_extension_member(relid))
+		return NIL;
+
+	own_pubs = GetRelationPublications(relid);
+	schema_pubs = GetSchemaPublications(RelationGetNamespace(relation));
 	if (relation->rd_rel->relispartition)
 		ancestors = get_partition_ancestors(relid);
-
-	entry->publish_as_relid = relid;
 
 	foreach(lc, pubstate.publications)
 	{

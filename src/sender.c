@@ -13,7 +13,12 @@
  * batch_max_bytes bytes, when batch_max_delay_ms has passed since its first
  * record, or when the caller flushes (the worker does as soon as the
  * replication stream has nothing more to read, so a lone change is not
- * delayed).  A batch takes the next offset_id of its call (0, 1, 2, ...).
+ * delayed).  A flush sends a call's open batch only while fewer than
+ * ZB_FLUSH_MAX_INFLIGHT of its batches await their ack; otherwise the batch
+ * goes on filling until an ack comes back (the worker flushes again after
+ * each round of events), it is full, or batch_max_delay_ms passes.  So a
+ * quiet stream sends each change at once, and a busy one sends few large
+ * requests instead of many small ones.  A batch takes the next offset_id of its call (0, 1, 2, ...).
  * A call is retired, i.e. takes no new records and is closed once its last
  * batch is acked, when records of its table and lane come with another
  * descriptor, when its token nears expiry (less than min(5 minutes, 20% of
@@ -36,7 +41,12 @@
  *
  * Failures.  A transient one raises an ERROR, which makes the worker reset
  * its session; a permanent one (see "Recovery" in worker.c) goes to
- * zerobus_worker_fail(), which marks the stream failed.
+ * zerobus_worker_fail(), which marks the stream failed, unless it concerns
+ * one target table only (its descriptor rejected, its call ended with
+ * INVALID_ARGUMENT, NOT_FOUND or PERMISSION_DENIED, its token refused with
+ * HTTP 403): then zerobus_worker_pause_target() pauses that target alone,
+ * which drops its calls (zerobus_sender_pause) and makes it refuse records
+ * from then on.
  *
  * src/sender.c
  *
@@ -73,6 +83,13 @@
  */
 #define ZB_MAX_QUEUED_BYTES		(2 * 1024 * 1024)
 
+/*
+ * A flush sends a call's open batch only while fewer of its batches than
+ * this are unacked (see the file header).  Two keep one batch on the wire
+ * while the previous one is acked.
+ */
+#define ZB_FLUSH_MAX_INFLIGHT	2
+
 /* A batch of records of one call: open, then sent, then acked. */
 typedef struct ZbBatch
 {
@@ -102,6 +119,7 @@ typedef struct ZbCall
 	int			maxlens;
 	TimestampTz open_since;		/* when the open batch got its first record */
 	dlist_head	inflight;		/* sent batches awaiting their ack */
+	int			ninflight;		/* how many */
 	bool		retiring;		/* takes no new records */
 	bool		created;		/* Zerobus accepted its descriptor */
 	bool		fresh_token;	/* its token was fetched for it */
@@ -118,6 +136,7 @@ struct ZerobusTarget
 	char	   *token;			/* malloc'd by auth.c, NULL when none */
 	TimestampTz token_expires;
 	TimestampTz token_refresh;	/* when to replace the token */
+	bool		paused;			/* takes no records (zerobus_sender_pause) */
 };
 
 /*
@@ -197,17 +216,21 @@ zerobus_sender_set_now(ZerobusSender *sender, TimestampTz now)
 	sender->now = now;
 }
 
-/* Frees a batch whose records are durable (or will never be). */
+/*
+ * Frees a batch whose records are durable (acked), or will never be: then
+ * its ack groups stay pending for good, so that nothing holding records of
+ * the batch is ever confirmed.
+ */
 static void
 release_batch(ZerobusSender *sender, ZbBatch *batch, bool acked)
 {
 	int			i;
 
-	for (i = 0; i < batch->ngroups; i++)
-		batch->groups[i]->pending--;
 	sender->inflight_bytes -= batch->bytes;
 	if (acked)
 	{
+		for (i = 0; i < batch->ngroups; i++)
+			batch->groups[i]->pending--;
 		SpinLockAcquire(&sender->shared->mutex);
 		sender->shared->records_acked += batch->nrecords;
 		sender->shared->bytes_acked += batch->bytes;
@@ -248,7 +271,8 @@ zerobus_sender_target(ZerobusSender *sender, const char *name)
 /*
  * Makes sure target has a token that is not due for refresh, fetching one
  * if needed (this blocks for at most ZB_TOKEN_TIMEOUT_MS).  Returns true
- * when it fetched one.
+ * when it fetched one.  A token refused for this table alone (403) pauses
+ * the target instead, which the caller must check.
  */
 static bool
 ensure_token(ZerobusSender *sender, ZerobusTarget *target)
@@ -274,6 +298,13 @@ ensure_token(ZerobusSender *sender, ZerobusTarget *target)
 							 ZB_TOKEN_TIMEOUT_MS, interrupt_pending,
 							 &token, &expires, errbuf, sizeof(errbuf));
 	CHECK_FOR_INTERRUPTS();
+	if (res == ZB_AUTH_FORBIDDEN)
+	{
+		zerobus_worker_pause_target(target, target->name,
+									psprintf("OAuth token request for table %s was denied: %s",
+											 target->name, errbuf));
+		return false;
+	}
 	if (res == ZB_AUTH_DENIED)
 		zerobus_worker_fail("OAuth token request for table %s was denied: %s",
 							target->name, errbuf);
@@ -295,7 +326,8 @@ ensure_token(ZerobusSender *sender, ZerobusTarget *target)
 /*
  * Opens a new call for target with the given descriptor and makes it the
  * target's current call of lane.  Any previous current call of that lane
- * must have been retired.
+ * must have been retired.  Returns NULL when the target was paused for
+ * want of a token.
  */
 static ZbCall *
 open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
@@ -305,6 +337,8 @@ open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 	char		errbuf[512];
 	bool		fresh_token = ensure_token(sender, target);
 
+	if (target->paused)
+		return NULL;
 	call = MemoryContextAllocZero(sender->cxt, sizeof(ZbCall));
 	call->target = target;
 	call->lane = lane;
@@ -381,6 +415,34 @@ zerobus_sender_destroy(ZerobusSender *sender)
 }
 
 /*
+ * Stops sending to target for the rest of the session: cancels its calls,
+ * whose unacked batches leave their ack groups pending for good, and makes
+ * zerobus_sender_add() refuse its records.  The caller must stop confirming
+ * before the first record refused or dropped.
+ */
+void
+zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &sender->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+
+		if (call->target == target)
+			drop_call(sender, call);
+	}
+	target->paused = true;
+}
+
+/* Whether target was paused (zerobus_sender_pause) */
+bool
+zerobus_sender_paused(ZerobusTarget *target)
+{
+	return target->paused;
+}
+
+/*
  * Stops routing records to a call: its open batch is sent, and it is
  * closed once everything it sent is acked.
  */
@@ -401,7 +463,7 @@ retire_call(ZerobusSender *sender, ZbCall *call)
  * current call when it was opened with that descriptor, else a new one
  * (retiring the old).  *call_serial caches the serial of the call known to
  * take the descriptor, so that the descriptor is compared only once per
- * call; 0 means none.
+ * call; 0 means none.  NULL when the target was paused meanwhile.
  */
 static ZbCall *
 call_for(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
@@ -422,7 +484,8 @@ call_for(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 		retire_call(sender, call);
 	}
 	call = open_call(sender, target, lane, descriptor, descriptor_len);
-	*call_serial = call->serial;
+	if (call != NULL)
+		*call_serial = call->serial;
 	return call;
 }
 
@@ -453,6 +516,7 @@ flush_batch(ZerobusSender *sender, ZbCall *call)
 	if (dlist_is_empty(&call->inflight))
 		call->last_heard = sender->now;
 	dlist_push_tail(&call->inflight, &batch->node);
+	call->ninflight++;
 	call->open = NULL;
 	resetStringInfo(&call->buf);
 
@@ -463,8 +527,9 @@ flush_batch(ZerobusSender *sender, ZbCall *call)
 }
 
 /*
- * Sends every open batch; the worker calls this when the replication
- * stream is drained.
+ * Sends the open batch of every call with fewer than ZB_FLUSH_MAX_INFLIGHT
+ * batches unacked; the worker calls this while the replication stream is
+ * drained (see the file header).
  */
 void
 zerobus_sender_flush_all(ZerobusSender *sender)
@@ -475,7 +540,7 @@ zerobus_sender_flush_all(ZerobusSender *sender)
 	{
 		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
 
-		if (call->open)
+		if (call->open && call->ninflight < ZB_FLUSH_MAX_INFLIGHT)
 			flush_batch(sender, call);
 	}
 }
@@ -483,11 +548,12 @@ zerobus_sender_flush_all(ZerobusSender *sender)
 /*
  * Appends one record, encoded with descriptor, to the current call of
  * target's lane (see call_for for call_serial), and counts its batch as
- * pending in group until the batch is acked or dropped.  source names the
- * source table in the error about a record too large.  The record is
- * copied; group must outlive the batch.
+ * pending in group until the batch is acked.  source names the source
+ * table in the error about a record too large.  The record is copied;
+ * group must outlive the batch.  Returns false, taking nothing, when the
+ * target is paused.
  */
-void
+bool
 zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 				   ZerobusLane lane, const char *descriptor, int descriptor_len,
 				   uint64 *call_serial, const char *record, size_t len,
@@ -497,12 +563,16 @@ zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 	ZbCall	   *call;
 	ZbBatch    *batch;
 
+	if (target->paused)
+		return false;
 	if (len > ZB_MAX_RECORD)
 		zerobus_worker_fail("a record of table %s is %zu bytes, more than Zerobus accepts in one message (%d bytes)",
 							source, len, ZB_MAX_RECORD);
 
 	call = call_for(sender, target, lane, descriptor, descriptor_len,
 					call_serial);
+	if (call == NULL)
+		return false;
 	batch = call->open;
 	if (batch && batch->bytes + len > (size_t) config->batch_max_bytes)
 	{
@@ -557,12 +627,26 @@ zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 
 	if (batch->nrecords >= config->batch_max_records)
 		flush_batch(sender, call);
+	return true;
 }
 
 /* ----------------------------------------------------------------
  * Zerobus events
  * ----------------------------------------------------------------
  */
+
+/*
+ * Whether a call ending with this status means that its target table
+ * cannot take its records (missing, not granted, records or descriptor
+ * refused), which pauses that table alone.
+ */
+static bool
+status_pauses_table(int status)
+{
+	return status == ZB_GRPC_INVALID_ARGUMENT ||
+		status == ZB_GRPC_NOT_FOUND ||
+		status == ZB_GRPC_PERMISSION_DENIED;
+}
 
 /* Whether the official SDKs give up (rather than retry) on this status. */
 static bool
@@ -610,6 +694,7 @@ handle_ack(ZerobusSender *sender, ZbCall *call, int64 offset)
 		if (batch->offset > offset)
 			break;
 		dlist_delete(&batch->node);
+		call->ninflight--;
 		release_batch(sender, batch, true);
 	}
 	sender->got_ack = true;
@@ -637,12 +722,23 @@ handle_ended(ZerobusSender *sender, ZbCall *call, int status,
 
 	/* a descriptor rejected at creation: the worker explains it */
 	if (status == ZB_GRPC_INVALID_ARGUMENT && !call->created)
+	{
 		zerobus_worker_descriptor_rejected(call->target, table,
 										   call->descriptor,
 										   call->descriptor_len,
 										   psprintf("%d (%s)", status,
 													status_name(status)),
 										   message);
+		return;
+	}
+	if (status_pauses_table(status))
+	{
+		zerobus_worker_pause_target(call->target, table,
+									psprintf("Zerobus ended the stream for table %s with status %d (%s): %s",
+											 table, status,
+											 status_name(status), message));
+		return;
+	}
 
 	/*
 	 * A cached token may have expired or been revoked early; only the
@@ -792,13 +888,14 @@ zerobus_sender_inflight_bytes(ZerobusSender *sender)
 
 /*
  * The sockets to wait on, with WL_SOCKET_* events, at most max of them;
- * returns how many.  They may change after each zerobus_sender_process().
+ * returns how many.  They may change after each zerobus_sender_process();
+ * *generation changes when one was opened or closed (zerobus_grpc_sockets).
  */
 int
 zerobus_sender_sockets(ZerobusSender *sender, pgsocket *socks, int *events,
-					   int max)
+					   int max, uint64 *generation)
 {
-	return zerobus_grpc_sockets(sender->grpc, socks, events, max);
+	return zerobus_grpc_sockets(sender->grpc, socks, events, max, generation);
 }
 
 /* Whether any ack arrived since the sender was created. */

@@ -24,15 +24,35 @@
  *	 WHERE (<key columns>) > (<last key>) AND (<publication row filter>)
  *	 ORDER BY <key columns> LIMIT <chunk rows> FOR SHARE OF r
  *
- * and, still in that transaction, the worker writes a non-transactional
+ * The rows reach a DestReceiver one at a time, as the LockRows node returns
+ * them locked, and the receiver stops the query once the rows kept reach
+ * an eighth of zerobus.max_inflight_bytes, so a chunk of wide (TOASTed)
+ * rows ends early, after its last row received, whose key ends the chunk;
+ * a single larger row goes alone.  Rows the query did not return were not
+ * locked and are not in the chunk.
+ *
+ * A table with neither a primary key nor a replica identity index is read
+ * in block ranges instead, resumable by block number:
+ *
+ *	SELECT r FROM [ONLY] <table> r
+ *	 WHERE r.ctid >= '(<first block>,0)' AND r.ctid < '(<end block>,0)'
+ *	   AND (<publication row filter>) FOR SHARE OF r
+ *
+ * (a TID range scan), the range sized from the table's density to hold
+ * about snapshot_chunk_rows rows and the byte bound above.  The range is
+ * always read whole: a row returned by FOR SHARE after a concurrent update
+ * is the newest version, whose ctid need not be the scan position, so no
+ * row tells where a range cut short would have to resume.  The bound on a
+ * chunk of such a table is therefore its range, at least one block.
+ *
+ * Still in the chunk's transaction, the worker writes a non-transactional
  * logical message ("zerobus.snapshot", "<stream>:<relid>:<chunk>") whose
  * start LSN H is the chunk's watermark.  Every record of the chunk carries
  * _commit_lsn = H, _seq = its row number in the chunk, _xid = the chunk
  * transaction's xid and _commit_timestamp = the time it was read.  A
  * partitioned table published via its root is read without ONLY, in the
- * root's row type; everything else with ONLY.  A table with neither a
- * primary key nor a replica identity index is read as one chunk, which is
- * not resumable midway.
+ * root's row type (a keyless one in the same block range of every leaf);
+ * everything else with ONLY.
  *
  * Why this is exact.  FOR SHARE blocks every UPDATE and DELETE of a
  * returned row from the moment the row is locked until the chunk
@@ -49,6 +69,18 @@
  * being an upsert of the whole row, thus yields the source table, in
  * whatever order the records arrive.  The slot is never held for the
  * snapshot: the change stream keeps flowing and confirming between chunks.
+ *
+ * Keyless tables.  Without a key, a target can only take such a table's
+ * inserts (a publication for INSERT only) or, with REPLICA IDENTITY FULL,
+ * its updates and deletes as full old rows; folding is then by multiset (a
+ * snapshot record adds the row, a change removes one equal row).  The fold
+ * equals the source when the table does not change while it is read.  A
+ * row inserted, or moved by an UPDATE, into a range not read yet reaches
+ * the target twice, through its change record and through the snapshot of
+ * that range; a row moved by an UPDATE out of a range not read yet into
+ * one already read reaches it once, through its change record only (its
+ * delete of the old row finds nothing).  A snapshot of a keyless table is
+ * thus at-least-once per row, where a keyed table's is exact.
  *
  * Sending and progress.  Snapshot records go to the target table on a
  * Zerobus stream of their own (the sender's snapshot lane), opened with
@@ -76,7 +108,10 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/ilist.h"
+#include "nodes/params.h"
 #include "replication/message.h"
+#include "storage/block.h"
+#include "tcop/dest.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -110,12 +145,16 @@ typedef struct SnapChunk
 	dlist_node	node;			/* in ZerobusSnapshot.chunks */
 	ZerobusAckGroup group;
 	Oid			relid;
+	ZerobusTarget *target;
 	TimestampTz run;			/* snapshot_started_at of the table's run */
 	int			nkeys;
 	char	  **key;			/* key of its last row; NULL when empty */
 	int64		nrows;
 	XLogRecPtr	lsn;			/* watermark */
 	bool		last;			/* the table has no more rows */
+	bool		by_block;		/* a block range of a keyless table */
+	BlockNumber start_block;	/* its range, when by_block */
+	BlockNumber end_block;
 } SnapChunk;
 
 /* The table being read */
@@ -126,6 +165,11 @@ typedef struct SnapTable
 	TimestampTz run;
 	int			nkeys;
 	char	  **key;			/* key of the last row read; NULL: start */
+	bool		by_block;		/* keyless, resuming at block */
+	BlockNumber block;			/* next block to read of a keyless table */
+	uint32		blocks;			/* blocks of the last range read */
+	double		rows_per_block; /* density of the last range read */
+	double		bytes_per_block;
 	int64		chunk_no;
 	ZerobusTarget *target;
 	uint64		call_serial;	/* the snapshot call known to take its
@@ -155,7 +199,9 @@ struct ZerobusSnapshot
 /*
  * The published tables of stream $1, as (relid, schema, table, attnames,
  * rowfilter): pg_publication_tables gives the partition root when the
- * publication publishes via the root, else the leaves.
+ * publication publishes via the root, else the leaves.  The extension's own
+ * tables, which a FOR ALL TABLES or TABLES IN SCHEMA publication lists, are
+ * left out, as the output plugin leaves out their changes.
  */
 #define PUBLISHED_TABLES \
 	"SELECT c.oid AS relid, n.nspname, c.relname, pt.attnames, pt.rowfilter," \
@@ -165,13 +211,30 @@ struct ZerobusSnapshot
 	" JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname" \
 	" JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid" \
 	"  AND c.relname = pt.tablename" \
-	" WHERE s.id = $1"
+	" WHERE s.id = $1 AND NOT EXISTS" \
+	"  (SELECT FROM pg_catalog.pg_depend d" \
+	"   JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid" \
+	"   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass" \
+	"   AND d.objid = c.oid AND d.deptype = 'e'" \
+	"   AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass" \
+	"   AND e.extname = 'zerobus')"
 
-/* Estimated rows of relation c (all its leaves), NULL when unknown */
+/*
+ * The leaves of relation r as a relid column: the table itself unless it is
+ * partitioned (pg_partition_tree() lists nothing for a table that is not a
+ * partition), and the leaves of its partition tree.
+ */
+#define LEAVES(r) \
+	"(SELECT l.oid AS relid FROM pg_catalog.pg_class l" \
+	" WHERE l.oid = " r " AND l.relkind <> 'p'" \
+	" UNION SELECT pt.relid FROM pg_catalog.pg_partition_tree(" r ") pt" \
+	" WHERE pt.isleaf)"
+
+/* Estimated rows of relation p.relid (all its leaves), NULL when unknown */
 #define ESTIMATED_ROWS \
 	"(SELECT sum(nullif(x.reltuples, -1))::int8" \
-	" FROM pg_catalog.pg_partition_tree(p.relid) pt" \
-	" JOIN pg_catalog.pg_class x ON x.oid = pt.relid WHERE pt.isleaf)"
+	" FROM " LEAVES("p.relid") " pt" \
+	" JOIN pg_catalog.pg_class x ON x.oid = pt.relid)"
 
 /*
  * Brings stream_tables of the stream in line with its publication: rows
@@ -402,6 +465,7 @@ pick_table(ZerobusSnapshot *snap, TimestampTz now)
 							  " FROM zerobus.stream_tables"
 							  " WHERE stream_id = $1"
 							  " AND snapshot_state IN ('pending', 'running')"
+							  " AND paused_reason IS NULL"
 							  " AND relid <> ALL ($2)"
 							  " ORDER BY snapshot_state = 'running' DESC, relid"
 							  " LIMIT 1",
@@ -434,13 +498,26 @@ pick_table(ZerobusSnapshot *snap, TimestampTz now)
 		if (!key_isnull)
 		{
 			Datum	   *elems;
+			bool	   *elem_nulls;
+			int			nelems;
 			int			i;
 
 			deconstruct_array(DatumGetArrayTypeP(key), TEXTOID, -1, false,
-							  TYPALIGN_INT, &elems, NULL, &t->nkeys);
-			t->key = palloc(sizeof(char *) * t->nkeys);
-			for (i = 0; i < t->nkeys; i++)
-				t->key[i] = TextDatumGetCString(elems[i]);
+							  TYPALIGN_INT, &elems, &elem_nulls, &nelems);
+			if (nelems == 2 && elem_nulls[0] && !elem_nulls[1])
+			{
+				/* {NULL, block} of a keyless table, see progress */
+				t->by_block = true;
+				t->block = (BlockNumber) strtoul(TextDatumGetCString(elems[1]),
+												 NULL, 10);
+			}
+			else
+			{
+				t->nkeys = nelems;
+				t->key = palloc(sizeof(char *) * t->nkeys);
+				for (i = 0; i < t->nkeys; i++)
+					t->key[i] = TextDatumGetCString(elems[i]);
+			}
 		}
 	}
 	else
@@ -465,24 +542,6 @@ pick_table(ZerobusSnapshot *snap, TimestampTz now)
 	}
 	MemoryContextSwitchTo(oldcxt);
 	snap->cur = t;
-}
-
-/*
- * Pins the settings the text form of key values depends on, for the rest
- * of the transaction, so that a key saved by one session reads back the
- * same in another.
- */
-static void
-pin_key_settings(void)
-{
-	(void) set_config_option("datestyle", "ISO, YMD", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	(void) set_config_option("intervalstyle", "postgres", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	(void) set_config_option("timezone", "UTC", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	(void) set_config_option("extra_float_digits", "1", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 }
 
 /*
@@ -511,13 +570,86 @@ key_columns(Relation rel, AttrNumber **attnums)
 }
 
 /*
+ * The bytes of rows one chunk may hold: an eighth of max_inflight_bytes
+ * (8 MB by default).  The worker reads a chunk only while less than half of
+ * max_inflight_bytes is unacked, so a chunk never takes the records in
+ * flight past five eighths of it, which leaves the change stream room; the
+ * worker holds a chunk twice at most (its rows, then its records), well
+ * below the sender's own bound.  A row larger than this goes alone.
+ */
+static size_t
+chunk_max_bytes(ZerobusSnapshot *snap)
+{
+	return (size_t) snap->config->max_inflight_bytes / 8;
+}
+
+/*
+ * The block range the next chunk of a keyless table t reads, starting at
+ * t->block: about zerobus.snapshot_chunk_rows rows and chunk_max_bytes()
+ * bytes, going by the density of the chunk before and the table's
+ * statistics, whichever is denser, and at least one block.  Sets
+ * chunk->end_block, and chunk->last when the range reaches the table's
+ * end (the largest leaf for a partitioned table).  Needs SPI.
+ */
+static void
+block_range(ZerobusSnapshot *snap, SnapTable *t, SnapChunk *chunk)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1] = {ObjectIdGetDatum(t->relid)};
+	bool		isnull;
+	uint64		nblocks;
+	double		rows_per_block;
+	double		bytes_per_block;
+	uint64		n;
+
+	if (SPI_execute_with_args("SELECT coalesce(max(pg_catalog.pg_relation_size(pt.relid)), 0)"
+							  "  / pg_catalog.current_setting('block_size')::int8,"
+							  " coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples >= 0)"
+							  "  / nullif(sum(c.relpages) FILTER (WHERE c.reltuples >= 0), 0), 0)::float8,"
+							  " coalesce(sum(pg_catalog.pg_table_size(pt.relid))::float8"
+							  "  / nullif(sum(pg_catalog.pg_relation_size(pt.relid)), 0)"
+							  "  * pg_catalog.current_setting('block_size')::int8, 0)"
+							  " FROM " LEAVES("$1") " pt"
+							  " JOIN pg_catalog.pg_class c ON c.oid = pt.relid",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read the size of table %s", t->qualname);
+	nblocks = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	rows_per_block = Max(t->rows_per_block,
+						 DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc,
+													  2, &isnull)));
+	bytes_per_block = Max(t->bytes_per_block,
+						  DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc,
+													   3, &isnull)));
+
+	/* nothing known of the density yet: double the range of the last chunk */
+	if (rows_per_block > 0)
+		n = (uint64) (zerobus_snapshot_chunk_rows / rows_per_block);
+	else
+		n = (uint64) t->blocks * 2;
+	if (bytes_per_block > 0)
+		n = Min(n, (uint64) (chunk_max_bytes(snap) / bytes_per_block));
+	n = Max(n, 1);
+
+	chunk->start_block = t->block;
+	chunk->end_block = (BlockNumber) Min((uint64) t->block + n,
+										 Max(nblocks, t->block));
+	chunk->last = chunk->end_block >= nblocks;
+}
+
+/*
  * Builds the chunk query of t (see the file header) and the column list of
- * its publication.  Returns false when the publication no longer publishes
- * the table.  Needs SPI.
+ * its publication, and for a keyless table the block range of the chunk.
+ * Returns false when the publication no longer publishes the table.  Needs
+ * SPI.
  */
 static bool
 chunk_query(ZerobusSnapshot *snap, SnapTable *t, Relation rel,
-			StringInfo sql, Bitmapset **columns, int *nkeys)
+			SnapChunk *chunk, StringInfo sql, Bitmapset **columns,
+			int *nkeys)
 {
 	Oid			argtypes[2] = {INT4OID, OIDOID};
 	Datum		args[2] = {Int32GetDatum(snap->config->id),
@@ -527,6 +659,7 @@ chunk_query(ZerobusSnapshot *snap, SnapTable *t, Relation rel,
 	char	   *filter;
 	bool		isnull;
 	Datum		attnames;
+	const char *sep = " WHERE ";
 	int			i;
 
 	if (SPI_execute_with_args("SELECT attnames, rowfilter FROM ("
@@ -559,6 +692,18 @@ chunk_query(ZerobusSnapshot *snap, SnapTable *t, Relation rel,
 	filter = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 
 	*nkeys = key_columns(rel, &keys);
+	if ((t->key != NULL && t->nkeys != *nkeys) ||
+		(t->by_block && *nkeys > 0))
+	{
+		ereport(LOG,
+				(errmsg("zerobus stream \"%s\": the key of table %s changed, its snapshot restarts from the first row",
+						snap->config->name, t->qualname)));
+		free_key(t->key, t->nkeys);
+		t->key = NULL;
+		t->by_block = false;
+		t->block = 0;
+	}
+
 	appendStringInfoString(sql, "SELECT " ZB_ROW_ALIAS);
 	for (i = 0; i < *nkeys; i++)
 		appendStringInfo(sql, ", " ZB_ROW_ALIAS ".%s::pg_catalog.text",
@@ -566,7 +711,7 @@ chunk_query(ZerobusSnapshot *snap, SnapTable *t, Relation rel,
 	appendStringInfo(sql, " FROM %s%s " ZB_ROW_ALIAS,
 					 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ?
 					 "" : "ONLY ", t->qualname);
-	if (t->key != NULL && t->nkeys == *nkeys)
+	if (t->key != NULL)
 	{
 		appendStringInfoString(sql, " WHERE (");
 		for (i = 0; i < *nkeys; i++)
@@ -578,11 +723,19 @@ chunk_query(ZerobusSnapshot *snap, SnapTable *t, Relation rel,
 							 format_type_with_typemod(TupleDescAttr(desc, keys[i] - 1)->atttypid,
 													  TupleDescAttr(desc, keys[i] - 1)->atttypmod));
 		appendStringInfoChar(sql, ')');
+		sep = " AND ";
+	}
+	else if (*nkeys == 0)
+	{
+		block_range(snap, t, chunk);
+		appendStringInfo(sql,
+						 " WHERE " ZB_ROW_ALIAS ".ctid >= '(%u,0)'::pg_catalog.tid"
+						 " AND " ZB_ROW_ALIAS ".ctid < '(%u,0)'::pg_catalog.tid",
+						 chunk->start_block, chunk->end_block);
+		sep = " AND ";
 	}
 	if (filter != NULL)
-		appendStringInfo(sql, " %s (%s)",
-						 t->key != NULL && t->nkeys == *nkeys ? "AND" : "WHERE",
-						 filter);
+		appendStringInfo(sql, "%s(%s)", sep, filter);
 	if (*nkeys > 0)
 	{
 		appendStringInfoString(sql, " ORDER BY ");
@@ -596,24 +749,113 @@ chunk_query(ZerobusSnapshot *snap, SnapTable *t, Relation rel,
 }
 
 /*
- * Runs the chunk query of t; the key of the last row read, if it is still
- * the table's key, gives the parameters.  The rows are in SPI_tuptable.
+ * Receives the rows of a chunk query one at a time, as the executor's
+ * LockRows node returns them locked: keeps a copy of each whole row (its
+ * values detoasted) and the key of the last one, and stops the query once
+ * the rows kept reach max_bytes, so that a chunk of wide rows ends early.
+ * Only the rows returned are locked and kept, so the chunk is exactly the
+ * rows received.
  */
-static void
-run_chunk_query(SnapTable *t, const char *sql, int nkeys)
+typedef struct SnapReceiver
 {
-	int			nargs = (t->key != NULL && t->nkeys == nkeys) ? nkeys : 0;
-	Datum	   *values = palloc(sizeof(Datum) * Max(nargs, 1));
-	Oid		   *types = palloc(sizeof(Oid) * Max(nargs, 1));
+	DestReceiver pub;
+	MemoryContext cxt;			/* the rows and the key array */
+	MemoryContext key_cxt;		/* the key values, reset for every row */
+	MemoryContext row_cxt;		/* scratch, reset for every row */
+	HeapTupleHeader *rows;
+	int64		nrows;
+	int64		maxrows;
+	size_t		bytes;
+	size_t		max_bytes;		/* 0: no bound (block ranges) */
+	int			nkeys;
+	char	  **key;			/* of the last row; nkeys values */
+} SnapReceiver;
+
+static bool
+receive_row(TupleTableSlot *slot, DestReceiver *self)
+{
+	SnapReceiver *r = (SnapReceiver *) self;
+	MemoryContext oldcxt;
+	HeapTupleHeader th;
+	uint32		len;
+	bool		isnull;
 	int			k;
 
-	for (k = 0; k < nargs; k++)
+	MemoryContextReset(r->row_cxt);
+	oldcxt = MemoryContextSwitchTo(r->row_cxt);
+	th = DatumGetHeapTupleHeader(slot_getattr(slot, 1, &isnull));
+	len = HeapTupleHeaderGetDatumLength(th);
+	if (r->nrows == r->maxrows)
 	{
-		values[k] = CStringGetTextDatum(t->key[k]);
-		types[k] = TEXTOID;
+		r->maxrows *= 2;
+		r->rows = repalloc(r->rows, sizeof(HeapTupleHeader) * r->maxrows);
 	}
-	if (SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0) !=
-		SPI_OK_SELECT)
+	r->rows[r->nrows] = MemoryContextAlloc(r->cxt, len);
+	memcpy(r->rows[r->nrows], th, len);
+	r->nrows++;
+	r->bytes += len;
+
+	if (r->nkeys > 0)
+	{
+		MemoryContextReset(r->key_cxt);
+		MemoryContextSwitchTo(r->key_cxt);
+		for (k = 0; k < r->nkeys; k++)
+			r->key[k] = TextDatumGetCString(slot_getattr(slot, k + 2, &isnull));
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return r->max_bytes == 0 || r->bytes < r->max_bytes;
+}
+
+static void
+receive_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+receive_shutdown(DestReceiver *self)
+{
+}
+
+/*
+ * Runs the chunk query of t into r, whose cxt, nkeys and max_bytes the
+ * caller has set; the key of the last row read, if any, gives the
+ * parameters.
+ */
+static void
+run_chunk_query(SnapTable *t, const char *sql, SnapReceiver *r)
+{
+	SPIExecuteOptions options;
+	int			k;
+
+	r->pub.receiveSlot = receive_row;
+	r->pub.rStartup = receive_startup;
+	r->pub.rShutdown = receive_shutdown;
+	r->pub.rDestroy = receive_shutdown;
+	r->pub.mydest = DestNone;
+	r->maxrows = 64;
+	r->rows = MemoryContextAlloc(r->cxt, sizeof(HeapTupleHeader) * r->maxrows);
+	r->key = MemoryContextAllocZero(r->cxt, sizeof(char *) * Max(r->nkeys, 1));
+	r->key_cxt = AllocSetContextCreate(r->cxt, "zerobus snapshot key",
+									   ALLOCSET_SMALL_SIZES);
+	r->row_cxt = AllocSetContextCreate(r->cxt, "zerobus snapshot row",
+									   ALLOCSET_DEFAULT_SIZES);
+
+	memset(&options, 0, sizeof(options));
+	options.dest = &r->pub;
+	if (t->key != NULL)
+	{
+		options.params = makeParamList(r->nkeys);
+		for (k = 0; k < r->nkeys; k++)
+		{
+			ParamExternData *prm = &options.params->params[k];
+
+			prm->value = CStringGetTextDatum(t->key[k]);
+			prm->isnull = false;
+			prm->pflags = PARAM_FLAG_CONST;
+			prm->ptype = TEXTOID;
+		}
+	}
+	if (SPI_execute_extended(sql, &options) < 0)
 		elog(ERROR, "snapshot query failed on table %s", t->qualname);
 }
 
@@ -654,8 +896,9 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 	Bitmapset  *columns;
 	ZerobusRecordPlan *plan = NULL;
 	ZerobusChangeMeta meta;
+	SnapReceiver recv;
 	int			nkeys = 0;
-	uint64		i;
+	int64		i;
 	const char *p;
 	MemoryContext caller = CurrentMemoryContext;
 
@@ -663,6 +906,9 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* a paused target resumes from its last acked chunk in a later session */
+	if (snap->cur != NULL && zerobus_sender_paused(snap->cur->target))
+		drop_current(snap);
 	if (snap->cur == NULL)
 		pick_table(snap, GetCurrentTimestamp());
 	t = snap->cur;
@@ -679,12 +925,13 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 									  ALLOCSET_DEFAULT_SIZES);
 	chunk = MemoryContextAllocZero(snap->cxt, sizeof(SnapChunk));
 	chunk->relid = t->relid;
+	chunk->target = t->target;
 	chunk->run = t->run;
 
 	rel = try_relation_open(t->relid, AccessShareLock);
 	initStringInfo(&sql);
 	if (rel == NULL ||
-		!chunk_query(snap, t, rel, &sql, &columns, &nkeys))
+		!chunk_query(snap, t, rel, chunk, &sql, &columns, &nkeys))
 	{
 		forget_table(snap, t->relid, t->qualname,
 					 rel == NULL ? "the table was dropped" :
@@ -700,62 +947,55 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 		MemoryContextSwitchTo(caller);
 		return;
 	}
-	if (t->key != NULL && t->nkeys != nkeys)
-		ereport(LOG,
-				(errmsg("zerobus stream \"%s\": the key of table %s changed, its snapshot restarts from the first row",
-						snap->config->name, t->qualname)));
 
 	plan = zerobus_plan_build(rel, columns, chunk_cxt);
-	pin_key_settings();
-	run_chunk_query(t, sql.data, nkeys);
+	/* a key saved by one session must read back the same in another */
+	zerobus_pin_output_settings(GUC_ACTION_LOCAL);
+	memset(&recv, 0, sizeof(recv));
+	recv.cxt = chunk_cxt;
+	recv.nkeys = nkeys;
+	recv.max_bytes = nkeys > 0 ? chunk_max_bytes(snap) : 0;
+	run_chunk_query(t, sql.data, &recv);
 	chunk->lsn = write_watermark(snap, t);
 
 	meta.kind = ZB_CHANGE_SNAPSHOT;
 	meta.commit_lsn = chunk->lsn;
 	meta.commit_time = GetCurrentTimestamp();
 	meta.xid = GetTopTransactionIdIfAny();
-	chunk->nrows = SPI_processed;
-	chunk->last = nkeys == 0 || SPI_processed < (uint64) zerobus_snapshot_chunk_rows;
+	chunk->nrows = recv.nrows;
 	chunk->nkeys = nkeys;
+	chunk->by_block = nkeys == 0;
+	if (nkeys > 0)
+		chunk->last = recv.nrows < zerobus_snapshot_chunk_rows &&
+			recv.bytes < recv.max_bytes;
 
+	/* encode the rows, giving each back once encoded */
 	oldcxt = MemoryContextSwitchTo(chunk_cxt);
 	initStringInfo(&records);
-	lens = palloc(sizeof(size_t) * Max(SPI_processed, 1));
+	lens = palloc(sizeof(size_t) * Max(recv.nrows, 1));
 	MemoryContextSwitchTo(oldcxt);
-	row_cxt = AllocSetContextCreate(chunk_cxt, "zerobus snapshot row",
+	row_cxt = AllocSetContextCreate(chunk_cxt, "zerobus snapshot encoding",
 									ALLOCSET_DEFAULT_SIZES);
-	for (i = 0; i < SPI_processed; i++)
+	for (i = 0; i < recv.nrows; i++)
 	{
-		bool		isnull;
-		Datum		row = SPI_getbinval(SPI_tuptable->vals[i],
-										SPI_tuptable->tupdesc, 1, &isnull);
-		HeapTupleHeader th;
 		HeapTupleData tuple;
 		int			start = records.len;
 
 		oldcxt = MemoryContextSwitchTo(row_cxt);
-		th = DatumGetHeapTupleHeader(row);
-		tuple.t_len = HeapTupleHeaderGetDatumLength(th);
+		tuple.t_len = HeapTupleHeaderGetDatumLength(recv.rows[i]);
 		ItemPointerSetInvalid(&tuple.t_self);
 		tuple.t_tableOid = t->relid;
-		tuple.t_data = th;
-		meta.seq = (int64) i;
+		tuple.t_data = recv.rows[i];
+		meta.seq = i;
 		zerobus_encode_record(&records, plan, RelationGetDescr(rel), &tuple,
 							  &meta);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(row_cxt);
+		pfree(recv.rows[i]);
 		lens[i] = records.len - start;
 	}
-	if (SPI_processed > 0 && nkeys > 0)
-	{
-		int			k;
-
-		chunk->key = MemoryContextAlloc(snap->cxt, sizeof(char *) * nkeys);
-		for (k = 0; k < nkeys; k++)
-			chunk->key[k] = MemoryContextStrdup(snap->cxt,
-												SPI_getvalue(SPI_tuptable->vals[SPI_processed - 1],
-															 SPI_tuptable->tupdesc, k + 2));
-	}
+	if (recv.nrows > 0 && nkeys > 0)
+		chunk->key = copy_key(snap, recv.key, nkeys);
 
 	relation_close(rel, AccessShareLock);
 	SPI_finish();
@@ -765,13 +1005,21 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 
 	/* the locks are released: hand the records over */
 	p = records.data;
-	for (i = 0; i < (uint64) chunk->nrows; i++)
+	for (i = 0; i < chunk->nrows; i++)
 	{
-		zerobus_sender_add(snap->sender, t->target, ZB_LANE_SNAPSHOT,
-						   plan->descriptor, plan->descriptor_len,
-						   &t->call_serial, p, lens[i], &chunk->group,
-						   t->qualname);
+		if (!zerobus_sender_add(snap->sender, t->target, ZB_LANE_SNAPSHOT,
+								plan->descriptor, plan->descriptor_len,
+								&t->call_serial, p, lens[i], &chunk->group,
+								t->qualname))
+			break;				/* paused: zerobus_snapshot_progress drops it */
 		p += lens[i];
+	}
+	if (chunk->by_block && chunk->end_block > chunk->start_block)
+	{
+		/* the density seen, for the next range */
+		t->blocks = chunk->end_block - chunk->start_block;
+		t->rows_per_block = (double) recv.nrows / t->blocks;
+		t->bytes_per_block = (double) records.len / t->blocks;
 	}
 	MemoryContextDelete(chunk_cxt);
 	dlist_push_tail(&snap->chunks, &chunk->node);
@@ -784,6 +1032,11 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 		snap->finished = lappend_oid(snap->finished, t->relid);
 		MemoryContextSwitchTo(cxt);
 		drop_current(snap);
+	}
+	else if (chunk->by_block)
+	{
+		t->by_block = true;
+		t->block = chunk->end_block;
 	}
 	else if (chunk->key != NULL)
 	{
@@ -831,7 +1084,8 @@ zerobus_snapshot_has_work(ZerobusSnapshot *snap)
  * Writes the progress of the chunks at the head of the FIFO that are fully
  * acked, in one transaction.  A chunk of a run that was restarted or
  * dropped meanwhile updates nothing; if that run is the one being read, it
- * is abandoned.
+ * is abandoned.  A chunk of a paused target is dropped unwritten (the
+ * sender dropped its batches, so nothing refers to its ack group).
  */
 void
 zerobus_snapshot_progress(ZerobusSnapshot *snap)
@@ -846,6 +1100,15 @@ zerobus_snapshot_progress(ZerobusSnapshot *snap)
 		char		nulls[7] = "       ";
 		int			k;
 
+		if (zerobus_sender_paused(chunk->target))
+		{
+			if (chunk->last)
+				snap->finished = list_delete_oid(snap->finished, chunk->relid);
+			dlist_delete(&chunk->node);
+			free_key(chunk->key, chunk->nkeys);
+			pfree(chunk);
+			continue;
+		}
 		if (chunk->group.pending > 0)
 			break;
 		if (!started)
@@ -867,6 +1130,24 @@ zerobus_snapshot_progress(ZerobusSnapshot *snap)
 			args[2] = PointerGetDatum(construct_array(elems, chunk->nkeys,
 													  TEXTOID, -1, false,
 													  TYPALIGN_INT));
+		}
+		else if (chunk->by_block)
+		{
+			/*
+			 * {NULL, next block}: no key value is ever NULL, so this cannot
+			 * be mistaken for a key if the table gains one.
+			 */
+			Datum		elems[2];
+			bool		elem_nulls[2] = {true, false};
+			int			dims[1] = {2};
+			int			lbs[1] = {1};
+
+			elems[0] = (Datum) 0;
+			elems[1] = CStringGetTextDatum(psprintf("%u", chunk->end_block));
+			args[2] = PointerGetDatum(construct_md_array(elems, elem_nulls, 1,
+														 dims, lbs, TEXTOID,
+														 -1, false,
+														 TYPALIGN_INT));
 		}
 		else
 			nulls[2] = 'n';

@@ -51,17 +51,26 @@
  * replication again.  The walsender then resends everything after the
  * slot's confirmed_flush_lsn, i.e. everything not known durable: nothing is
  * lost, records may be sent twice (at-least-once; (_commit_lsn, _seq)
- * identifies them).  Permanent failures (gRPC status INVALID_ARGUMENT,
- * NOT_FOUND, PERMISSION_DENIED, OUT_OF_RANGE, UNIMPLEMENTED,
- * UNAUTHENTICATED for a token fetched for that very call, OAuth denial, a
- * record too large for Zerobus) mark the stream failed with the reason and
- * the worker exits with status 0, so the launcher leaves it alone until
- * resume_stream(); the WAL stays in the slot.
+ * identifies them).  Permanent failures of one target table (a descriptor
+ * rejected, a call ending with INVALID_ARGUMENT, NOT_FOUND or
+ * PERMISSION_DENIED, its token refused with HTTP 403) pause that table alone
+ * (zerobus_worker_pause_target): its calls are dropped, its records are no
+ * longer sent, and the confirmable position stops for good in this session
+ * before its first unacked record (freeze_confirm), while the other tables
+ * flow on; zerobus.stream_tables keeps the reason, so later sessions skip
+ * its records from the first one, until resume_stream() clears it and
+ * restarts the worker, which replays the slot from there.  Other permanent
+ * failures (OUT_OF_RANGE, UNIMPLEMENTED, UNAUTHENTICATED for a token
+ * fetched for that very call, another OAuth denial, a record too large
+ * for Zerobus) mark the stream failed with the reason and the worker exits
+ * with status 0, so the launcher leaves it alone until resume_stream(); the
+ * WAL stays in the slot.
  *
  * Schema changes.  When Zerobus accepts a call's descriptor, the worker
  * stores the relation's columns as the target's accepted columns; when it
- * rejects one at creation, the pause reason names the columns that changed
- * since and the ALTER TABLE statements that fix the target (schema.c).
+ * rejects one at creation, the target pauses and the reason names the
+ * columns that changed since and the ALTER TABLE statements that fix the
+ * target (schema.c).
  * Under schema_policy drop_missing_columns, columns the target lacks are
  * instead left out of the descriptor and the records, from a replay of the
  * slot on.  A slot that lost WAL it needed (wal_status 'lost') or vanished
@@ -129,6 +138,7 @@ typedef struct ZbTxn
 	TimestampTz commit_time;
 	ZerobusAckGroup acks;		/* batches holding its records */
 	bool		committed;		/* its Commit message was received */
+	bool		blocked;		/* never confirmable (see freeze_confirm) */
 } ZbTxn;
 
 /*
@@ -181,6 +191,8 @@ typedef struct ZbSession
 	HTAB	   *relations;
 	dlist_head	txns;			/* ZbTxn in commit order */
 	ZbTxn	   *cur_txn;		/* being received (between Begin and Commit) */
+	bool		frozen;			/* a target is paused: confirm no further */
+	ZbTxn		unlisted;		/* cur_txn once frozen, in no FIFO */
 	XLogRecPtr	received_lsn;	/* highest WAL position the walsender sent */
 	XLogRecPtr	confirm_lsn;	/* confirmable position */
 	XLogRecPtr	sent_write;		/* positions of the last status update */
@@ -188,6 +200,14 @@ typedef struct ZbSession
 	TimestampTz last_feedback;
 	bool		reply_requested;
 	bool		drained;		/* walrcv_receive had nothing more */
+
+	/* the wait set, kept while it watches the same sockets (wait_for_work) */
+	WaitEventSet *wes;
+	uint64		wes_generation;
+	pgsocket	wes_rcv_sock;	/* PGINVALID_SOCKET when not watched */
+	int			wes_nsocks;
+	pgsocket	wes_socks[ZB_MAX_SOCKETS];
+	int			wes_events[ZB_MAX_SOCKETS];
 } ZbSession;
 
 static List *column_drops = NIL;	/* ZbColumnDrop, in worker_cxt */
@@ -280,7 +300,7 @@ advance_confirm(void)
 	{
 		ZbTxn	   *txn = dlist_head_element(ZbTxn, node, &zb->txns);
 
-		if (!txn->committed || txn->acks.pending > 0)
+		if (!txn->committed || txn->acks.pending > 0 || txn->blocked)
 		{
 			oldest = txn->commit_time;
 			break;
@@ -302,6 +322,34 @@ advance_confirm(void)
 		shared->acked_commit_time = acked_time;
 	shared->oldest_unacked_commit_time = oldest;
 	SpinLockRelease(&shared->mutex);
+}
+
+/*
+ * A target was paused: records of it were dropped unacked (their
+ * transactions stay pending) or will be refused from now on.  Stops the
+ * confirmable position for the rest of the session before the transaction
+ * being received, or before the next one: that one is marked blocked, and
+ * the transactions after it get no FIFO entry at all, so memory stays
+ * bounded however long the pause lasts.  The blocked entry also keeps the
+ * FIFO from ever emptying, which stops the confirmation of idle WAL.  The
+ * records of the other targets are still sent and acked; the next session
+ * replays them from the slot (at-least-once).
+ */
+static void
+freeze_confirm(void)
+{
+	ZbTxn	   *txn = zb->cur_txn;
+
+	if (zb->frozen)
+		return;
+	zb->frozen = true;
+	if (txn == NULL)
+	{
+		txn = MemoryContextAllocZero(zb->txn_cxt, sizeof(ZbTxn));
+		txn->commit_time = zb_now;
+		dlist_push_tail(&zb->txns, &txn->node);
+	}
+	txn->blocked = true;
 }
 
 /* ----------------------------------------------------------------
@@ -475,10 +523,11 @@ handle_change(const uint8 *p, const uint8 *end)
 		record = (const uint8 *) stripped.data;
 		record_len = stripped.len;
 	}
-	zerobus_sender_add(zb->sender, rel->target, ZB_LANE_CHANGES,
-					   rel->descriptor, rel->descriptor_len, &rel->call_serial,
-					   (const char *) record, record_len,
-					   &zb->cur_txn->acks, rel->qualname);
+	if (!zerobus_sender_add(zb->sender, rel->target, ZB_LANE_CHANGES,
+							rel->descriptor, rel->descriptor_len,
+							&rel->call_serial, (const char *) record,
+							record_len, &zb->cur_txn->acks, rel->qualname))
+		freeze_confirm();		/* its target is paused: record not sent */
 }
 
 /*
@@ -679,10 +728,12 @@ drop_missing_columns(ZbRelation *rel, const ZerobusColumnSet *accepted,
 
 /*
  * The target rejected this descriptor when the sender opened a call with
- * it (status is "<code> (<name>)", message the server's): pauses the stream
- * with an error naming the table and the columns that changed since the
- * target last accepted a descriptor, and the ALTER TABLE statements that
- * fix the target (schema.c).
+ * it (status is "<code> (<name>)", message the server's): pauses that
+ * target alone (zerobus_worker_pause_target) with a reason naming the table
+ * and the columns that changed since the target last accepted a
+ * descriptor, and the ALTER TABLE statements that fix the target
+ * (schema.c).  Under drop_missing_columns, raises an ERROR instead when
+ * leaving columns out helps (drop_missing_columns).
  */
 void
 zerobus_worker_descriptor_rejected(ZerobusTarget *target,
@@ -698,9 +749,14 @@ zerobus_worker_descriptor_rejected(ZerobusTarget *target,
 	char	   *hint;
 
 	if (rel == NULL)
-		zerobus_worker_fail("target table %s rejected a descriptor. Zerobus ended the stream for table %s with status %s: %s. Hint: zerobus.target_ddl(<source table>, stream => '%s') gives the CREATE TABLE the stream expects; alter the target, then call zerobus.resume_stream('%s').",
-							target_name, target_name, status, message,
-							config->name, config->name);
+	{
+		zerobus_worker_pause_target(target, target_name,
+									psprintf("target table %s rejected a descriptor. Zerobus ended the stream for table %s with status %s: %s. Hint: zerobus.target_ddl(<source table>, stream => '%s') gives the CREATE TABLE the stream expects; alter the target, then call zerobus.resume_stream('%s').",
+											 target_name, target_name, status,
+											 message, config->name,
+											 config->name));
+		return;
+	}
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(oldcxt);
@@ -714,8 +770,165 @@ zerobus_worker_descriptor_rejected(ZerobusTarget *target,
 	zerobus_schema_explain(known ? &accepted : NULL, &rel->columns,
 						   rel->qualname, target_name, config->name, message,
 						   &problem, &hint);
-	zerobus_worker_fail("%s. Zerobus ended the stream for table %s with status %s: %s. Hint: %s",
-						problem, target_name, status, message, hint);
+	zerobus_worker_pause_target(target, target_name,
+								psprintf("%s. Zerobus ended the stream for table %s with status %s: %s. Hint: %s",
+										 problem, target_name, status,
+										 message, hint));
+}
+
+/*
+ * Records the pause of target_name in zerobus.stream_tables, on the row of
+ * every source table mapped to it: those of the Relation messages seen
+ * (inserting a row the snapshot bookkeeping did not make yet) and those
+ * already in the table.  Runs in a transaction of its own.
+ */
+static void
+store_pause(const char *target_name, const char *reason)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	Oid			types[3] = {INT4OID, OIDOID, TEXTOID};
+	Datum		values[3];
+	HASH_SEQ_STATUS status;
+	ZbRelation *rel;
+	List	   *relids = NIL;
+	ListCell   *lc;
+	uint64		i;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = Int32GetDatum(config->id);
+	values[2] = CStringGetTextDatum(reason);
+
+	hash_seq_init(&status, zb->relations);
+	while ((rel = hash_seq_search(&status)) != NULL)
+	{
+		if (strcmp(rel->target_name, target_name) != 0)
+			continue;
+		values[1] = ObjectIdGetDatum(rel->relid);
+		if (SPI_execute_with_args("INSERT INTO zerobus.stream_tables"
+								  " (stream_id, relid, schema_name, table_name,"
+								  "  snapshot_state)"
+								  " SELECT s.id, c.oid, n.nspname, c.relname,"
+								  " CASE WHEN s.snapshot THEN 'pending'"
+								  "  ELSE 'skipped' END"
+								  " FROM zerobus.streams s, pg_catalog.pg_class c"
+								  " JOIN pg_catalog.pg_namespace n"
+								  "  ON n.oid = c.relnamespace"
+								  " WHERE s.id = $1 AND c.oid = $2"
+								  " ON CONFLICT (stream_id, relid) DO NOTHING",
+								  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not update zerobus.stream_tables");
+	}
+
+	if (SPI_execute_with_args("SELECT relid, schema_name, table_name"
+							  " FROM zerobus.stream_tables WHERE stream_id = $1",
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read zerobus.stream_tables");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		if (strcmp(zerobus_stream_target_table(config,
+											   SPI_getvalue(tup, desc, 2),
+											   SPI_getvalue(tup, desc, 3)),
+				   target_name) == 0)
+			relids = lappend_oid(relids,
+								 DatumGetObjectId(SPI_getbinval(tup, desc, 1,
+																&isnull)));
+	}
+	foreach(lc, relids)
+	{
+		values[1] = ObjectIdGetDatum(lfirst_oid(lc));
+		if (SPI_execute_with_args("UPDATE zerobus.stream_tables"
+								  " SET paused_reason = $3,"
+								  " paused_at = pg_catalog.now()"
+								  " WHERE stream_id = $1 AND relid = $2",
+								  3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update zerobus.stream_tables");
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Pauses one target table for the rest of the session, for a failure that
+ * concerns it alone (see "Recovery"): drops its calls and refuses its
+ * records from now on, freezes the confirmable position (freeze_confirm),
+ * and records the reason in zerobus.stream_tables, where the next sessions
+ * find it until resume_stream() clears it, and as the stream's last error.
+ * The other targets flow on.
+ */
+void
+zerobus_worker_pause_target(ZerobusTarget *target, const char *target_name,
+							const char *reason)
+{
+	if (zerobus_sender_paused(target))
+		return;
+	zerobus_sender_pause(zb->sender, target);
+	freeze_confirm();
+	store_pause(target_name, reason);
+
+	SpinLockAcquire(&shared->mutex);
+	strlcpy(shared->last_error, reason, sizeof(shared->last_error));
+	shared->last_error_time = GetCurrentTimestamp();
+	SpinLockRelease(&shared->mutex);
+	ereport(LOG,
+			(errmsg("zerobus stream \"%s\": target table %s paused, the other tables flow on: %s",
+					config->name, target_name, reason)));
+}
+
+/*
+ * Pauses, at the start of a session, the targets whose pause
+ * zerobus.stream_tables records: their records are refused from the first
+ * one on, which freezes the confirmable position there.
+ */
+static void
+load_paused_targets(void)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	Oid			type = INT4OID;
+	Datum		value = Int32GetDatum(config->id);
+	uint64		i;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT schema_name, table_name, paused_reason"
+							  " FROM zerobus.stream_tables"
+							  " WHERE stream_id = $1 AND paused_reason IS NOT NULL"
+							  " ORDER BY paused_at DESC",
+							  1, &type, &value, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read zerobus.stream_tables");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *name = zerobus_stream_target_table(config,
+													   SPI_getvalue(tup, desc, 1),
+													   SPI_getvalue(tup, desc, 2));
+
+		zerobus_sender_pause(zb->sender, zerobus_sender_target(zb->sender,
+															   name));
+		if (i == 0)
+		{
+			SpinLockAcquire(&shared->mutex);
+			strlcpy(shared->last_error, SPI_getvalue(tup, desc, 3),
+					sizeof(shared->last_error));
+			shared->last_error_time = GetCurrentTimestamp();
+			SpinLockRelease(&shared->mutex);
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(oldcxt);
 }
 
 /* A Truncate message: not propagated, said so. */
@@ -776,11 +989,20 @@ handle_message(const uint8 *p, size_t len)
 				msg = zerobus__output__begin__unpack(NULL, sublen, p);
 				if (msg == NULL)
 					protocol_error("bad Begin");
-				zb->cur_txn = MemoryContextAllocZero(zb->txn_cxt,
-													 sizeof(ZbTxn));
+				if (zb->frozen)
+				{
+					/* never confirmed: only its ack group is needed */
+					zb->cur_txn = &zb->unlisted;
+					zb->cur_txn->committed = false;
+				}
+				else
+				{
+					zb->cur_txn = MemoryContextAllocZero(zb->txn_cxt,
+														 sizeof(ZbTxn));
+					dlist_push_tail(&zb->txns, &zb->cur_txn->node);
+				}
 				zb->cur_txn->commit_time = (TimestampTz) msg->commit_time -
 					((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC);
-				dlist_push_tail(&zb->txns, &zb->cur_txn->node);
 				zerobus__output__begin__free_unpacked(msg, NULL);
 				break;
 			}
@@ -892,9 +1114,14 @@ receive(void)
 
 /*
  * Waits for the latch, the replication socket (unless backpressured) and
- * libcurl's sockets, for at most timeout ms.  The set is built anew each
- * time: libcurl may have closed a socket and opened another one with the
- * same number, which an epoll set would no longer watch.
+ * libcurl's sockets, for at most timeout ms.  The wait set is kept from one
+ * wait to the next (building one costs an epoll instance and a system call
+ * per socket, which showed as a third of the worker's CPU at full speed)
+ * and built anew only when the sockets to watch changed: one opened or
+ * closed (libcurl may close a socket and open another one with the same
+ * number, which the kept epoll set would no longer watch), or the
+ * replication socket watched or not.  Changed events of the same sockets
+ * are only modified.
  */
 static void
 wait_for_work(bool watch_rcv, long timeout)
@@ -902,22 +1129,53 @@ wait_for_work(bool watch_rcv, long timeout)
 	pgsocket	socks[ZB_MAX_SOCKETS];
 	int			events[ZB_MAX_SOCKETS];
 	WaitEvent	occurred[ZB_MAX_SOCKETS + 3];
-	WaitEventSet *wes;
+	pgsocket	rcv_sock = watch_rcv ? zb->rcv_sock : PGINVALID_SOCKET;
+	uint64		generation;
+	int			first;			/* position of the first libcurl socket */
 	int			n;
 	int			i;
 
-	n = zerobus_sender_sockets(zb->sender, socks, events, ZB_MAX_SOCKETS);
-	wes = CreateWaitEventSet(CurrentMemoryContext, n + 3);
-	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	if (watch_rcv && zb->rcv_sock != PGINVALID_SOCKET)
-		AddWaitEventToSet(wes, WL_SOCKET_READABLE, zb->rcv_sock, NULL, NULL);
-	for (i = 0; i < n; i++)
-		AddWaitEventToSet(wes, events[i], socks[i], NULL, NULL);
+	n = zerobus_sender_sockets(zb->sender, socks, events, ZB_MAX_SOCKETS,
+							   &generation);
+	first = rcv_sock != PGINVALID_SOCKET ? 3 : 2;
+	if (zb->wes == NULL || generation != zb->wes_generation ||
+		rcv_sock != zb->wes_rcv_sock || n != zb->wes_nsocks ||
+		memcmp(socks, zb->wes_socks, sizeof(pgsocket) * n) != 0)
+	{
+		if (zb->wes)
+		{
+			FreeWaitEventSet(zb->wes);
+			zb->wes = NULL;
+		}
+		zb->wes = CreateWaitEventSet(zb->cxt, n + 3);
+		AddWaitEventToSet(zb->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch,
+						  NULL);
+		AddWaitEventToSet(zb->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
+						  NULL, NULL);
+		if (rcv_sock != PGINVALID_SOCKET)
+			AddWaitEventToSet(zb->wes, WL_SOCKET_READABLE, rcv_sock, NULL,
+							  NULL);
+		for (i = 0; i < n; i++)
+			AddWaitEventToSet(zb->wes, events[i], socks[i], NULL, NULL);
+		zb->wes_generation = generation;
+		zb->wes_rcv_sock = rcv_sock;
+		zb->wes_nsocks = n;
+		memcpy(zb->wes_socks, socks, sizeof(pgsocket) * n);
+		memcpy(zb->wes_events, events, sizeof(int) * n);
+	}
+	else
+	{
+		for (i = 0; i < n; i++)
+		{
+			if (events[i] == zb->wes_events[i])
+				continue;
+			ModifyWaitEvent(zb->wes, first + i, events[i], NULL);
+			zb->wes_events[i] = events[i];
+		}
+	}
 
-	(void) WaitEventSetWait(wes, timeout, occurred, lengthof(occurred),
+	(void) WaitEventSetWait(zb->wes, timeout, occurred, lengthof(occurred),
 							PG_WAIT_EXTENSION);
-	FreeWaitEventSet(wes);
 	ResetLatch(MyLatch);
 }
 
@@ -994,6 +1252,7 @@ start_session(void)
 									   errbuf, sizeof(errbuf));
 	if (zb->sender == NULL)
 		zerobus_worker_fail("invalid Zerobus endpoint: %s", errbuf);
+	load_paused_targets();
 
 	if (config->conninfo)
 		conninfo = config->conninfo;
@@ -1040,6 +1299,8 @@ end_session(void)
 {
 	if (zb == NULL)
 		return;
+	if (zb->wes)
+		FreeWaitEventSet(zb->wes);
 	if (zb->sender)
 		zerobus_sender_destroy(zb->sender);
 	if (zb->rcv)
@@ -1100,6 +1361,8 @@ run_session(void)
 		zb_now = GetCurrentTimestamp();
 		zerobus_sender_set_now(zb->sender, zb_now);
 		timeout = zerobus_sender_process(zb->sender);
+		if (zb->drained)
+			zerobus_sender_flush_all(zb->sender);	/* after the acks */
 		advance_confirm();
 		zerobus_snapshot_progress(zb->snapshot);
 		zerobus_sender_check_timers(zb->sender, &timeout);

@@ -53,7 +53,10 @@ extern void zerobus_worker_descriptor_rejected(ZerobusTarget *target,
 											   const char *target_name,
 											   const char *descriptor, int len,
 											   const char *status,
-											   const char *message) pg_attribute_noreturn();
+											   const char *message);
+extern void zerobus_worker_pause_target(ZerobusTarget *target,
+										const char *target_name,
+										const char *reason);
 
 /* sender.c */
 extern ZerobusSender *zerobus_sender_create(ZerobusStreamConfig *config,
@@ -64,19 +67,21 @@ extern void zerobus_sender_destroy(ZerobusSender *sender);
 extern void zerobus_sender_set_now(ZerobusSender *sender, TimestampTz now);
 extern ZerobusTarget *zerobus_sender_target(ZerobusSender *sender,
 											const char *name);
-extern void zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
+extern bool zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 							   ZerobusLane lane,
 							   const char *descriptor, int descriptor_len,
 							   uint64 *call_serial,
 							   const char *record, size_t len,
 							   ZerobusAckGroup *group, const char *source);
+extern void zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target);
+extern bool zerobus_sender_paused(ZerobusTarget *target);
 extern void zerobus_sender_flush_all(ZerobusSender *sender);
 extern long zerobus_sender_process(ZerobusSender *sender);
 extern void zerobus_sender_check_timers(ZerobusSender *sender, long *timeout);
 extern bool zerobus_sender_backpressured(ZerobusSender *sender);
 extern size_t zerobus_sender_inflight_bytes(ZerobusSender *sender);
 extern int	zerobus_sender_sockets(ZerobusSender *sender, pgsocket *socks,
-								   int *events, int max);
+								   int *events, int max, uint64 *generation);
 extern bool zerobus_sender_got_ack(ZerobusSender *sender);
 extern bool zerobus_sender_unsent(ZerobusSender *sender);
 

@@ -21,6 +21,7 @@
 #include "access/tupdesc.h"
 #include "lib/stringinfo.h"
 #include "nodes/bitmapset.h"
+#include "utils/guc.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 
@@ -168,6 +169,7 @@ extern void zerobus_encode_record(StringInfo out,
 								  const ZerobusRecordPlan *plan,
 								  TupleDesc tupdesc, HeapTuple tuple,
 								  const ZerobusChangeMeta *meta);
+extern void zerobus_pin_output_settings(GucAction action);
 
 /*
  * render.c: the text and JSON renderings of an encoded record, decoded from

@@ -6,12 +6,14 @@
 # - Compatible ADD COLUMN: the target is first altered (emulator admin API)
 #   to take a new nullable column; changes keep flowing, never failing.
 # - Incompatible ADD COLUMN, type change (int4 -> int8) and RENAME COLUMN:
-#   Zerobus rejects the new descriptor; the stream pauses (failed) with a
+#   Zerobus rejects the new descriptor; that table alone pauses, with a
 #   reason naming the table and the column, the server's message and a hint
 #   with the exact Databricks ALTER TABLE; zerobus.target_ddl(form =>
-#   'alter') prints the same statement; the slot keeps the WAL.  Once the
-#   target is fixed, resume_stream() delivers everything written before and
-#   during the pause.
+#   'alter') prints the same statement.  Meanwhile another table of the
+#   stream keeps flowing into its target, and the slot never confirms past
+#   the paused table's first rejected change.  Once the target is fixed,
+#   resume_stream() delivers everything written before and during the
+#   pause, for both tables.
 # - DROP COLUMN: the target keeps the nullable column; changes flow on.
 # - schema_policy drop_missing_columns: columns the target lacks are left
 #   out (stat_streams.schema_notice says so) and changes flow on; a type
@@ -39,9 +41,12 @@ my $target = 'main.cdc.sc';
 $node->safe_psql(
 	'postgres', q{
 	CREATE TABLE sc (id int PRIMARY KEY, val text);
-	CREATE PUBLICATION pub FOR TABLE sc;
+	CREATE TABLE other (id int PRIMARY KEY, v text);
+	CREATE PUBLICATION pub FOR TABLE sc, other;
 });
 my $columns = declare_target($node, $emu, 'sc', $target);
+declare_target($node, $emu, 'other', 'main.cdc.other');
+my $other_id = 0;
 create_stream($node, $emu, 'sc', 'pub');
 wait_streaming($node, 'sc');
 
@@ -58,6 +63,7 @@ sub check_delta
 	}
 	is_deeply($delta, source_rows($node, 'sc', $select, 'id'),
 		"Delta table equals the source table $what");
+	check_other($what);
 	check_slot_behind_acks($node, 'sc');
 	return;
 }
@@ -67,28 +73,79 @@ sub current_lsn
 	return $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 }
 
-# Waits for the stream to fail on a rejected descriptor; checks that no
-# worker runs, that the slot holds the WAL from before $lsn and that
-# last_error shows the reason.  Returns the reason.
-sub wait_failed
+# Runs $ddl, then $dml; returns the WAL position between them, which the
+# slot must not pass while the target rejects $dml's change.
+sub alter_then_write
 {
-	my ($lsn, $what) = @_;
+	my ($ddl, $dml) = @_;
+	$node->safe_psql('postgres', $ddl);
+	my $lsn = current_lsn();
+	$node->safe_psql('postgres', $dml);
+	return $lsn;
+}
+
+# Checks that table other's target equals the source table.
+sub check_other
+{
+	my ($what) = @_;
+	is_deeply(
+		fold_changes(delta_rows($emu, 'main.cdc.other'), 'id'),
+		source_rows($node, 'other', 'id, v', 'id'),
+		"Delta table of other equals the source table $what");
+	return;
+}
+
+# Waits for table $table (public.sc unless given) alone to pause on a
+# rejected descriptor written at or after $lsn.  Checks that the stream
+# still streams with last_error showing the table's reason, that table
+# other keeps flowing (its new rows reach its target) while the slot
+# confirms no further than $lsn.  Returns the reason.
+sub wait_paused
+{
+	my ($lsn, $what, $table) = @_;
+	$table //= 'public.sc';
 	ok( $node->poll_query_until(
 			'postgres',
-			"SELECT state FROM zerobus.stat_streams WHERE name = 'sc'",
-			'failed'),
-		"stream fails on $what")
+			"SELECT state || ' ' || paused_tables::text FROM zerobus.stat_streams WHERE name = 'sc'",
+			"streaming {$table}"),
+		"$table alone pauses on $what")
 	  or diag $node->safe_psql('postgres',
 		"SELECT * FROM zerobus.stat_streams WHERE name = 'sc'");
+	my $reason = $node->safe_psql('postgres',
+		"SELECT paused_reason FROM zerobus.stat_snapshots WHERE stream = 'sc' AND source_table = '$table'"
+	);
+	check_flowing_held($lsn, $reason, $what);
+	return $reason;
+}
+
+# Checks that table other flows (new rows reach its target) while the slot
+# confirms no further than $lsn, the worker runs, and last_error shows
+# $reason.
+sub check_flowing_held
+{
+	my ($lsn, $reason, $what) = @_;
+	my $acked = $node->safe_psql('postgres',
+		"SELECT records_acked FROM zerobus.stat_streams WHERE name = 'sc'");
+	$node->safe_psql('postgres',
+		"INSERT INTO other SELECT g, 'o' || g FROM generate_series($other_id + 1, $other_id + 20) g"
+	);
+	$other_id += 20;
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT records_acked >= $acked + 20 FROM zerobus.stat_streams WHERE name = 'sc'"
+		),
+		"$what: table other keeps flowing");
+	check_other("while a table is paused: $what");
 	is( $node->safe_psql(
 			'postgres', qq{
-			SELECT coalesce(pid, 0), confirmed_lsn < '$lsn', last_error = paused_reason
+			SELECT pid IS NOT NULL, confirmed_lsn <= '$lsn', last_error = \$\$$reason\$\$,
+				paused_reason IS NULL
 			FROM zerobus.stat_streams WHERE name = 'sc'}),
-		'0|t|t',
-		"$what: no worker, the slot keeps the WAL, last_error shows the reason");
+		't|t|t|t',
+		"$what: the worker runs, the slot stays before the rejected change, last_error shows the reason, the stream is not failed"
+	);
 	check_slot_behind_acks($node, 'sc');
-	return $node->safe_psql('postgres',
-		"SELECT paused_reason FROM zerobus.stat_streams WHERE name = 'sc'");
+	return;
 }
 
 # Replaces the target's columns (emulator admin API) and resumes.
@@ -137,12 +194,9 @@ is( $node->safe_psql('postgres',
 	'streaming|t', 'the stream never failed');
 
 # --- ADD COLUMN of a column the target lacks ---
-$node->safe_psql(
-	'postgres', q{
-	ALTER TABLE sc ADD COLUMN note text;
-	INSERT INTO sc VALUES (301, 'with note', 1, 'a note');
-});
-my $reason = wait_failed(current_lsn(), 'a column the target lacks');
+my $add_lsn = alter_then_write('ALTER TABLE sc ADD COLUMN note text',
+	"INSERT INTO sc VALUES (301, 'with note', 1, 'a note')");
+my $reason = wait_paused($add_lsn, 'a column the target lacks');
 like(
 	$reason,
 	qr/^column "note" of table public\.sc \(target \Q$target\E\) is not in the target table\. /,
@@ -166,6 +220,18 @@ $node->safe_psql(
 	UPDATE sc SET id = id + 1000 WHERE id BETWEEN 100 AND 104;
 	DELETE FROM sc WHERE id BETWEEN 150 AND 160;
 });
+
+# The pause outlives the worker: a new one skips public.sc from its first
+# change on, so the slot still holds while table other flows.
+my $pid = $node->safe_psql('postgres',
+	"SELECT pid FROM zerobus.stat_streams WHERE name = 'sc'");
+$node->safe_psql('postgres', "SELECT zerobus.alter_stream('sc')");
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT pid <> $pid AND state = 'streaming' AND paused_tables = '{public.sc}' FROM zerobus.stat_streams WHERE name = 'sc'"
+	),
+	'a new worker starts with public.sc still paused');
+check_flowing_held($add_lsn, $reason, 'after a worker restart');
 my $lsn = current_lsn();
 push @$columns, { name => 'note', type => 'STRING', nullable => 1 };
 fix_target_and_resume();
@@ -191,12 +257,10 @@ is( $node->safe_psql('postgres',
 is(alter_ddl(), '', 'DROP COLUMN: the accepted columns are those of the new descriptor');
 
 # --- type change: int4 -> int8 ---
-$node->safe_psql(
-	'postgres', q{
-	ALTER TABLE sc ALTER COLUMN id TYPE int8;
-	INSERT INTO sc VALUES (5000000000, 'big', 'beyond int4');
-});
-$reason = wait_failed(current_lsn(), 'a type change');
+$reason = wait_paused(
+	alter_then_write('ALTER TABLE sc ALTER COLUMN id TYPE int8',
+		"INSERT INTO sc VALUES (5000000000, 'big', 'beyond int4')"),
+	'a type change');
 like(
 	$reason,
 	qr/^column "id" of table public\.sc \(target \Q$target\E\) changed type from INT to BIGINT\. /,
@@ -215,12 +279,10 @@ wait_acked($node, 'sc', $lsn);
 check_delta('id, val, note', 'after the type change, the target fixed and the stream resumed');
 
 # --- RENAME COLUMN ---
-$node->safe_psql(
-	'postgres', q{
-	ALTER TABLE sc RENAME COLUMN val TO label;
-	INSERT INTO sc VALUES (451, 'renamed', NULL);
-});
-$reason = wait_failed(current_lsn(), 'a renamed column');
+$reason = wait_paused(
+	alter_then_write('ALTER TABLE sc RENAME COLUMN val TO label',
+		"INSERT INTO sc VALUES (451, 'renamed', NULL)"),
+	'a renamed column');
 like(
 	$reason,
 	qr/^column "label" of table public\.sc \(target \Q$target\E\) was renamed from "val"\. /,
@@ -263,13 +325,11 @@ is(alter_ddl(), "ALTER TABLE $target ADD COLUMNS (secret STRING, code INT);",
 	'drop_missing_columns: the accepted columns lack the dropped ones');
 
 # A type change still pauses under the policy.
-$node->safe_psql(
-	'postgres', q{
-	ALTER TABLE sc ALTER COLUMN code TYPE int8,
-		ALTER COLUMN note TYPE int USING length(note);
-	INSERT INTO sc VALUES (551, 'int note', 7, NULL, 1);
-});
-$reason = wait_failed(current_lsn(), 'a type change under drop_missing_columns');
+$reason = wait_paused(
+	alter_then_write(
+		'ALTER TABLE sc ALTER COLUMN code TYPE int8, ALTER COLUMN note TYPE int USING length(note)',
+		"INSERT INTO sc VALUES (551, 'int note', 7, NULL, 1)"),
+	'a type change under drop_missing_columns');
 like(
 	$reason,
 	qr/^column "note" of table public\.sc \(target \Q$target\E\) changed type from STRING to INT/,
@@ -303,7 +363,8 @@ $node->safe_psql(
 	ALTER PUBLICATION pub ADD TABLE fresh;
 	INSERT INTO fresh SELECT g, 'f' || g FROM generate_series(1, 20) g;
 });
-$reason = wait_failed(current_lsn(), 'a first descriptor the target rejects');
+$reason = wait_paused(current_lsn(), 'a first descriptor the target rejects',
+	'public.fresh');
 like(
 	$reason,
 	qr/^target table \Q$fresh\E rejected the columns of table public\.fresh \("v"\)\. /,
@@ -319,6 +380,10 @@ is_deeply(
 	fold_changes(delta_rows($emu, $fresh), 'id'),
 	source_rows($node, 'fresh', 'id, v', 'id'),
 	'first descriptor: Delta table equals the source table once the target is fixed');
+check_other('at the end');
+is( $node->safe_psql('postgres',
+		"SELECT state, paused_tables FROM zerobus.stat_streams WHERE name = 'sc'"),
+	'streaming|{}', 'no table is paused at the end');
 
 stop_emulator($emu);
 $node->stop;

@@ -5,7 +5,8 @@
 # a partitioned table published via its root) reach Delta as 'snapshot'
 # records, read in many small chunks while the table receives concurrent
 # changes; folded in (_commit_lsn, _seq) order the Delta tables equal the
-# sources.  A table added to the publication later is snapshotted alone,
+# sources.  A keyless table is read in several block ranges, and a table of
+# wide TOASTed rows in chunks cut short by their bytes.  A table added to the publication later is snapshotted alone,
 # snapshot_table() sends one table again, a dropped table leaves
 # stream_tables, and a stream created with snapshot => false sends no
 # snapshot rows.
@@ -17,9 +18,12 @@ use lib dirname(__FILE__) . '/lib';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Digest::MD5;
 use ZerobusTest;
 
-my $node = zb_node('snapshot', "zerobus.snapshot_chunk_rows = 100\n");
+# max_inflight_bytes 16MB: chunks end at 2 MB of rows
+my $node = zb_node('snapshot',
+	"zerobus.snapshot_chunk_rows = 100\nzerobus.max_inflight_bytes = '16MB'\n");
 my $emu = start_emulator();
 
 $node->safe_psql(
@@ -34,6 +38,13 @@ $node->safe_psql(
 	ALTER TABLE t_toast ALTER COLUMN big SET STORAGE EXTERNAL;
 	INSERT INTO t_toast SELECT g, (SELECT string_agg(md5(g::text || x::text), '')
 		FROM generate_series(1, 300) x) FROM generate_series(1, 20) g;
+	CREATE TABLE t_heap (x int, y text);
+	INSERT INTO t_heap SELECT g % 1000, 'h' || (g % 1000)
+		FROM generate_series(1, 3000) g;
+	CREATE TABLE t_wide (id int PRIMARY KEY, big text);
+	ALTER TABLE t_wide ALTER COLUMN big SET STORAGE EXTERNAL;
+	INSERT INTO t_wide SELECT g, (SELECT string_agg(md5(g::text || x::text), '')
+		FROM generate_series(1, 8192) x) FROM generate_series(1, 200) g;
 	CREATE TABLE t_filter (id int PRIMARY KEY, a text, secret text);
 	INSERT INTO t_filter SELECT g, 'a' || g, 's' || g FROM generate_series(1, 200) g;
 	CREATE TABLE parted (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
@@ -44,20 +55,20 @@ $node->safe_psql(
 	INSERT INTO t_late SELECT g, 'late' || g FROM generate_series(1, 100) g;
 	CREATE TABLE t_skip (id int PRIMARY KEY, v text);
 	INSERT INTO t_skip SELECT g, 'old' || g FROM generate_series(1, 30) g;
-	CREATE PUBLICATION pub1 FOR TABLE t_main, t_nopk, t_toast,
+	CREATE PUBLICATION pub1 FOR TABLE t_main, t_nopk, t_toast, t_heap, t_wide,
 		t_filter (id, a) WHERE (id % 2 = 0), parted
 		WITH (publish_via_partition_root = true);
 	CREATE PUBLICATION pub2 FOR TABLE t_skip;
 });
 declare_target($node, $emu, $_, "main.cdc.$_")
-  for qw(t_main t_nopk t_toast t_filter parted t_late t_skip);
+  for qw(t_main t_nopk t_toast t_heap t_wide t_filter parted t_late t_skip);
 create_stream($node, $emu, 's1', 'pub1');
 
 is( $node->safe_psql(
 		'postgres',
 		"SELECT string_agg(table_name, ',' ORDER BY table_name) FILTER (WHERE snapshot_state <> 'skipped') FROM zerobus.stream_tables"
 	),
-	'parted,t_filter,t_main,t_nopk,t_toast',
+	'parted,t_filter,t_heap,t_main,t_nopk,t_toast,t_wide',
 	'create_stream lists the published tables for a snapshot');
 
 # Changes while the snapshot runs: 50,000 rows in chunks of 100.
@@ -94,7 +105,7 @@ is_deeply(
 is_deeply(
 	fold_changes(delta_rows($emu, 'main.cdc.t_nopk'), 'x', 'y'),
 	source_rows($node, 't_nopk', 'x, y', 'x', 'y'),
-	'Delta t_nopk (no key: one chunk) equals the source');
+	'Delta t_nopk (no key) equals the source');
 is_deeply(
 	fold_changes(delta_rows($emu, 'main.cdc.t_toast'), 'id'),
 	source_rows($node, 't_toast', 'id, big', 'id'),
@@ -107,6 +118,44 @@ is_deeply(
 	fold_changes(delta_rows($emu, 'main.cdc.parted'), 'id'),
 	source_rows($node, 'parted', 'id, v', 'id'),
 	'Delta parted (via root) equals the source');
+
+
+# The keyless table, unchanged while read: as a multiset of rows, Delta
+# equals the source, read in several block ranges.
+my $heap_rows = delta_rows($emu, 'main.cdc.t_heap');
+is_deeply(
+	[ sort map { "$_->{x}|$_->{y}" } @$heap_rows ],
+	[
+		sort split /\n/,
+		$node->safe_psql('postgres', "SELECT x || '|' || y FROM t_heap")
+	],
+	'Delta t_heap (no key, duplicate rows) equals the source as a multiset');
+is( scalar(grep { $_->{_change_type} ne 'snapshot' } @$heap_rows),
+	0, 't_heap rows are all snapshot rows');
+my %heap_chunks = map { $_->{_commit_lsn} => 1 } @$heap_rows;
+cmp_ok(scalar(keys %heap_chunks), '>=', 5,
+	    't_heap was read in several block ranges ('
+	  . scalar(keys %heap_chunks)
+	  . ' watermarks)');
+
+# The wide table: 200 rows of 256 kB, chunks end at 2 MB, so 8 rows each.
+my $wide_rows = delta_rows($emu, 'main.cdc.t_wide');
+my %wide_chunks;
+$wide_chunks{ $_->{_commit_lsn} }++
+  for grep { $_->{_change_type} eq 'snapshot' } @$wide_rows;
+is( join(',', sort { $a <=> $b } values %wide_chunks),
+	join(',', (8) x 25),
+	't_wide was read in 25 chunks of 8 rows, cut short by their bytes');
+is_deeply(
+	{
+		map { $_->{id} => Digest::MD5::md5_hex($_->{big}) }
+		  values %{ fold_changes($wide_rows, 'id') }
+	},
+	{
+		map { split /\|/ } split /\n/,
+		$node->safe_psql('postgres', "SELECT id || '|' || md5(big) FROM t_wide")
+	},
+	'Delta t_wide equals the source');
 
 my $main_rows = delta_rows($emu, 'main.cdc.t_main');
 my %chunks = map { $_->{_commit_lsn} => 1 }
@@ -125,7 +174,7 @@ is( $node->safe_psql(
 		'postgres',
 		"SELECT string_agg(source_table || ':' || state || ':' || rows, ',' ORDER BY source_table) FROM zerobus.stat_snapshots WHERE source_table <> 'public.t_main'"
 	),
-	'public.parted:done:300,public.t_filter:done:100,public.t_nopk:done:50,public.t_toast:done:20',
+	'public.parted:done:300,public.t_filter:done:100,public.t_heap:done:3000,public.t_nopk:done:50,public.t_toast:done:20,public.t_wide:done:200',
 	'stat_snapshots: every table done with its row count');
 like(
 	$node->safe_psql(
