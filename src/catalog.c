@@ -1,10 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * catalog.c
- *	  The SQL API of streams: the stream functions (create, alter, drop,
- *	  pause, resume, recover, credentials) with the configuration readers
- *	  the stream workers use (zerobus_stream_load and friends).
- *	  zerobus.target_ddl() lives in schema.c.
+ *	  The SQL API of streams: creating and altering a stream and reading
+ *	  its credentials, the catalog access those and lifecycle.c's
+ *	  functions share (catalog.h), and the configuration readers the
+ *	  stream workers use (zerobus_stream_load and friends).  Dropping,
+ *	  pausing, resuming and recovering a stream live in lifecycle.c,
+ *	  zerobus.target_ddl() in schema.c.
  *
  * src/catalog.c
  *
@@ -24,9 +26,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "pgstat.h"
 #include "replication/slot.h"
-#include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -40,18 +40,14 @@
 #include "utils/snapmgr.h"
 #include "utils/varlena.h"
 
+#include "catalog.h"
 #include "schema.h"
 #include "snapshot.h"
 #include "stream.h"
 
 PG_FUNCTION_INFO_V1(zerobus_create_stream);
 PG_FUNCTION_INFO_V1(zerobus_alter_stream);
-PG_FUNCTION_INFO_V1(zerobus_drop_stream);
-PG_FUNCTION_INFO_V1(zerobus_pause_stream);
-PG_FUNCTION_INFO_V1(zerobus_resume_stream);
 PG_FUNCTION_INFO_V1(zerobus_stream_credentials);
-PG_FUNCTION_INFO_V1(zerobus_recover_stream);
-PG_FUNCTION_INFO_V1(zerobus_snapshot_table);
 
 /*
  * The stream API
@@ -65,9 +61,6 @@ PG_FUNCTION_INFO_V1(zerobus_snapshot_table);
  * secret (so no error shows its row).  The SQL declarations pin
  * search_path to pg_catalog, pg_temp.
  */
-
-/* How long drop_stream waits for the slot to be released (ms) */
-#define SLOT_RELEASE_TIMEOUT_MS 30000
 
 /* The stream settings given to create_stream / alter_stream */
 typedef enum SettingKind
@@ -119,19 +112,14 @@ static const StreamSetting stream_settings[] = {
 	{"snapshot", SETTING_BOOL, BOOLOID, 21, -1, false, false},
 };
 
-/* Column values collected for an INSERT or UPDATE, as SPI parameters */
-typedef struct ColumnValues
-{
-	int			n;
-	const char *columns[lengthof(stream_settings) + 8];
-	Oid			types[lengthof(stream_settings) + 8];
-	Datum		values[lengthof(stream_settings) + 8];
-	char		nulls[lengthof(stream_settings) + 8];
-} ColumnValues;
+/* Every setting fits in a ZerobusColumnValues, with room for a few more */
+StaticAssertDecl(lengthof(stream_settings) + 8 <= ZB_MAX_COLUMNS,
+				 "ZB_MAX_COLUMNS is too small for the stream settings");
 
-static void
-add_column(ColumnValues *cv, const char *column, Oid type, Datum value,
-		   bool isnull)
+/* Appends a column and its value (an SPI parameter) to cv */
+void
+zerobus_add_column(ZerobusColumnValues *cv, const char *column, Oid type,
+				   Datum value, bool isnull)
 {
 	Assert(cv->n < lengthof(cv->columns));
 	cv->columns[cv->n] = column;
@@ -141,30 +129,12 @@ add_column(ColumnValues *cv, const char *column, Oid type, Datum value,
 	cv->n++;
 }
 
-/* A stream row, as the functions that change a stream need it */
-typedef struct StreamRow
-{
-	int32		id;
-	Oid			owner;
-	char	   *slot_name;
-	char	   *endpoint;
-	char	   *workspace_url;
-	bool		insecure;
-} StreamRow;
-
-/* The caller's identity, saved while acting as the bootstrap superuser */
-typedef struct CatalogAccess
-{
-	Oid			caller;
-	int			sec_context;
-} CatalogAccess;
-
 /*
- * Connects to SPI as the bootstrap superuser; catalog_end() undoes it (an
- * error undoes it too, with the transaction).
+ * Connects to SPI as the bootstrap superuser; zerobus_catalog_end() undoes
+ * it (an error undoes it too, with the transaction).
  */
-static void
-catalog_begin(CatalogAccess *access)
+void
+zerobus_catalog_begin(ZerobusCatalogAccess *access)
 {
 	GetUserIdAndSecContext(&access->caller, &access->sec_context);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
@@ -173,16 +143,18 @@ catalog_begin(CatalogAccess *access)
 		elog(ERROR, "SPI_connect failed");
 }
 
-static void
-catalog_end(CatalogAccess *access)
+/* Leaves SPI and acts as the caller again */
+void
+zerobus_catalog_end(ZerobusCatalogAccess *access)
 {
 	SPI_finish();
 	SetUserIdAndSecContext(access->caller, access->sec_context);
 }
 
 /* SPI_execute_with_args on cv's values, checking the result */
-static void
-execute_with_values(const char *sql, ColumnValues *cv, int expected)
+void
+zerobus_execute_with_values(const char *sql, ZerobusColumnValues *cv,
+							int expected)
 {
 	int			rc = SPI_execute_with_args(sql, cv->n, cv->types, cv->values,
 										   cv->nulls, false, 0);
@@ -192,14 +164,15 @@ execute_with_values(const char *sql, ColumnValues *cv, int expected)
 }
 
 /* Text of column attnum of the first result row, or NULL */
-static char *
-result_text(int attnum)
+char *
+zerobus_result_text(int attnum)
 {
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, attnum);
 }
 
-static Datum
-result_datum(int attnum, bool *isnull)
+/* Binary value of column attnum of the first result row */
+Datum
+zerobus_result_datum(int attnum, bool *isnull)
 {
 	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 						 attnum, isnull);
@@ -217,20 +190,20 @@ spi_strdup(const char *s)
 
 /*
  * Reads the stream called name, row-locked for update (allocated in the
- * caller's memory); NULL when there is
- * none and missing_ok.  Needs catalog_begin().
+ * caller's memory); NULL when there is none and missing_ok.  Needs
+ * zerobus_catalog_begin().
  */
-static StreamRow *
-lookup_stream(const char *name, bool missing_ok)
+ZerobusStreamRow *
+zerobus_lookup_stream(const char *name, bool missing_ok)
 {
-	ColumnValues cv = {0};
-	StreamRow  *row;
+	ZerobusColumnValues cv = {0};
+	ZerobusStreamRow *row;
 	bool		isnull;
 
-	add_column(&cv, "name", TEXTOID, CStringGetTextDatum(name), false);
-	execute_with_values("SELECT id, owner::oid, slot_name, endpoint, workspace_url, insecure"
-						" FROM zerobus.streams WHERE name = $1 FOR UPDATE",
-						&cv, SPI_OK_SELECT);
+	zerobus_add_column(&cv, "name", TEXTOID, CStringGetTextDatum(name), false);
+	zerobus_execute_with_values("SELECT id, owner::oid, slot_name, endpoint, workspace_url, insecure"
+								" FROM zerobus.streams WHERE name = $1 FOR UPDATE",
+								&cv, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
 		if (missing_ok)
@@ -239,19 +212,20 @@ lookup_stream(const char *name, bool missing_ok)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("stream \"%s\" does not exist", name)));
 	}
-	row = SPI_palloc(sizeof(StreamRow));
-	row->id = DatumGetInt32(result_datum(1, &isnull));
-	row->owner = DatumGetObjectId(result_datum(2, &isnull));
-	row->slot_name = spi_strdup(result_text(3));
-	row->endpoint = spi_strdup(result_text(4));
-	row->workspace_url = spi_strdup(result_text(5));
-	row->insecure = DatumGetBool(result_datum(6, &isnull));
+	row = SPI_palloc(sizeof(ZerobusStreamRow));
+	row->id = DatumGetInt32(zerobus_result_datum(1, &isnull));
+	row->owner = DatumGetObjectId(zerobus_result_datum(2, &isnull));
+	row->slot_name = spi_strdup(zerobus_result_text(3));
+	row->endpoint = spi_strdup(zerobus_result_text(4));
+	row->workspace_url = spi_strdup(zerobus_result_text(5));
+	row->insecure = DatumGetBool(zerobus_result_datum(6, &isnull));
 	return row;
 }
 
 /* Errors out unless the caller has the privileges of the stream's owner. */
-static void
-check_stream_owner(CatalogAccess *access, const char *name, StreamRow *row)
+void
+zerobus_check_stream_owner(ZerobusCatalogAccess *access, const char *name,
+						   ZerobusStreamRow *row)
 {
 	if (!has_privs_of_role(access->caller, row->owner))
 		ereport(ERROR,
@@ -260,9 +234,9 @@ check_stream_owner(CatalogAccess *access, const char *name, StreamRow *row)
 }
 
 /* The text argument argno, or NULL; errors out when NULL and required */
-static char *
-text_arg(FunctionCallInfo fcinfo, int argno, const char *argname,
-		 bool required)
+char *
+zerobus_text_arg(FunctionCallInfo fcinfo, int argno, const char *argname,
+				 bool required)
 {
 	if (PG_ARGISNULL(argno))
 	{
@@ -476,9 +450,9 @@ normalize_table_map(Jsonb *map)
  * caller writes itself.  caller is who called the function.
  */
 static void
-collect_settings(FunctionCallInfo fcinfo, bool create, StreamRow *old,
-				 const bool *reset, Oid caller, ColumnValues *cols,
-				 ColumnValues *secrets)
+collect_settings(FunctionCallInfo fcinfo, bool create, ZerobusStreamRow *old,
+				 const bool *reset, Oid caller, ZerobusColumnValues *cols,
+				 ZerobusColumnValues *secrets)
 {
 	const char *endpoint = old ? old->endpoint : NULL;
 	const char *workspace_url = old ? old->workspace_url : NULL;
@@ -573,7 +547,7 @@ collect_settings(FunctionCallInfo fcinfo, bool create, StreamRow *old,
 							 errdetail("Only superusers can change the owner of a stream.")));
 				break;
 		}
-		add_column(s->secret ? secrets : cols, s->column, s->type, value, false);
+		zerobus_add_column(s->secret ? secrets : cols, s->column, s->type, value, false);
 	}
 
 	if (urls_changed)
@@ -621,7 +595,7 @@ check_server_setup(void)
 
 /* INSERT INTO table the columns of cv */
 static void
-insert_row(const char *table, ColumnValues *cv)
+insert_row(const char *table, ZerobusColumnValues *cv)
 {
 	StringInfoData sql;
 	StringInfoData params;
@@ -636,7 +610,7 @@ insert_row(const char *table, ColumnValues *cv)
 		appendStringInfo(&params, "%s$%d", i ? ", " : "", i + 1);
 	}
 	appendStringInfo(&sql, ") VALUES (%s)", params.data);
-	execute_with_values(sql.data, cv, SPI_OK_INSERT);
+	zerobus_execute_with_values(sql.data, cv, SPI_OK_INSERT);
 }
 
 /*
@@ -644,7 +618,7 @@ insert_row(const char *table, ColumnValues *cv)
  * already created for it before rethrowing.  Returns the new id.
  */
 static int32
-insert_stream(ColumnValues *cols, ColumnValues *secrets, const char *slot_name)
+insert_stream(ZerobusColumnValues *cols, ZerobusColumnValues *secrets, const char *slot_name)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -659,9 +633,9 @@ insert_stream(ColumnValues *cols, ColumnValues *secrets, const char *slot_name)
 		if (SPI_execute("SELECT pg_catalog.nextval('zerobus.streams_id_seq')::int4",
 						false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not allocate a stream id");
-		id = DatumGetInt32(result_datum(1, &isnull));
-		add_column(cols, "id", INT4OID, Int32GetDatum(id), false);
-		add_column(secrets, "stream_id", INT4OID, Int32GetDatum(id), false);
+		id = DatumGetInt32(zerobus_result_datum(1, &isnull));
+		zerobus_add_column(cols, "id", INT4OID, Int32GetDatum(id), false);
+		zerobus_add_column(secrets, "stream_id", INT4OID, Int32GetDatum(id), false);
 		insert_row("zerobus.streams", cols);
 		insert_row("zerobus.stream_secrets", secrets);
 
@@ -700,15 +674,15 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 {
 	char	   *name;
 	char	   *slot_name;
-	ColumnValues cols = {0};
-	ColumnValues secrets = {0};
-	ColumnValues args = {0};
-	CatalogAccess access;
+	ZerobusColumnValues cols = {0};
+	ZerobusColumnValues secrets = {0};
+	ZerobusColumnValues args = {0};
+	ZerobusCatalogAccess access;
 	bool		isnull;
 	int32		id;
 
 	zerobus_require_preload();
-	name = text_arg(fcinfo, 0, "name", true);
+	name = zerobus_text_arg(fcinfo, 0, "name", true);
 	if (!superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -718,11 +692,11 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	check_stream_name(name);
 	slot_name = psprintf("%s%s", ZB_SLOT_PREFIX, name);
 	collect_settings(fcinfo, true, NULL, NULL, GetUserId(), &cols, &secrets);
-	add_column(&cols, "name", TEXTOID, CStringGetTextDatum(name), false);
-	add_column(&cols, "slot_name", NAMEOID,
-			   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
+	zerobus_add_column(&cols, "name", TEXTOID, CStringGetTextDatum(name), false);
+	zerobus_add_column(&cols, "slot_name", NAMEOID,
+					   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
 	if (PG_ARGISNULL(19))
-		add_column(&cols, "owner", REGROLEOID, ObjectIdGetDatum(GetUserId()), false);
+		zerobus_add_column(&cols, "owner", REGROLEOID, ObjectIdGetDatum(GetUserId()), false);
 
 	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
 		ereport(ERROR,
@@ -731,30 +705,30 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 				 errdetail("A stream's logical replication slot must be created before its transaction writes anything."),
 				 errhint("Call zerobus.create_stream() in a transaction of its own, or first in its transaction.")));
 
-	catalog_begin(&access);
+	zerobus_catalog_begin(&access);
 	zerobus_slot_lock(false, true);
 
-	add_column(&args, "name", TEXTOID, CStringGetTextDatum(name), false);
-	execute_with_values("SELECT count(*) FILTER (WHERE name = $1), count(*)"
-						" FROM zerobus.streams", &args, SPI_OK_SELECT);
-	if (DatumGetInt64(result_datum(1, &isnull)) > 0)
+	zerobus_add_column(&args, "name", TEXTOID, CStringGetTextDatum(name), false);
+	zerobus_execute_with_values("SELECT count(*) FILTER (WHERE name = $1), count(*)"
+								" FROM zerobus.streams", &args, SPI_OK_SELECT);
+	if (DatumGetInt64(zerobus_result_datum(1, &isnull)) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("stream \"%s\" already exists", name)));
-	if (DatumGetInt64(result_datum(2, &isnull)) >= zerobus_max_streams)
+	if (DatumGetInt64(zerobus_result_datum(2, &isnull)) >= zerobus_max_streams)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("cannot create more than %d streams", zerobus_max_streams),
 				 errhint("Drop a stream, or increase zerobus.max_streams.")));
 
 	args.n = 0;
-	add_column(&args, "slot_name", NAMEOID,
-			   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
-	execute_with_values("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'zerobus')",
-						&args, SPI_OK_SELECT);
+	zerobus_add_column(&args, "slot_name", NAMEOID,
+					   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
+	zerobus_execute_with_values("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'zerobus')",
+								&args, SPI_OK_SELECT);
 	id = insert_stream(&cols, &secrets, slot_name);
 	zerobus_snapshot_sync_tables(id);
-	catalog_end(&access);
+	zerobus_catalog_end(&access);
 
 	if (!zerobus_in_served_database())
 		ereport(WARNING,
@@ -854,10 +828,10 @@ Datum
 zerobus_alter_stream(PG_FUNCTION_ARGS)
 {
 	char	   *name;
-	ColumnValues cols = {0};
-	ColumnValues secrets = {0};
-	CatalogAccess access;
-	StreamRow  *row;
+	ZerobusColumnValues cols = {0};
+	ZerobusColumnValues secrets = {0};
+	ZerobusCatalogAccess access;
+	ZerobusStreamRow *row;
 	bool		reset[lengthof(stream_settings)];
 	bool		reset_secret = false;
 	StringInfoData sql;
@@ -865,11 +839,11 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	int			i;
 
 	zerobus_require_preload();
-	name = text_arg(fcinfo, 0, "name", true);
+	name = zerobus_text_arg(fcinfo, 0, "name", true);
 	parse_resets(fcinfo, reset);
-	catalog_begin(&access);
-	row = lookup_stream(name, false);
-	check_stream_owner(&access, name, row);
+	zerobus_catalog_begin(&access);
+	row = zerobus_lookup_stream(name, false);
+	zerobus_check_stream_owner(&access, name, row);
 	collect_settings(fcinfo, false, row, reset, access.caller, &cols, &secrets);
 
 	initStringInfo(&sql);
@@ -893,409 +867,21 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 		else
 			appendStringInfo(&sql, ", %s = DEFAULT", stream_settings[i].column);
 	}
-	add_column(&cols, "id", INT4OID, Int32GetDatum(row->id), false);
+	zerobus_add_column(&cols, "id", INT4OID, Int32GetDatum(row->id), false);
 	appendStringInfo(&sql, " WHERE id = $%d", cols.n);
-	execute_with_values(sql.data, &cols, SPI_OK_UPDATE);
+	zerobus_execute_with_values(sql.data, &cols, SPI_OK_UPDATE);
 
 	if (secrets.n > 0 || reset_secret)
 	{
 		resetStringInfo(&sql);
-		add_column(&secrets, "stream_id", INT4OID, Int32GetDatum(row->id), false);
+		zerobus_add_column(&secrets, "stream_id", INT4OID, Int32GetDatum(row->id), false);
 		appendStringInfo(&sql, "UPDATE zerobus.stream_secrets SET %s WHERE stream_id = $%d",
 						 secret_sql.data, secrets.n);
-		execute_with_values(sql.data, &secrets, SPI_OK_UPDATE);
+		zerobus_execute_with_values(sql.data, &secrets, SPI_OK_UPDATE);
 	}
-	catalog_end(&access);
+	zerobus_catalog_end(&access);
 
 	zerobus_launcher_wakeup_at_commit();
-	PG_RETURN_VOID();
-}
-
-/*
- * The pid of the process using the replication slot, 0 if none; *exists
- * tells whether the slot exists.
- */
-static pid_t
-slot_active_pid(const char *slot_name, bool *exists)
-{
-	ReplicationSlot *slot;
-	pid_t		pid = 0;
-
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	slot = SearchNamedReplicationSlot(slot_name, false);
-	*exists = (slot != NULL);
-	if (slot)
-	{
-		SpinLockAcquire(&slot->mutex);
-		pid = slot->active_pid;
-		SpinLockRelease(&slot->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	return pid;
-}
-
-/*
- * Slots of the streams dropped in this transaction, which it drops when it
- * commits: dropping a slot cannot be undone, so a drop_stream whose
- * transaction (or subtransaction) rolls back must leave the slot alone.
- */
-typedef struct PendingSlotDrop
-{
-	char		slot_name[NAMEDATALEN];
-	int32		stream_id;
-	bool		marked;			/* zerobus_stream_mark_dropping() was called */
-	SubTransactionId subid;		/* the subtransaction that dropped the stream */
-} PendingSlotDrop;
-
-static List *pending_slot_drops = NIL;	/* in TopTransactionContext */
-static bool slot_drop_callbacks_registered = false;
-
-/*
- * Drops the pending slots just before the commit, where an error still
- * aborts the transaction (a slot taken meanwhile by another process makes
- * the commit fail, and the stream stays).  Each is looked up again: a
- * slot dropped by someone else meanwhile is not an error.
- */
-static void
-slot_drop_xact_callback(XactEvent event, void *arg)
-{
-	ListCell   *lc;
-
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-			foreach(lc, pending_slot_drops)
-			{
-				PendingSlotDrop *drop = (PendingSlotDrop *) lfirst(lc);
-				bool		exists;
-
-				(void) slot_active_pid(drop->slot_name, &exists);
-				if (exists)
-					ReplicationSlotDrop(drop->slot_name, true);
-			}
-			pending_slot_drops = NIL;
-			break;
-		case XACT_EVENT_PRE_PREPARE:
-			if (pending_slot_drops != NIL)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot prepare a transaction that dropped a zerobus stream")));
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PREPARE:
-			/* the list went with TopTransactionContext */
-			pending_slot_drops = NIL;
-			break;
-		default:
-			break;
-	}
-}
-
-/*
- * A subtransaction's pending drops go with its rollback (and the launcher
- * may run the stream's worker again) and pass to its parent when it
- * commits.
- */
-static void
-slot_drop_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						   SubTransactionId parentSubid, void *arg)
-{
-	ListCell   *lc;
-
-	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
-		return;
-	foreach(lc, pending_slot_drops)
-	{
-		PendingSlotDrop *drop = (PendingSlotDrop *) lfirst(lc);
-
-		if (drop->subid != mySubid)
-			continue;
-		if (event == SUBXACT_EVENT_ABORT_SUB)
-		{
-			if (drop->marked)
-				zerobus_stream_unmark_dropping(drop->stream_id);
-			pending_slot_drops = foreach_delete_current(pending_slot_drops, lc);
-		}
-		else
-			drop->subid = parentSubid;
-	}
-}
-
-/*
- * Has the slot of a stream dropped when the current transaction commits;
- * with marked, the stream was also marked as dropping for the launcher.
- */
-static void
-drop_slot_at_commit(const char *slot_name, int32 stream_id, bool marked)
-{
-	MemoryContext oldcxt;
-	PendingSlotDrop *drop;
-
-	if (!slot_drop_callbacks_registered)
-	{
-		RegisterXactCallback(slot_drop_xact_callback, NULL);
-		RegisterSubXactCallback(slot_drop_subxact_callback, NULL);
-		slot_drop_callbacks_registered = true;
-	}
-	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
-	drop = palloc(sizeof(PendingSlotDrop));
-	strlcpy(drop->slot_name, slot_name, NAMEDATALEN);
-	drop->stream_id = stream_id;
-	drop->marked = marked;
-	drop->subid = GetCurrentSubTransactionId();
-	pending_slot_drops = lappend(pending_slot_drops, drop);
-	MemoryContextSwitchTo(oldcxt);
-}
-
-/*
- * zerobus.drop_stream(name text, if_exists bool) returns void
- *
- * The owner's or a superuser's.  Deletes the stream, has the launcher stop
- * its worker and waits for the slot to be released; the slot is dropped
- * when the transaction commits, so a rollback leaves the stream whole.
- */
-Datum
-zerobus_drop_stream(PG_FUNCTION_ARGS)
-{
-	char	   *name = text_arg(fcinfo, 0, "name", true);
-	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
-	ColumnValues args = {0};
-	CatalogAccess access;
-	StreamRow  *row;
-	bool		exists;
-	pid_t		pid;
-	int			waited_ms = 0;
-	bool		marked;
-
-	zerobus_require_preload();
-	catalog_begin(&access);
-	row = lookup_stream(name, if_exists);
-	if (row == NULL)
-	{
-		catalog_end(&access);
-		ereport(NOTICE,
-				(errmsg("stream \"%s\" does not exist, skipping", name)));
-		PG_RETURN_VOID();
-	}
-	check_stream_owner(&access, name, row);
-	add_column(&args, "id", INT4OID, Int32GetDatum(row->id), false);
-	execute_with_values("DELETE FROM zerobus.streams WHERE id = $1", &args,
-						SPI_OK_DELETE);
-	catalog_end(&access);
-
-	marked = zerobus_in_served_database();
-	if (marked)
-		zerobus_stream_mark_dropping(row->id);
-	drop_slot_at_commit(row->slot_name, row->id, marked);
-
-	while ((pid = slot_active_pid(row->slot_name, &exists)) != 0)
-	{
-		if (waited_ms >= SLOT_RELEASE_TIMEOUT_MS)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_IN_USE),
-					 errmsg("replication slot \"%s\" of stream \"%s\" is still in use by process %d",
-							row->slot_name, name, (int) pid),
-					 errhint("Stop the process that uses the slot, then drop the stream again.")));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 100, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		waited_ms += 100;
-	}
-	zerobus_launcher_wakeup_at_commit();
-	PG_RETURN_VOID();
-}
-
-/* Runs sql (with $1 = the stream's id) on the stream name, for its owner. */
-static void
-update_stream(FunctionCallInfo fcinfo, const char *sql)
-{
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	ColumnValues args = {0};
-	CatalogAccess access;
-	StreamRow  *row;
-
-	zerobus_require_preload();
-	catalog_begin(&access);
-	row = lookup_stream(name, false);
-	check_stream_owner(&access, name, row);
-	add_column(&args, "id", INT4OID, Int32GetDatum(row->id), false);
-	execute_with_values(sql, &args, SPI_OK_UPDATE);
-	catalog_end(&access);
-	zerobus_launcher_wakeup_at_commit();
-}
-
-/*
- * zerobus.pause_stream(name text) returns void
- *
- * Stops the worker until resume_stream; the slot keeps the WAL meanwhile.
- */
-Datum
-zerobus_pause_stream(PG_FUNCTION_ARGS)
-{
-	update_stream(fcinfo, "UPDATE zerobus.streams SET enabled = false WHERE id = $1");
-	PG_RETURN_VOID();
-}
-
-/*
- * zerobus.resume_stream(name text) returns void
- *
- * Restarts a stream paused by the user or by an error (whose reason it
- * clears).  Also clears the pauses of its tables (stream_tables), and
- * then restarts a running worker (a new config_version), which replays
- * from the slot what the paused tables held back.
- */
-Datum
-zerobus_resume_stream(PG_FUNCTION_ARGS)
-{
-	update_stream(fcinfo, "WITH t AS (UPDATE zerobus.stream_tables"
-				  "  SET paused_reason = NULL, paused_at = NULL"
-				  "  WHERE stream_id = $1 AND paused_reason IS NOT NULL"
-				  "  RETURNING 1)"
-				  " UPDATE zerobus.streams"
-				  " SET enabled = true, paused_reason = NULL, paused_at = NULL,"
-				  " config_version = config_version +"
-				  "  (SELECT least(count(*), 1)::int FROM t)"
-				  " WHERE id = $1");
-	PG_RETURN_VOID();
-}
-
-/*
- * zerobus.recover_stream(name text, force bool) returns void
- *
- * The one-call recovery of a stream whose slot lost WAL it still needed
- * (wal_status 'lost', e.g. past max_slot_wal_keep_size): drops the slot,
- * creates it anew (same name, starting now), marks every table of the
- * stream for a new snapshot, and restarts the stream.  Changes between the
- * loss and now reach the target through the snapshot.  The owner's or a
- * superuser's.  Without force, a slot that is not lost is an error (resume
- * the stream instead); with force, any slot is replaced, which re-sends
- * every table.  Like create_stream it must come first in its transaction;
- * the old slot is gone even if the transaction rolls back later (then call
- * it again).
- */
-Datum
-zerobus_recover_stream(PG_FUNCTION_ARGS)
-{
-	char	   *name = text_arg(fcinfo, 0, "name", true);
-	bool		force = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
-	ColumnValues args = {0};
-	CatalogAccess access;
-	StreamRow  *row;
-	char	   *wal_status = NULL;
-	bool		isnull;
-	bool		exists;
-	pid_t		pid;
-
-	zerobus_require_preload();
-	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("cannot recover a stream in a transaction that has written"),
-				 errdetail("A stream's logical replication slot must be created before its transaction writes anything."),
-				 errhint("Call zerobus.recover_stream() in a transaction of its own, or first in its transaction.")));
-
-	catalog_begin(&access);
-	zerobus_slot_lock(false, true);
-
-	/* no FOR UPDATE yet: a row lock takes an xid, and a new slot needs none */
-	add_column(&args, "name", TEXTOID, CStringGetTextDatum(name), false);
-	execute_with_values("SELECT s.id, s.owner::oid, s.slot_name, r.wal_status"
-						" FROM zerobus.streams s"
-						" LEFT JOIN pg_catalog.pg_replication_slots r"
-						" ON r.slot_name = s.slot_name WHERE s.name = $1",
-						&args, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("stream \"%s\" does not exist", name)));
-	row = palloc0(sizeof(StreamRow));
-	row->id = DatumGetInt32(result_datum(1, &isnull));
-	row->owner = DatumGetObjectId(result_datum(2, &isnull));
-	row->slot_name = pstrdup(result_text(3));
-	if (result_text(4))
-		wal_status = pstrdup(result_text(4));
-	check_stream_owner(&access, name, row);
-	if (!force && wal_status != NULL && strcmp(wal_status, "lost") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("replication slot \"%s\" of stream \"%s\" is not lost",
-						row->slot_name, name),
-				 errdetail("Its wal_status is \"%s\": it still holds every change the stream has not delivered.",
-						   wal_status),
-				 errhint("Use zerobus.resume_stream() to restart the stream, or force => true to replace the slot and snapshot every table again.")));
-
-	pid = slot_active_pid(row->slot_name, &exists);
-	if (pid != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("replication slot \"%s\" of stream \"%s\" is in use by process %d",
-						row->slot_name, name, (int) pid),
-				 errhint("Pause the stream with zerobus.pause_stream() first.")));
-	if (exists)
-		ReplicationSlotDrop(row->slot_name, true);
-
-	args.n = 0;
-	add_column(&args, "slot_name", NAMEOID,
-			   DirectFunctionCall1(namein, CStringGetDatum(row->slot_name)), false);
-	execute_with_values("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'zerobus')",
-						&args, SPI_OK_SELECT);
-
-	args.n = 0;
-	add_column(&args, "id", INT4OID, Int32GetDatum(row->id), false);
-	execute_with_values("UPDATE zerobus.stream_tables t"
-						" SET snapshot_state = 'pending', snapshot_key = NULL,"
-						" snapshot_rows = 0, snapshot_lsn = NULL,"
-						" snapshot_started_at = NULL, snapshot_finished_at = NULL"
-						" WHERE t.stream_id = $1",
-						&args, SPI_OK_UPDATE);
-	execute_with_values("UPDATE zerobus.streams"
-						" SET enabled = true, paused_reason = NULL, paused_at = NULL,"
-						" config_version = config_version + 1"
-						" WHERE id = $1", &args, SPI_OK_UPDATE);
-	catalog_end(&access);
-
-	ereport(NOTICE,
-			(errmsg("replication slot \"%s\" of stream \"%s\" was recreated; every table of the stream will be snapshotted again",
-					row->slot_name, name)));
-	zerobus_launcher_wakeup_at_commit();
-	PG_RETURN_VOID();
-}
-
-/*
- * zerobus.snapshot_table(stream text, source regclass) returns void
- *
- * Snapshots one table of a stream again from its first row (after its
- * target table was recreated, say); the owner's or a superuser's.  The
- * stream's worker picks the table up within a second of the commit.
- */
-Datum
-zerobus_snapshot_table(PG_FUNCTION_ARGS)
-{
-	char	   *name = text_arg(fcinfo, 0, "stream", true);
-	Oid			relid;
-	CatalogAccess access;
-	StreamRow  *row;
-
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("source must not be null")));
-	relid = PG_GETARG_OID(1);
-	catalog_begin(&access);
-	row = lookup_stream(name, false);
-	check_stream_owner(&access, name, row);
-	if (!zerobus_snapshot_reset_table(row->id, relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("stream \"%s\" does not publish table %s",
-						name,
-						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-												   get_rel_name(relid))),
-				 errhint("Add the table to the stream's publication with ALTER PUBLICATION; a table added there is snapshotted by itself.")));
-	catalog_end(&access);
 	PG_RETURN_VOID();
 }
 
@@ -1309,9 +895,9 @@ Datum
 zerobus_stream_credentials(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	ColumnValues args = {0};
-	CatalogAccess access;
-	StreamRow  *row;
+	ZerobusColumnValues args = {0};
+	ZerobusCatalogAccess access;
+	ZerobusStreamRow *row;
 	TupleDesc	tupdesc;
 	Datum		values[3];
 	bool		nulls[3];
@@ -1322,25 +908,25 @@ zerobus_stream_credentials(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	catalog_begin(&access);
-	row = lookup_stream(name, false);
-	check_stream_owner(&access, name, row);
-	add_column(&args, "id", INT4OID, Int32GetDatum(row->id), false);
-	execute_with_values("SELECT client_id, client_secret, conninfo"
-						" FROM zerobus.stream_secrets WHERE stream_id = $1",
-						&args, SPI_OK_SELECT);
+	zerobus_catalog_begin(&access);
+	row = zerobus_lookup_stream(name, false);
+	zerobus_check_stream_owner(&access, name, row);
+	zerobus_add_column(&args, "id", INT4OID, Int32GetDatum(row->id), false);
+	zerobus_execute_with_values("SELECT client_id, client_secret, conninfo"
+								" FROM zerobus.stream_secrets WHERE stream_id = $1",
+								&args, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "credentials of stream \"%s\" are missing", name);
 	for (i = 0; i < 3; i++)
 	{
-		char	   *v = result_text(i + 1);
+		char	   *v = zerobus_result_text(i + 1);
 
 		nulls[i] = (v == NULL);
 		values[i] = v ? CStringGetTextDatum(v) : (Datum) 0;
 	}
 	/* form the tuple before SPI_finish frees the values */
 	result = SPI_returntuple(heap_form_tuple(tupdesc, values, nulls), tupdesc);
-	catalog_end(&access);
+	zerobus_catalog_end(&access);
 	PG_RETURN_DATUM(HeapTupleHeaderGetDatum(result));
 }
 
@@ -1348,7 +934,7 @@ zerobus_stream_credentials(PG_FUNCTION_ARGS)
 static char *
 result_copy(MemoryContext cxt, int attnum)
 {
-	char	   *v = result_text(attnum);
+	char	   *v = zerobus_result_text(attnum);
 
 	return v ? MemoryContextStrdup(cxt, v) : NULL;
 }
@@ -1358,7 +944,7 @@ static int
 result_option(int attnum, int setting)
 {
 	bool		isnull;
-	Datum		v = result_datum(attnum, &isnull);
+	Datum		v = zerobus_result_datum(attnum, &isnull);
 
 	return isnull ? setting : DatumGetInt32(v);
 }
@@ -1375,32 +961,32 @@ zerobus_stream_load(int32 stream_id)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ZerobusStreamConfig *config;
-	ColumnValues args = {0};
-	CatalogAccess access;
+	ZerobusColumnValues args = {0};
+	ZerobusCatalogAccess access;
 	bool		isnull;
 	uint64		i;
 
-	catalog_begin(&access);
-	add_column(&args, "id", INT4OID, Int32GetDatum(stream_id), false);
-	execute_with_values("SELECT s.id, s.name, s.owner::oid, s.publication, s.slot_name,"
-						" s.endpoint, s.workspace_url, s.workspace_id, c.client_id,"
-						" c.client_secret, s.target_catalog, s.target_schema, s.insecure,"
-						" s.ca_file, c.conninfo, s.batch_max_records, s.batch_max_bytes,"
-						" s.batch_max_delay, s.max_inflight_bytes, s.ack_timeout,"
-						" s.schema_policy = 'drop_missing_columns'"
-						" FROM zerobus.streams s"
-						" JOIN zerobus.stream_secrets c ON c.stream_id = s.id"
-						" WHERE s.id = $1", &args, SPI_OK_SELECT);
+	zerobus_catalog_begin(&access);
+	zerobus_add_column(&args, "id", INT4OID, Int32GetDatum(stream_id), false);
+	zerobus_execute_with_values("SELECT s.id, s.name, s.owner::oid, s.publication, s.slot_name,"
+								" s.endpoint, s.workspace_url, s.workspace_id, c.client_id,"
+								" c.client_secret, s.target_catalog, s.target_schema, s.insecure,"
+								" s.ca_file, c.conninfo, s.batch_max_records, s.batch_max_bytes,"
+								" s.batch_max_delay, s.max_inflight_bytes, s.ack_timeout,"
+								" s.schema_policy = 'drop_missing_columns'"
+								" FROM zerobus.streams s"
+								" JOIN zerobus.stream_secrets c ON c.stream_id = s.id"
+								" WHERE s.id = $1", &args, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
-		catalog_end(&access);
+		zerobus_catalog_end(&access);
 		return NULL;
 	}
 
 	config = MemoryContextAllocZero(cxt, sizeof(ZerobusStreamConfig));
 	config->id = stream_id;
 	config->name = result_copy(cxt, 2);
-	config->owner = DatumGetObjectId(result_datum(3, &isnull));
+	config->owner = DatumGetObjectId(zerobus_result_datum(3, &isnull));
 	config->publication = result_copy(cxt, 4);
 	config->slot_name = result_copy(cxt, 5);
 	config->endpoint = result_copy(cxt, 6);
@@ -1410,7 +996,7 @@ zerobus_stream_load(int32 stream_id)
 	config->client_secret = result_copy(cxt, 10);
 	config->target_catalog = result_copy(cxt, 11);
 	config->target_schema = result_copy(cxt, 12);
-	config->insecure = DatumGetBool(result_datum(13, &isnull));
+	config->insecure = DatumGetBool(zerobus_result_datum(13, &isnull));
 	config->ca_file = result_copy(cxt, 14);
 	if (config->ca_file == NULL && zerobus_ca_file[0] != '\0')
 		config->ca_file = MemoryContextStrdup(cxt, zerobus_ca_file);
@@ -1420,11 +1006,11 @@ zerobus_stream_load(int32 stream_id)
 	config->batch_max_delay_ms = result_option(18, zerobus_batch_max_delay);
 	config->max_inflight_bytes = result_option(19, zerobus_max_inflight_bytes);
 	config->ack_timeout_ms = result_option(20, zerobus_ack_timeout);
-	config->drop_missing_columns = DatumGetBool(result_datum(21, &isnull));
+	config->drop_missing_columns = DatumGetBool(zerobus_result_datum(21, &isnull));
 
-	execute_with_values("SELECT m.key, m.value FROM zerobus.streams s,"
-						" pg_catalog.jsonb_each_text(s.table_map) m"
-						" WHERE s.id = $1", &args, SPI_OK_SELECT);
+	zerobus_execute_with_values("SELECT m.key, m.value FROM zerobus.streams s,"
+								" pg_catalog.jsonb_each_text(s.table_map) m"
+								" WHERE s.id = $1", &args, SPI_OK_SELECT);
 	config->ntargets = (int) SPI_processed;
 	config->target_sources = MemoryContextAllocZero(cxt, sizeof(char *) * (SPI_processed + 1));
 	config->target_tables = MemoryContextAllocZero(cxt, sizeof(char *) * (SPI_processed + 1));
@@ -1437,7 +1023,7 @@ zerobus_stream_load(int32 stream_id)
 		config->target_tables[i] =
 			MemoryContextStrdup(cxt, SPI_getvalue(tup, SPI_tuptable->tupdesc, 2));
 	}
-	catalog_end(&access);
+	zerobus_catalog_end(&access);
 	return config;
 }
 
@@ -1472,20 +1058,20 @@ void
 zerobus_stream_set_failed(int32 stream_id, const char *reason)
 {
 	ZerobusStreamShared *shared;
-	ColumnValues args = {0};
-	CatalogAccess access;
+	ZerobusColumnValues args = {0};
+	ZerobusCatalogAccess access;
 
 	Assert(!IsTransactionState());
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	catalog_begin(&access);
-	add_column(&args, "id", INT4OID, Int32GetDatum(stream_id), false);
-	add_column(&args, "reason", TEXTOID, CStringGetTextDatum(reason), false);
-	execute_with_values("UPDATE zerobus.streams"
-						" SET paused_reason = $2, paused_at = pg_catalog.now()"
-						" WHERE id = $1", &args, SPI_OK_UPDATE);
-	catalog_end(&access);
+	zerobus_catalog_begin(&access);
+	zerobus_add_column(&args, "id", INT4OID, Int32GetDatum(stream_id), false);
+	zerobus_add_column(&args, "reason", TEXTOID, CStringGetTextDatum(reason), false);
+	zerobus_execute_with_values("UPDATE zerobus.streams"
+								" SET paused_reason = $2, paused_at = pg_catalog.now()"
+								" WHERE id = $1", &args, SPI_OK_UPDATE);
+	zerobus_catalog_end(&access);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 

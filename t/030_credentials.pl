@@ -68,21 +68,6 @@ sub create_stream_as
 	return;
 }
 
-# Waits for stream $name to fail; returns its paused_reason.
-sub wait_failed
-{
-	my ($name) = @_;
-	ok( $node->poll_query_until(
-			'postgres',
-			"SELECT state FROM zerobus.stat_streams WHERE name = '$name'",
-			'failed'),
-		"stream $name failed")
-	  or diag $node->safe_psql('postgres',
-		"SELECT * FROM zerobus.stat_streams WHERE name = '$name'");
-	return $node->safe_psql('postgres',
-		"SELECT paused_reason FROM zerobus.stat_streams WHERE name = '$name'");
-}
-
 # Checks that stream $name has no worker and its slot is still before $lsn.
 sub check_held
 {
@@ -94,23 +79,6 @@ sub check_held
 		'0|t|reserved',
 		"stream $name has no worker and its slot keeps the WAL");
 	return;
-}
-
-# Waits for table $table alone of stream $name to pause, the stream still
-# streaming; returns the table's paused_reason.
-sub wait_table_paused
-{
-	my ($name, $table) = @_;
-	ok( $node->poll_query_until(
-			'postgres',
-			"SELECT state || ' ' || paused_tables::text FROM zerobus.stat_streams WHERE name = '$name'",
-			"streaming {$table}"),
-		"table $table of stream $name paused")
-	  or diag $node->safe_psql('postgres',
-		"SELECT * FROM zerobus.stat_streams WHERE name = '$name'");
-	return $node->safe_psql('postgres',
-		"SELECT paused_reason FROM zerobus.stat_snapshots WHERE stream = '$name' AND source_table = '$table'"
-	);
 }
 
 # Checks that stream $name still has a worker, that its slot is still
@@ -161,7 +129,7 @@ my $id_secret = $node->safe_psql('postgres',
 $node->safe_psql('postgres',
 	"INSERT INTO t_secret SELECT g, 'v' || g FROM generate_series(1, 100) g");
 $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-my $reason = wait_failed('s_secret');
+my $reason = wait_failed($node, 's_secret');
 like($reason, qr/OAuth token request for table main\.cdc\.t_secret was denied/,
 	'reason names the token request and the table');
 like($reason, qr/HTTP 401/, 'reason shows the 401');
@@ -188,7 +156,7 @@ create_stream_as('s_grant', 'pub_grant', 'c_grant', 'grant-secret');
 $node->safe_psql('postgres',
 	"INSERT INTO t_grant SELECT g, 'g' || g FROM generate_series(1, 50) g");
 my $grant_lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-$reason = wait_table_paused('s_grant', 'public.t_grant');
+$reason = wait_table_paused($node, 's_grant', 'public.t_grant');
 like($reason, qr/table main\.cdc\.t_grant was denied: .*HTTP 403/,
 	'reason names the table and shows the 403');
 like($reason, qr/no MODIFY privilege on \\?"main\.cdc\.t_grant/,
@@ -203,7 +171,7 @@ emulator_api($emu, 'POST', '/admin/faults',
 $node->safe_psql('postgres',
 	"INSERT INTO t_unauth SELECT g, 'u' || g FROM generate_series(1, 30) g");
 my $unauth_lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-$reason = wait_failed('s_unauth');
+$reason = wait_failed($node, 's_unauth');
 like($reason, qr/table main\.cdc\.t_unauth with status 16 \(UNAUTHENTICATED\): injected fault: token rejected/,
 	'reason names the table, the status and the server message');
 check_held('s_unauth', $unauth_lsn);
@@ -273,7 +241,7 @@ $node->safe_psql('postgres',
 	"UPDATE t_grant SET val = 'revoked' WHERE id <= 5; INSERT INTO t_grant VALUES (51, 'after revoke')"
 );
 $grant_lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-$reason = wait_table_paused('s_grant', 'public.t_grant');
+$reason = wait_table_paused($node, 's_grant', 'public.t_grant');
 like(
 	$reason,
 	qr/table main\.cdc\.t_grant with status 7 \(PERMISSION_DENIED\): client "c_grant" lacks MODIFY/,

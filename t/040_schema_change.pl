@@ -104,16 +104,8 @@ sub wait_paused
 {
 	my ($lsn, $what, $table) = @_;
 	$table //= 'public.sc';
-	ok( $node->poll_query_until(
-			'postgres',
-			"SELECT state || ' ' || paused_tables::text FROM zerobus.stat_streams WHERE name = 'sc'",
-			"streaming {$table}"),
-		"$table alone pauses on $what")
-	  or diag $node->safe_psql('postgres',
-		"SELECT * FROM zerobus.stat_streams WHERE name = 'sc'");
-	my $reason = $node->safe_psql('postgres',
-		"SELECT paused_reason FROM zerobus.stat_snapshots WHERE stream = 'sc' AND source_table = '$table'"
-	);
+	my $reason = wait_table_paused($node, 'sc', $table,
+		"$table alone pauses on $what");
 	check_flowing_held($lsn, $reason, $what);
 	return $reason;
 }

@@ -65,16 +65,8 @@ is($status, 'lost', 'the slot lost WAL it needed');
 
 # Resumed, the stream fails at once with a clear reason.
 $node->safe_psql('postgres', "SELECT zerobus.resume_stream('lost')");
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT state FROM zerobus.stat_streams WHERE name = 'lost'",
-		'failed'),
-	'the stream fails on a lost slot')
-  or diag $node->safe_psql('postgres',
-	"SELECT * FROM zerobus.stat_streams WHERE name = 'lost'");
 like(
-	$node->safe_psql('postgres',
-		"SELECT paused_reason FROM zerobus.stat_streams WHERE name = 'lost'"),
+	wait_failed($node, 'lost', 'the stream fails on a lost slot'),
 	qr/^replication slot "zerobus_lost" of stream "lost" was invalidated: .*wal_status lost.*Hint: SELECT zerobus\.recover_stream\('lost'\);/,
 	'the reason names the slot, the cause and the recovery call');
 is( $node->safe_psql('postgres',

@@ -20,8 +20,8 @@ use Test::More;
 
 use Exporter 'import';
 our @EXPORT = qw(zb_node start_emulator stop_emulator emulator_api
-  declare_target create_stream wait_streaming wait_acked delta_rows fold_changes
-  source_rows check_slot_behind_acks);
+  declare_target create_stream wait_streaming wait_failed wait_table_paused
+  wait_acked delta_rows fold_changes source_rows check_slot_behind_acks);
 
 my $srcdir =
   File::Spec->rel2abs(File::Spec->catdir(dirname(__FILE__), '..', '..'));
@@ -178,6 +178,40 @@ sub wait_streaming
 			"SELECT state FROM zerobus.stat_streams WHERE name = '$name'",
 			'streaming'),
 		"stream $name is streaming");
+}
+
+# Polls until stream $name has failed (its worker gave up on a permanent
+# error); returns the stream's paused_reason.  $test_name is optional.
+sub wait_failed
+{
+	my ($node, $name, $test_name) = @_;
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT state FROM zerobus.stat_streams WHERE name = '$name'",
+			'failed'),
+		$test_name // "stream $name failed")
+	  or diag $node->safe_psql('postgres',
+		"SELECT * FROM zerobus.stat_streams WHERE name = '$name'");
+	return $node->safe_psql('postgres',
+		"SELECT paused_reason FROM zerobus.stat_streams WHERE name = '$name'");
+}
+
+# Polls until table $table alone of stream $name is paused, the stream
+# still streaming; returns the table's paused_reason.  $test_name is
+# optional.
+sub wait_table_paused
+{
+	my ($node, $name, $table, $test_name) = @_;
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT state || ' ' || paused_tables::text FROM zerobus.stat_streams WHERE name = '$name'",
+			"streaming {$table}"),
+		$test_name // "table $table of stream $name paused")
+	  or diag $node->safe_psql('postgres',
+		"SELECT * FROM zerobus.stat_streams WHERE name = '$name'");
+	return $node->safe_psql('postgres',
+		"SELECT paused_reason FROM zerobus.stat_snapshots WHERE stream = '$name' AND source_table = '$table'"
+	);
 }
 
 # Waits until the stream's acked LSN reaches $lsn; fails the test (with the
