@@ -127,6 +127,9 @@
 /* Replication messages handled per loop iteration before serving the rest */
 #define ZB_RECEIVE_BURST		2000
 
+/* Least time between two status updates that only report moved positions */
+#define ZB_FEEDBACK_MIN_MS		100
+
 /* Most sockets libcurl can ask us to watch */
 #define ZB_MAX_SOCKETS			16
 
@@ -401,12 +404,16 @@ default_conninfo(void)
 
 /*
  * Sends a standby status update: write = everything received, flush =
- * apply = the confirmable position.  Sent when the confirmable position
- * moved, when the walsender asked, and at least every
- * wal_receiver_status_interval seconds.
+ * apply = the confirmable position.  Sent when the walsender asked, at
+ * least every wal_receiver_status_interval seconds, and when a position
+ * moved, but then at most every ZB_FEEDBACK_MIN_MS: each update costs the
+ * walsender a slot update (and at times a recomputation of the required
+ * xmin and LSN under ProcArrayLock), which one update per loop iteration
+ * made a visible part of its CPU at full speed.  Lowers *timeout to when a
+ * held-back update is due.
  */
 static void
-send_feedback(void)
+send_feedback(long *timeout)
 {
 	char		msg[1 + 8 * 4 + 1];
 	uint64		v;
@@ -415,10 +422,20 @@ send_feedback(void)
 	due = wal_receiver_status_interval > 0 &&
 		TimestampDifferenceExceeds(zb->last_feedback, zb_now,
 								   wal_receiver_status_interval * 1000);
-	if (!due && !zb->reply_requested &&
-		zb->confirm_lsn == zb->sent_flush &&
-		zb->received_lsn == zb->sent_write)
-		return;
+	if (!due && !zb->reply_requested)
+	{
+		TimestampTz next = TimestampTzPlusMilliseconds(zb->last_feedback,
+													   ZB_FEEDBACK_MIN_MS);
+
+		if (zb->confirm_lsn == zb->sent_flush &&
+			zb->received_lsn == zb->sent_write)
+			return;
+		if (zb_now < next)
+		{
+			zerobus_timeout_until(timeout, zb_now, next);
+			return;
+		}
+	}
 
 	msg[0] = 'r';
 	v = pg_hton64(zb->received_lsn);
@@ -1367,7 +1384,7 @@ run_session(void)
 		zerobus_snapshot_progress(zb->snapshot);
 		zerobus_sender_check_timers(zb->sender, &timeout);
 		zerobus_snapshot_check_timers(zb->snapshot, zb_now, &timeout);
-		send_feedback();
+		send_feedback(&timeout);
 		if (wal_receiver_status_interval > 0)
 			zerobus_timeout_until(&timeout, zb_now,
 								  TimestampTzPlusMilliseconds(zb->last_feedback,
