@@ -9,9 +9,10 @@
 # temporary directory, reachable only through a unix socket in that directory)
 # and the local Zerobus emulator (emulator/, with
 # emulator/examples/quickstart.json declaring the target table
-# main.demo.orders and an OAuth client).  It creates a demo table, a
-# publication and a zerobus stream, writes inserts, updates and deletes, waits
-# until zerobus.stat_streams shows them durably acknowledged, has the emulator
+# main.demo.orders and an OAuth client).  It creates a demo table holding two
+# rows, a publication and a zerobus stream, waits for the stream's initial
+# snapshot of those rows, writes inserts, updates and deletes, waits until
+# zerobus.stat_streams shows them durably acknowledged, has the emulator
 # publish to Delta, and prints the Delta table's rows, its _delta_log and the
 # stream's statistics.  It exits non-zero unless the Delta table, folded by
 # key in (_commit_lsn, _seq) order, equals the source table.
@@ -155,6 +156,8 @@ CREATE TABLE orders (
 	status text,
 	created_at timestamptz NOT NULL DEFAULT now()
 );
+INSERT INTO orders (id, customer, amount, status) VALUES
+	(10, 'erin', 12.00, 'paid'), (11, 'frank', 3.10, 'new');
 CREATE PUBLICATION demo FOR TABLE orders;
 EOF
 
@@ -166,6 +169,17 @@ echo "SELECT zerobus.create_stream('demo', 'demo', endpoint => 'http://127.0.0.1
 echo "       workspace_url => 'http://127.0.0.1:$HTTP_PORT', client_id => '$CLIENT_ID', client_secret => '...',"
 echo "       target_catalog => 'main', target_schema => 'demo', insecure => true);"
 emu_create_stream demo demo demo "$CLIENT_ID" "$CLIENT_SECRET"
+
+step "Waiting for the initial snapshot of the two existing rows (stat_streams.snapshot_state = done)"
+snap=
+for _ in $(seq 1 600); do
+	snap=$("${PSQL[@]}" -Atc "SELECT CASE WHEN state = 'failed' THEN 'failed'
+		ELSE snapshot_state END FROM zerobus.stat_streams WHERE name = 'demo'")
+	[ "$snap" = done ] || [ "$snap" = failed ] && break
+	sleep 0.1
+done
+"${PSQL[@]}" -x -c "SELECT name, state, last_error, snapshot_state, snapshot_rows FROM zerobus.stat_streams"
+[ "$snap" = done ] || die "the initial snapshot did not finish within 60 s"
 
 step "Writing changes"
 "${PSQL[@]}" -e <<'EOF'
@@ -179,7 +193,7 @@ UPDATE orders SET amount = amount + 1, status = 'paid' WHERE id = 3;
 COMMIT;
 EOF
 END_LSN=$("${PSQL[@]}" -Atc "SELECT pg_current_wal_lsn()")
-EXPECTED_RECORDS=7
+EXPECTED_RECORDS=9	# 2 snapshot records, then 7 change records
 
 step "Waiting until the stream has them acknowledged (acked_lsn >= $END_LSN)"
 acked=f
@@ -245,7 +259,7 @@ WITH latest AS (
 ), folded AS (
 	SELECT (j->>'id')::bigint, j->>'customer', (j->>'amount')::numeric,
 		j->>'status', (j->>'created_at')::bigint
-	FROM latest WHERE j->>'_change_type' IN ('insert', 'update_postimage')
+	FROM latest WHERE j->>'_change_type' IN ('snapshot', 'insert', 'update_postimage')
 ), source AS (
 	SELECT id, customer, amount, status,
 		(extract(epoch FROM created_at) * 1000000)::bigint FROM orders
@@ -253,9 +267,9 @@ WITH latest AS (
 SELECT NOT EXISTS (SELECT * FROM folded EXCEPT SELECT * FROM source)
 	AND NOT EXISTS (SELECT * FROM source EXCEPT SELECT * FROM folded);")
 if [ "$NRECORDS" -ne "$EXPECTED_RECORDS" ] || [ "$SAME" != t ]; then
-	die "the Delta table has $NRECORDS change records (expected $EXPECTED_RECORDS) and folded equals the source table: $SAME"
+	die "the Delta table has $NRECORDS records (expected $EXPECTED_RECORDS) and folded equals the source table: $SAME"
 fi
-step "OK: $NRECORDS change records landed in $TARGET; applied in (_commit_lsn, _seq) order they equal table orders"
+step "OK: $NRECORDS snapshot and change records landed in $TARGET; applied in (_commit_lsn, _seq) order they equal table orders"
 
 DONE=1
 if [ "$KEEP" -eq 1 ]; then
