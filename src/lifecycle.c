@@ -299,13 +299,14 @@ zerobus_resume_stream(PG_FUNCTION_ARGS)
  * The one-call recovery of a stream whose slot lost WAL it still needed
  * (wal_status 'lost', e.g. past max_slot_wal_keep_size): drops the slot,
  * creates it anew (same name, starting now), marks every table of the
- * stream for a new snapshot, and restarts the stream.  Changes between the
- * loss and now reach the target through the snapshot.  The owner's or a
- * superuser's.  Without force, a slot that is not lost is an error (resume
- * the stream instead); with force, any slot is replaced, which re-sends
- * every table.  Like create_stream it must come first in its transaction;
- * the old slot is gone even if the transaction rolls back later (then call
- * it again).
+ * stream for a new snapshot, clears the pauses of the stream and of its
+ * tables (as resume_stream does), and restarts the stream.  Changes
+ * between the loss and now reach the target through the snapshot.  The
+ * owner's or a superuser's.  Without force, a slot that is not lost is an
+ * error (resume the stream instead); with force, any slot is replaced,
+ * which re-sends every table.  Like create_stream it must come first in its
+ * transaction; the old slot is gone even if the transaction rolls back
+ * later (then call it again).
  */
 Datum
 zerobus_recover_stream(PG_FUNCTION_ARGS)
@@ -379,7 +380,8 @@ zerobus_recover_stream(PG_FUNCTION_ARGS)
 	zerobus_execute_with_values("UPDATE zerobus.stream_tables t"
 								" SET snapshot_state = 'pending', snapshot_key = NULL,"
 								" snapshot_rows = 0, snapshot_lsn = NULL,"
-								" snapshot_started_at = NULL, snapshot_finished_at = NULL"
+								" snapshot_started_at = NULL, snapshot_finished_at = NULL,"
+								" paused_reason = NULL, paused_at = NULL"
 								" WHERE t.stream_id = $1",
 								&args, SPI_OK_UPDATE);
 	zerobus_execute_with_values("UPDATE zerobus.streams"

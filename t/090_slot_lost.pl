@@ -80,17 +80,22 @@ ok( $node->poll_query_until(
 		"SELECT state = 'failed' AND paused_reason LIKE '%was invalidated%' FROM zerobus.stat_streams WHERE name = 'lost'"),
 	'resume_stream on a lost slot fails again');
 
-# Recover: a new slot, every table snapshotted again.
+# Recover: a new slot, every table snapshotted again, the pauses of the
+# stream and of its tables cleared (a table paused by its target is tried
+# again like after resume_stream).
+$node->safe_psql('postgres',
+	"UPDATE zerobus.stream_tables SET paused_reason = 'rejected', paused_at = now() WHERE relid = 'lost'::regclass"
+);
 my ($ret, $stdout, $stderr) =
   $node->psql('postgres', "SELECT zerobus.recover_stream('lost')");
 is($ret, 0, 'recover_stream succeeds');
 like($stderr, qr/will be snapshotted again/, 'recover_stream says what it did');
 is( $node->safe_psql(
 		'postgres',
-		"SELECT snapshot_state, snapshot_key IS NULL, snapshot_rows FROM zerobus.stream_tables WHERE relid = 'lost'::regclass"
+		"SELECT snapshot_state, snapshot_key IS NULL, snapshot_rows, paused_reason IS NULL FROM zerobus.stream_tables WHERE relid = 'lost'::regclass"
 	),
-	'pending|t|0',
-	'the table is marked for a new snapshot');
+	'pending|t|0|t',
+	'the table is marked for a new snapshot, its pause cleared');
 isnt(
 	$node->safe_psql('postgres',
 		"SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'zerobus_lost'"),
