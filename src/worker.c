@@ -62,9 +62,10 @@
  * restarts the worker, which replays the slot from there.  Other permanent
  * failures (OUT_OF_RANGE, UNIMPLEMENTED, UNAUTHENTICATED for a token
  * fetched for that very call, another OAuth denial, a record too large
- * for Zerobus) mark the stream failed with the reason and the worker exits
- * with status 0, so the launcher leaves it alone until resume_stream(); the
- * WAL stays in the slot.
+ * for Zerobus, and the same replication error ending ZB_REPEATED_FAILURES
+ * sessions in a row with nothing acked: see failure_repeats) mark the
+ * stream failed with the reason and the worker exits with status 0, so the
+ * launcher leaves it alone until resume_stream(); the WAL stays in the slot.
  *
  * Schema changes.  When Zerobus accepts a call's descriptor, the worker
  * stores the relation's columns as the target's accepted columns; when it
@@ -123,6 +124,12 @@
 /* Backoff between sessions after a transient failure */
 #define ZB_BACKOFF_MIN_MS		1000
 #define ZB_BACKOFF_MAX_MS		30000
+
+/*
+ * Sessions that may end in a row on the same replication error, with
+ * nothing acked, before the stream is paused (see failure_repeats)
+ */
+#define ZB_REPEATED_FAILURES	5
 
 /* Replication messages handled per loop iteration before serving the rest */
 #define ZB_RECEIVE_BURST		2000
@@ -219,6 +226,8 @@ static ZerobusStreamConfig *config;
 static ZerobusStreamShared *shared;
 static MemoryContext worker_cxt;
 static ZbSession *zb;
+static char *repeated_error;	/* failure_repeats(): the last one, or NULL */
+static int	repeated_count;
 static TimestampTz zb_now;		/* taken once per loop iteration */
 
 /*
@@ -1399,6 +1408,37 @@ run_session(void)
 	}
 }
 
+/*
+ * Counts the sessions ended in a row by the same error of the replication
+ * connection (ERRCODE_PROTOCOL_VIOLATION: the walsender's or the plugin's
+ * error, or a message the worker could not read) with nothing acked
+ * between, and returns true at the ZB_REPEATED_FAILURES-th.  Decoding is
+ * deterministic: such an error (a change the plugin cannot encode, say)
+ * comes back at the same place every time, and retrying it for ever would
+ * hide it behind a "retrying" state.  Transport, Zerobus and token errors
+ * are not counted; they are retried with backoff for as long as it takes.
+ */
+static bool
+failure_repeats(const ErrorData *edata, bool progressed)
+{
+	if (progressed || edata->sqlerrcode != ERRCODE_PROTOCOL_VIOLATION ||
+		edata->message == NULL)
+	{
+		repeated_count = 0;
+		return false;
+	}
+	if (repeated_count > 0 && strcmp(repeated_error, edata->message) == 0)
+		repeated_count++;
+	else
+	{
+		if (repeated_error)
+			pfree(repeated_error);
+		repeated_error = MemoryContextStrdup(worker_cxt, edata->message);
+		repeated_count = 1;
+	}
+	return repeated_count >= ZB_REPEATED_FAILURES;
+}
+
 /* Sleeps ms milliseconds, waking for interrupts. */
 static void
 backoff_sleep(long ms)
@@ -1461,6 +1501,7 @@ zerobus_worker_main(Datum main_arg)
 		PG_CATCH();
 		{
 			ErrorData  *edata;
+			bool		progressed;
 
 			if (IsTransactionState())
 				AbortCurrentTransaction();
@@ -1469,9 +1510,18 @@ zerobus_worker_main(Datum main_arg)
 			edata = CopyErrorData();
 			FlushErrorState();
 
-			if (zb && zb->sender && zerobus_sender_got_ack(zb->sender))
+			progressed = zb && zb->sender &&
+				zerobus_sender_got_ack(zb->sender);
+			if (progressed)
 				backoff = ZB_BACKOFF_MIN_MS;
 			end_session();
+			if (failure_repeats(edata, progressed))
+				zerobus_worker_fail("replication from slot \"%s\" failed %d times in a row at the same position: %s. "
+									"Hint: Remove the cause if it can be, then call SELECT zerobus.resume_stream('%s'); "
+									"a change that can never be decoded can only be skipped by advancing the slot past it "
+									"(pg_replication_slot_advance), which loses it.",
+									config->slot_name, ZB_REPEATED_FAILURES,
+									edata->message, config->name);
 
 			SpinLockAcquire(&shared->mutex);
 			shared->state = ZB_STATE_RETRYING;
