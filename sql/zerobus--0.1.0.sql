@@ -231,7 +231,7 @@ CREATE FUNCTION stream_shared_state(
 	OUT records_sent int8, OUT bytes_sent int8,
 	OUT records_acked int8, OUT bytes_acked int8, OUT reconnects int8,
 	OUT last_error text, OUT last_error_time timestamptz,
-	OUT started_at timestamptz)
+	OUT started_at timestamptz, OUT truncates int8)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'zerobus_stream_shared_state'
 LANGUAGE C STRICT VOLATILE;
@@ -258,6 +258,7 @@ SELECT s.name,
 	coalesce(w.records_acked, 0) AS records_acked,
 	coalesce(w.bytes_acked, 0) AS bytes_acked,
 	coalesce(w.reconnects, 0) AS reconnects,
+	coalesce(w.truncates, 0) AS truncates,
 	w.last_ack_time,
 	s.paused_reason,
 	s.slot_name,

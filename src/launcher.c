@@ -543,8 +543,8 @@ zerobus_stream_shared_state(PG_FUNCTION_ARGS)
 	{
 		ZerobusStreamShared *slot = &zb_shared->streams[i];
 		ZerobusStreamShared s;
-		Datum		values[17];
-		bool		nulls[17] = {0};
+		Datum		values[18];
+		bool		nulls[18] = {0};
 
 		SpinLockAcquire(&slot->mutex);
 		memcpy(&s, slot, sizeof(s));
@@ -572,6 +572,7 @@ zerobus_stream_shared_state(PG_FUNCTION_ARGS)
 		nulls[14] = (s.last_error[0] == '\0');
 		put_time(values, nulls, 15, s.last_error_time);
 		put_time(values, nulls, 16, s.started_at);
+		values[17] = Int64GetDatum((int64) s.truncates);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

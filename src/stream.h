@@ -58,6 +58,7 @@ typedef struct ZerobusStreamShared
 	uint64		records_acked;
 	uint64		bytes_acked;
 	uint64		reconnects;
+	uint64		truncates;		/* truncated tables seen, not sent */
 	TimestampTz last_error_time;
 	char		last_error[1024];
 	TimestampTz started_at;

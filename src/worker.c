@@ -981,6 +981,9 @@ handle_truncate(const uint8 *data, size_t len)
 		else
 			appendStringInfo(&names, "relation %u", msg->relids[i]);
 	}
+	SpinLockAcquire(&shared->mutex);
+	shared->truncates += msg->n_relids;
+	SpinLockRelease(&shared->mutex);
 	ereport(WARNING,
 			(errmsg("truncate of %s is not propagated to Zerobus", names.data),
 			 errdetail("Delta change data feed has no truncate change type."),

@@ -117,6 +117,21 @@ is_deeply(
 	source_rows($node, 't1', 'id, val, n', 'id'),
 	'Delta table t1 still equals the source table');
 
+# A truncate is not sent (Delta's change feed has no truncate): the worker
+# counts the truncated tables and warns, and the stream goes on.
+is($node->safe_psql('postgres',
+		"SELECT truncates FROM zerobus.stat_streams WHERE name = 's1'"),
+	'0', 'no truncate counted yet');
+$node->safe_psql('postgres', 'TRUNCATE t1, t2');
+$node->safe_psql('postgres', "INSERT INTO t1 VALUES (100000, 'after', 1)");
+wait_acked($node, 's1',
+	$node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
+is($node->safe_psql('postgres',
+		"SELECT truncates, state FROM zerobus.stat_streams WHERE name = 's1'"),
+	'2|streaming', 'the two truncated tables are counted, the stream goes on');
+ok($node->log_contains(qr/WARNING:  truncate of public\.t1, public\.t2 is not propagated to Zerobus/),
+	'and the worker warns, naming them');
+
 stop_emulator($emu);
 $node->stop;
 done_testing();
