@@ -127,22 +127,7 @@ bench_need_int --publish-ms "$PUBLISH_MS" 1
 bench_workload_sizes "$ROWS"
 
 pgc_find_binaries pg_recvlogical pgbench
-if [ ! -f "$(pg_config --sharedir)/extension/zerobus.control" ]; then
-	echo "e2e_bench: the extension is not installed (make && make install)" >&2
-	exit 1
-fi
-pgc_make_workdir
-
-cleanup()
-{
-	pgc_stop immediate
-	emu_stop
-	pgc_remove_workdir "$KEEP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-bench_report_start
+bench_stream_start
 
 # note: progress on stderr
 note()

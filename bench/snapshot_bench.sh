@@ -72,22 +72,7 @@ bench_need_int --rows "$ROWS" 100
 [ -z "$CHUNK_ROWS" ] || bench_need_int --chunk-rows "$CHUNK_ROWS" 100
 
 pgc_find_binaries
-if [ ! -f "$(pg_config --sharedir)/extension/zerobus.control" ]; then
-	echo "$PROG: the extension is not installed (make && make install)" >&2
-	exit 1
-fi
-pgc_make_workdir
-
-cleanup()
-{
-	pgc_stop immediate
-	emu_stop
-	pgc_remove_workdir "$KEEP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-bench_report_start
+bench_stream_start
 
 note()
 {

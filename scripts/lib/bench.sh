@@ -45,6 +45,29 @@ bench_report_start()
 	: >"$REPORT"
 }
 
+# bench_stream_start: for the benches that run a zerobus stream against the
+# emulator: checks that the extension is installed, makes $WORK, stops
+# PostgreSQL and the emulator and removes $WORK on exit (kept with --keep,
+# $KEEP) and starts the report.  Needs $PROG, pgcluster.sh and emulator.sh.
+bench_stream_start()
+{
+	if [ ! -f "$(pg_config --sharedir)/extension/zerobus.control" ]; then
+		echo "$PROG: the extension is not installed (make && make install)" >&2
+		exit 1
+	fi
+	pgc_make_workdir
+	trap bench_stream_stop EXIT
+	trap 'exit 130' INT TERM
+	bench_report_start
+}
+
+bench_stream_stop()
+{
+	pgc_stop immediate
+	emu_stop
+	pgc_remove_workdir "$KEEP"
+}
+
 # say: print to the terminal and to the report
 say()
 {
