@@ -2,10 +2,12 @@
 # shellcheck shell=bash disable=SC2034
 #
 # bench.sh
-#	  What bench/decode_bench.sh and bench/e2e_bench.sh share beyond the
-#	  cluster (scripts/lib/pgcluster.sh): option checks, the sizes of the
-#	  workload of bench/workload.sql, the report, and decoding a slot with
-#	  pg_recvlogical while measuring the walsender's CPU time.
+#	  What the benches (bench/decode_bench.sh, e2e_bench.sh,
+#	  snapshot_bench.sh) share beyond the cluster (scripts/lib/pgcluster.sh):
+#	  option checks, the sizes of the workload of bench/workload.sql, the
+#	  setup and cleanup of a bench that runs a stream, the report, and
+#	  decoding a slot with pg_recvlogical while measuring the walsender's
+#	  CPU time.
 #
 # Needs PROG and TOP (the top of the tree) set; bench_report_start and
 # bench_decode need the cluster of pgcluster.sh made.
