@@ -885,43 +885,34 @@ zerobus_schema_load_accepted(int32 stream_id, Oid relid, ZerobusColumnSet *set)
 
 /*
  * Records that stream_id's target accepted set for relid, with notice
- * saying which columns the records leave out (NULL: none), inserting the
- * table's stream_tables row if there is none yet (its snapshot then
- * pending, or skipped when the stream takes no snapshots, as for any table
- * that joins the stream).  Writes nothing when that is what is stored.
- * Needs a transaction and a snapshot, and a superuser (the stream worker).
+ * saying which columns the records leave out (NULL: none), on the table's
+ * stream_tables row, which the caller makes sure exists
+ * (zerobus_snapshot_add_table).  Writes nothing when that is what is
+ * stored.  Needs a transaction and a snapshot, and a superuser (the stream
+ * worker).
  */
 void
 zerobus_schema_store_accepted(int32 stream_id, Oid relid,
-							  const char *schema_name, const char *table_name,
 							  const ZerobusColumnSet *set, const char *notice)
 {
-	Oid			types[6] = {INT4OID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Oid			types[4] = {INT4OID, OIDOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = "    ";
 
 	values[0] = Int32GetDatum(stream_id);
 	values[1] = ObjectIdGetDatum(relid);
-	values[2] = CStringGetTextDatum(schema_name);
-	values[3] = CStringGetTextDatum(table_name);
-	values[4] = CStringGetTextDatum(zerobus_schema_to_json(set));
-	values[5] = notice ? CStringGetTextDatum(notice) : (Datum) 0;
-	nulls[5] = notice ? ' ' : 'n';
+	values[2] = CStringGetTextDatum(zerobus_schema_to_json(set));
+	values[3] = notice ? CStringGetTextDatum(notice) : (Datum) 0;
+	nulls[3] = notice ? ' ' : 'n';
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("INSERT INTO zerobus.stream_tables AS t"
-							  " (stream_id, relid, schema_name, table_name,"
-							  "  snapshot_state, accepted_columns, schema_notice)"
-							  " SELECT s.id, $2, $3, $4,"
-							  "  CASE WHEN s.snapshot THEN 'pending' ELSE 'skipped' END,"
-							  "  $5::pg_catalog.jsonb, $6"
-							  " FROM zerobus.streams s WHERE s.id = $1"
-							  " ON CONFLICT (stream_id, relid) DO UPDATE"
-							  " SET accepted_columns = excluded.accepted_columns,"
-							  "  schema_notice = excluded.schema_notice"
-							  " WHERE t.accepted_columns IS DISTINCT FROM excluded.accepted_columns"
-							  "  OR t.schema_notice IS DISTINCT FROM excluded.schema_notice",
-							  6, types, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args("UPDATE zerobus.stream_tables t"
+							  " SET accepted_columns = $3::pg_catalog.jsonb,"
+							  "  schema_notice = $4"
+							  " WHERE t.stream_id = $1 AND t.relid = $2"
+							  " AND (t.accepted_columns IS DISTINCT FROM $3::pg_catalog.jsonb"
+							  "  OR t.schema_notice IS DISTINCT FROM $4)",
+							  4, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not write zerobus.stream_tables");
 	SPI_finish();
 }

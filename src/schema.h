@@ -78,8 +78,6 @@ extern void zerobus_schema_strip(StringInfo out, const char *data, int len,
 extern bool zerobus_schema_load_accepted(int32 stream_id, Oid relid,
 										 ZerobusColumnSet *set);
 extern void zerobus_schema_store_accepted(int32 stream_id, Oid relid,
-										  const char *schema_name,
-										  const char *table_name,
 										  const ZerobusColumnSet *set,
 										  const char *notice);
 

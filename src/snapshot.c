@@ -237,6 +237,14 @@ struct ZerobusSnapshot
 	" JOIN pg_catalog.pg_class x ON x.oid = pt.relid)"
 
 /*
+ * The snapshot state of a table that joins stream s (an alias of
+ * zerobus.streams, or of a relation with its snapshot column): pending, or
+ * skipped when the stream takes no snapshots.
+ */
+#define JOINING_STATE(s) \
+	"CASE WHEN " s ".snapshot THEN 'pending' ELSE 'skipped' END"
+
+/*
  * Brings stream_tables of the stream in line with its publication: rows
  * for new tables ('pending', or 'skipped' when the stream does not
  * snapshot), none for tables no longer published (logged).  Needs a
@@ -278,12 +286,43 @@ zerobus_snapshot_sync_tables(int32 stream_id)
 	if (SPI_execute_with_args("INSERT INTO zerobus.stream_tables"
 							  " (stream_id, relid, schema_name, table_name,"
 							  "  snapshot_state, snapshot_rows_estimated)"
-							  " SELECT $1, p.relid, p.nspname, p.relname,"
-							  " CASE WHEN p.snapshot THEN 'pending'"
-							  "  ELSE 'skipped' END, " ESTIMATED_ROWS
+							  " SELECT $1, p.relid, p.nspname, p.relname, "
+							  JOINING_STATE("p") ", " ESTIMATED_ROWS
 							  " FROM (" PUBLISHED_TABLES ") p"
 							  " ON CONFLICT (stream_id, relid) DO NOTHING",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not update zerobus.stream_tables");
+	SPI_finish();
+}
+
+/*
+ * Gives relid a stream_tables row of the stream if it has none, as
+ * zerobus_snapshot_sync_tables() would, for the worker to record something
+ * about a table it met in the change stream before the next sync did.
+ * Nothing for a relation that no longer exists.  Needs a transaction and a
+ * snapshot, and a superuser (the stream worker).
+ */
+void
+zerobus_snapshot_add_table(int32 stream_id, Oid relid)
+{
+	Oid			argtypes[2] = {INT4OID, OIDOID};
+	Datum		args[2] = {Int32GetDatum(stream_id), ObjectIdGetDatum(relid)};
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("INSERT INTO zerobus.stream_tables"
+							  " (stream_id, relid, schema_name, table_name,"
+							  "  snapshot_state, snapshot_rows_estimated)"
+							  " SELECT s.id, p.relid, n.nspname, c.relname, "
+							  JOINING_STATE("s") ", " ESTIMATED_ROWS
+							  " FROM zerobus.streams s,"
+							  " (SELECT $2::pg_catalog.oid AS relid) p"
+							  " JOIN pg_catalog.pg_class c ON c.oid = p.relid"
+							  " JOIN pg_catalog.pg_namespace n"
+							  "  ON n.oid = c.relnamespace"
+							  " WHERE s.id = $1"
+							  " ON CONFLICT (stream_id, relid) DO NOTHING",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not update zerobus.stream_tables");
 	SPI_finish();
 }

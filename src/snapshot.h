@@ -22,6 +22,7 @@ typedef struct ZerobusSnapshot ZerobusSnapshot;
 
 /* Bookkeeping in zerobus.stream_tables; each needs a transaction */
 extern void zerobus_snapshot_sync_tables(int32 stream_id);
+extern void zerobus_snapshot_add_table(int32 stream_id, Oid relid);
 extern bool zerobus_snapshot_reset_table(int32 stream_id, Oid relid);
 
 /* The worker's side; called outside any transaction */

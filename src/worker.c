@@ -172,8 +172,6 @@ typedef struct ZbRelation
 {
 	uint32		relid;			/* hash key */
 	char	   *qualname;		/* schema.table, for messages */
-	char	   *schema_name;
-	char	   *table_name;
 	char	   *target_name;	/* catalog.schema.table */
 	ZerobusTarget *target;
 	char	   *descriptor;
@@ -620,8 +618,6 @@ handle_relation(const uint8 *data, size_t len)
 	if (found)
 	{
 		pfree(rel->qualname);
-		pfree(rel->schema_name);
-		pfree(rel->table_name);
 		pfree(rel->target_name);
 		pfree(rel->descriptor);
 		for (i = 0; i < rel->columns.ncolumns; i++)
@@ -633,8 +629,6 @@ handle_relation(const uint8 *data, size_t len)
 	}
 	rel->qualname = quote_qualified_identifier(msg->schema_name,
 											   msg->table_name);
-	rel->schema_name = pstrdup(msg->schema_name);
-	rel->table_name = pstrdup(msg->table_name);
 	rel->descriptor = palloc(msg->descriptor_proto.len);
 	memcpy(rel->descriptor, msg->descriptor_proto.data,
 		   msg->descriptor_proto.len);
@@ -706,8 +700,8 @@ zerobus_worker_descriptor_accepted(ZerobusTarget *target,
 		return;
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	zerobus_schema_store_accepted(config->id, rel->relid, rel->schema_name,
-								  rel->table_name, &rel->columns,
+	zerobus_snapshot_add_table(config->id, rel->relid);
+	zerobus_schema_store_accepted(config->id, rel->relid, &rel->columns,
 								  rel->drop ? rel->drop->notice : NULL);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -822,31 +816,17 @@ store_pause(const char *target_name, const char *reason)
 
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	hash_seq_init(&status, zb->relations);
+	while ((rel = hash_seq_search(&status)) != NULL)
+	{
+		if (strcmp(rel->target_name, target_name) == 0)
+			zerobus_snapshot_add_table(config->id, rel->relid);
+	}
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	values[0] = Int32GetDatum(config->id);
 	values[2] = CStringGetTextDatum(reason);
-
-	hash_seq_init(&status, zb->relations);
-	while ((rel = hash_seq_search(&status)) != NULL)
-	{
-		if (strcmp(rel->target_name, target_name) != 0)
-			continue;
-		values[1] = ObjectIdGetDatum(rel->relid);
-		if (SPI_execute_with_args("INSERT INTO zerobus.stream_tables"
-								  " (stream_id, relid, schema_name, table_name,"
-								  "  snapshot_state)"
-								  " SELECT s.id, c.oid, n.nspname, c.relname,"
-								  " CASE WHEN s.snapshot THEN 'pending'"
-								  "  ELSE 'skipped' END"
-								  " FROM zerobus.streams s, pg_catalog.pg_class c"
-								  " JOIN pg_catalog.pg_namespace n"
-								  "  ON n.oid = c.relnamespace"
-								  " WHERE s.id = $1 AND c.oid = $2"
-								  " ON CONFLICT (stream_id, relid) DO NOTHING",
-								  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not update zerobus.stream_tables");
-	}
 
 	if (SPI_execute_with_args("SELECT relid, schema_name, table_name"
 							  " FROM zerobus.stream_tables WHERE stream_id = $1",
