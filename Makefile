@@ -42,8 +42,10 @@ REGRESS = $(patsubst sql/%.sql,%,$(sort $(filter-out sql/$(EXTENSION)--%,$(wildc
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/zerobus.conf \
 	--load-extension=$(EXTENSION)
 
-PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/pb
+PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/pb -I$(libpq_srcdir)
 SHLIB_LINK = -lprotobuf-c -lcurl
+# libpq, only to parse and check conninfo strings (PQconninfoParse)
+SHLIB_LINK_INTERNAL = $(libpq)
 
 EXTRA_CLEAN = src/pb results regression.diffs regression.out tmp_check
 

@@ -8,6 +8,8 @@ CREATE PUBLICATION api_pub FOR TABLE api_t1, api_t2;
 CREATE ROLE api_owner;
 CREATE ROLE api_other;
 GRANT USAGE ON SCHEMA zerobus TO api_owner, api_other;
+-- a stream's owner must be able to read its tables (sql/security.sql)
+GRANT SELECT ON api_t1, api_t2 TO api_owner;
 
 -- settings
 SHOW zerobus.database;

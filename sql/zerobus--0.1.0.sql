@@ -7,7 +7,8 @@ CREATE FUNCTION target_ddl(source regclass, target_table text DEFAULT NULL,
 	stream text DEFAULT NULL, form text DEFAULT 'create')
 RETURNS text
 AS 'MODULE_PATHNAME', 'zerobus_target_ddl'
-LANGUAGE C STABLE;
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION target_ddl(regclass, text, text, text) IS
 'Databricks SQL for the Delta table that receives the changes of a source table: its CREATE TABLE (form ''create''), or the ALTER TABLE statements that bring it from the columns it accepted in a stream to the source table''s columns (form ''alter'')';
@@ -220,7 +221,7 @@ LANGUAGE C STRICT STABLE
 SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION stream_credentials(text) IS
-'the credentials of a stream, for its owner and superusers';
+'the credentials of a stream, for its owner and superusers; the conninfo''s password is redacted';
 
 CREATE FUNCTION stream_shared_state(
 	OUT stream_id int, OUT pid int, OUT state text,
@@ -234,7 +235,8 @@ CREATE FUNCTION stream_shared_state(
 	OUT started_at timestamptz, OUT truncates int8)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'zerobus_stream_shared_state'
-LANGUAGE C STRICT VOLATILE;
+LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION stream_shared_state() IS
 'the live state of the stream workers, from shared memory';

@@ -25,6 +25,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "libpq-fe.h"
 #include "miscadmin.h"
 #include "replication/slot.h"
 #include "utils/acl.h"
@@ -74,7 +75,8 @@ typedef enum SettingKind
 	SETTING_OPTION,				/* int, in the limits of zerobus.<column> */
 	SETTING_BOOL,
 	SETTING_POLICY,				/* schema_policy: pause, drop_missing_columns */
-	SETTING_OWNER				/* regrole; changing it takes a superuser */
+	SETTING_CONNINFO,			/* libpq connection string */
+	SETTING_OWNER				/* regrole */
 } SettingKind;
 
 typedef struct StreamSetting
@@ -86,10 +88,19 @@ typedef struct StreamSetting
 	int			alter_argno;
 	bool		secret;			/* stored in zerobus.stream_secrets */
 	bool		required;		/* create_stream: must be given */
+	bool		superuser;		/* set or reset by superusers only */
 } StreamSetting;
 
+/*
+ * The superuser-only settings choose what the stream reads and how the
+ * server connects on its behalf: another publication (tables the owner
+ * cannot read), a conninfo (another user, the server's .pgpass, options a
+ * superuser sets), a CA file (any file the server can open) or an
+ * unencrypted connection.  The owner changes the rest.
+ */
+
 static const StreamSetting stream_settings[] = {
-	{"publication", SETTING_PUBLICATION, TEXTOID, 1, 1, false, true},
+	{"publication", SETTING_PUBLICATION, TEXTOID, 1, 1, false, true, true},
 	{"endpoint", SETTING_URL, TEXTOID, 2, 2, false, true},
 	{"workspace_url", SETTING_URL, TEXTOID, 3, 3, false, true},
 	{"client_id", SETTING_TEXT, TEXTOID, 4, 4, true, true},
@@ -97,8 +108,8 @@ static const StreamSetting stream_settings[] = {
 	{"target_catalog", SETTING_TARGET_PART, TEXTOID, 6, 6, false, true},
 	{"target_schema", SETTING_TARGET_PART, TEXTOID, 7, 7, false, false},
 	{"table_map", SETTING_TABLE_MAP, JSONBOID, 8, 8, false, false},
-	{"insecure", SETTING_BOOL, BOOLOID, 9, 9, false, false},
-	{"conninfo", SETTING_TEXT, TEXTOID, 10, 10, true, false},
+	{"insecure", SETTING_BOOL, BOOLOID, 9, 9, false, false, true},
+	{"conninfo", SETTING_CONNINFO, TEXTOID, 10, 10, true, false, true},
 	{"enabled", SETTING_BOOL, BOOLOID, 11, -1, false, false},
 	{"batch_max_records", SETTING_OPTION, INT4OID, 12, 11, false, false},
 	{"batch_max_bytes", SETTING_OPTION, INT4OID, 13, 12, false, false},
@@ -106,8 +117,8 @@ static const StreamSetting stream_settings[] = {
 	{"max_inflight_bytes", SETTING_OPTION, INT4OID, 15, 14, false, false},
 	{"ack_timeout", SETTING_OPTION, INT4OID, 16, 15, false, false},
 	{"workspace_id", SETTING_TEXT, TEXTOID, 17, 16, false, false},
-	{"ca_file", SETTING_TEXT, TEXTOID, 18, 17, false, false},
-	{"owner", SETTING_OWNER, REGROLEOID, 19, 18, false, false},
+	{"ca_file", SETTING_TEXT, TEXTOID, 18, 17, false, false, true},
+	{"owner", SETTING_OWNER, REGROLEOID, 19, 18, false, false, true},
 	{"schema_policy", SETTING_POLICY, TEXTOID, 20, 19, false, false},
 	{"snapshot", SETTING_BOOL, BOOLOID, 21, -1, false, false},
 };
@@ -130,8 +141,11 @@ zerobus_add_column(ZerobusColumnValues *cv, const char *column, Oid type,
 }
 
 /*
- * Connects to SPI as the bootstrap superuser; zerobus_catalog_end() undoes
- * it (an error undoes it too, with the transaction).
+ * Connects to SPI as the bootstrap superuser, with search_path forced to
+ * pg_catalog, pg_temp whatever the caller or the database set: an operator
+ * or function that a role planted earlier on its path must never run with
+ * the superuser's rights.  zerobus_catalog_end() undoes both (an error
+ * undoes them too, with the transaction).
  */
 void
 zerobus_catalog_begin(ZerobusCatalogAccess *access)
@@ -139,16 +153,35 @@ zerobus_catalog_begin(ZerobusCatalogAccess *access)
 	GetUserIdAndSecContext(&access->caller, &access->sec_context);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 						   access->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	access->guc_level = zerobus_force_safe_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
 
-/* Leaves SPI and acts as the caller again */
+/* Leaves SPI and acts as the caller again, under its search_path */
 void
 zerobus_catalog_end(ZerobusCatalogAccess *access)
 {
 	SPI_finish();
+	AtEOXact_GUC(true, access->guc_level);
 	SetUserIdAndSecContext(access->caller, access->sec_context);
+}
+
+/*
+ * Sets search_path to pg_catalog, pg_temp at a new GUC nest level, which
+ * the caller ends with AtEOXact_GUC(true, level) (or the transaction's
+ * abort does).  For every statement run with more rights than the role
+ * whose settings are in effect.  Returns the level.
+ */
+int
+zerobus_force_safe_search_path(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	return level;
 }
 
 /* SPI_execute_with_args on cv's values, checking the result */
@@ -220,6 +253,24 @@ zerobus_lookup_stream(const char *name, bool missing_ok)
 	row->workspace_url = spi_strdup(zerobus_result_text(5));
 	row->insecure = DatumGetBool(zerobus_result_datum(6, &isnull));
 	return row;
+}
+
+/*
+ * Opens the table relid names with AccessShareLock, held until the end of
+ * the transaction; errors out when no relation has that OID (a regclass
+ * argument is only an OID: 999999::regclass names nothing) or it was
+ * dropped meanwhile.  The caller checks the relation's kind and privileges.
+ */
+Relation
+zerobus_open_table(Oid relid)
+{
+	Relation	rel = try_relation_open(relid, AccessShareLock);
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	return rel;
 }
 
 /* Errors out unless the caller has the privileges of the stream's owner. */
@@ -362,6 +413,120 @@ check_url(const char *what, const char *url, bool insecure)
 				 errhint("Use an https:// URL.")));
 }
 
+/*
+ * Errors out unless conninfo is a libpq connection string (keyword=value
+ * pairs or a URI) of known options.  The error repeats nothing of the
+ * string: libpq's own message can quote a fragment of a password.
+ */
+static void
+check_conninfo(const char *conninfo)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+
+	if (opts == NULL)
+	{
+		bool		oom = (err == NULL);
+
+		if (err)
+			PQfreemem(err);
+		if (oom)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid conninfo"),
+				 errdetail("The connection string does not parse, or names an option libpq does not know; it is not repeated here because it may hold a password."),
+				 errhint("Give keyword=value pairs, as in 'host=/var/run/postgresql user=zerobus', with values that contain spaces in single quotes.")));
+	}
+	PQconninfoFree(opts);
+}
+
+/*
+ * conninfo with the value of its password option (if any) replaced, for
+ * showing it to the stream's owner; NULL for NULL.  palloc'd.  The stored
+ * string was checked by check_conninfo.
+ */
+static char *
+conninfo_redacted(const char *conninfo)
+{
+	PQconninfoOption *opts;
+	PQconninfoOption *o;
+	StringInfoData out;
+
+	if (conninfo == NULL)
+		return NULL;
+	opts = PQconninfoParse(conninfo, NULL);
+	if (opts == NULL)
+		return pstrdup("[unreadable]");
+	initStringInfo(&out);
+	for (o = opts; o->keyword != NULL; o++)
+	{
+		const char *v;
+
+		if (o->val == NULL)
+			continue;
+		appendStringInfo(&out, "%s%s='", out.len ? " " : "", o->keyword);
+		if (strcmp(o->keyword, "password") == 0)
+			appendStringInfoString(&out, "[redacted]");
+		else
+			for (v = o->val; *v; v++)
+			{
+				if (*v == '\\' || *v == '\'')
+					appendStringInfoChar(&out, '\\');
+				appendStringInfoChar(&out, *v);
+			}
+		appendStringInfoChar(&out, '\'');
+	}
+	PQconninfoFree(opts);
+	return out.data;
+}
+
+/*
+ * Errors out unless owner can read every table publication publishes:
+ * SELECT on the table, and no row-level security that applies to the owner
+ * (the stream reads past it, as the superuser).  The stream would
+ * otherwise copy to Databricks what its owner cannot see.  Needs
+ * zerobus_catalog_begin().
+ */
+static void
+check_owner_can_read(const char *publication, Oid owner)
+{
+	ZerobusColumnValues args = {0};
+	bool		isnull;
+
+	zerobus_add_column(&args, "publication", TEXTOID, CStringGetTextDatum(publication), false);
+	zerobus_add_column(&args, "owner", OIDOID, ObjectIdGetDatum(owner), false);
+	zerobus_execute_with_values("SELECT $2::regrole::text, pg_catalog.format('%I.%I', t.schemaname, t.tablename),"
+								"  NOT pg_catalog.has_table_privilege($2, c.oid, 'SELECT')"
+								" FROM pg_catalog.pg_publication_tables t"
+								" JOIN pg_catalog.pg_namespace n ON n.nspname = t.schemaname"
+								" JOIN pg_catalog.pg_class c"
+								"  ON c.relnamespace = n.oid AND c.relname = t.tablename"
+								" JOIN pg_catalog.pg_roles r ON r.oid = $2"
+								" WHERE t.pubname = $1"
+								"  AND (NOT pg_catalog.has_table_privilege($2, c.oid, 'SELECT')"
+								"   OR (c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls"
+								"    AND NOT pg_catalog.pg_has_role($2, c.relowner, 'USAGE')))"
+								" ORDER BY 3 DESC, 2 LIMIT 1", &args, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;
+	if (DatumGetBool(zerobus_result_datum(3, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("owner %s of the stream cannot read table %s",
+						zerobus_result_text(1), zerobus_result_text(2)),
+				 errdetail("The stream copies every table of its publication, and its owner must have the SELECT privilege on each."),
+				 errhint("Grant SELECT on the table to the stream's owner, or use a publication without it.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("row-level security of table %s applies to owner %s of the stream",
+					zerobus_result_text(2), zerobus_result_text(1)),
+			 errdetail("The stream copies every row of the tables it publishes, past any row-level security policy."),
+			 errhint("Make the table's owner, or a role with BYPASSRLS, the stream's owner.")));
+}
+
 /* Errors out unless value can be a part of a Unity Catalog name. */
 static void
 check_target_part(const char *what, const char *value)
@@ -414,7 +579,9 @@ normalize_table_map(Jsonb *map)
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("table_map key \"%s\" is not a schema-qualified table name", key),
 						 errhint("Name the source table as schema.table.")));
-			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
+			/* locked: a concurrent drop must not leave its name unreadable */
+			relid = RangeVarGetRelid(makeRangeVarFromNameList(names),
+									 AccessShareLock, true);
 			if (!OidIsValid(relid) ||
 				(get_rel_relkind(relid) != RELKIND_RELATION &&
 				 get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE))
@@ -469,6 +636,12 @@ collect_settings(FunctionCallInfo fcinfo, bool create, ZerobusStreamRow *old,
 
 		if (argno < 0)
 			continue;
+		if (!create && s->superuser && !superuser_arg(caller) &&
+			((reset != NULL && reset[i]) || !PG_ARGISNULL(argno)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to change setting \"%s\" of a stream", s->column),
+					 errdetail("Only superusers can change a stream's publication, conninfo, ca_file, insecure and owner.")));
 		if (reset != NULL && reset[i])
 		{
 			/* back to the column's default, which for insecure is false */
@@ -539,12 +712,10 @@ collect_settings(FunctionCallInfo fcinfo, bool create, ZerobusStreamRow *old,
 							 errmsg("invalid schema_policy \"%s\"", str),
 							 errhint("The schema policy is 'pause' or 'drop_missing_columns'.")));
 				break;
+			case SETTING_CONNINFO:
+				check_conninfo(str);
+				break;
 			case SETTING_OWNER:
-				if (!create && !superuser_arg(caller))
-					ereport(ERROR,
-							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-							 errmsg("permission denied to change the owner of a stream"),
-							 errdetail("Only superusers can change the owner of a stream.")));
 				break;
 		}
 		zerobus_add_column(s->secret ? secrets : cols, s->column, s->type, value, false);
@@ -706,6 +877,8 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 				 errhint("Call zerobus.create_stream() in a transaction of its own, or first in its transaction.")));
 
 	zerobus_catalog_begin(&access);
+	check_owner_can_read(zerobus_text_arg(fcinfo, 1, "publication", true),
+						 PG_ARGISNULL(19) ? GetUserId() : PG_GETARG_OID(19));
 	zerobus_slot_lock(false, true);
 
 	zerobus_add_column(&args, "name", TEXTOID, CStringGetTextDatum(name), false);
@@ -836,9 +1009,23 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	bool		reset_secret = false;
 	StringInfoData sql;
 	StringInfoData secret_sql;
+	ZerobusColumnValues idarg = {0};
+	bool		isnull;
+	int			guc_level;
 	int			i;
 
 	zerobus_require_preload();
+
+	/*
+	 * A new client secret or conninfo is in the call's text: no error of
+	 * this function may log it.  create_stream, a superuser's, sets the
+	 * same in its declaration; the owner calling this one may not.
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("log_min_error_statement", "panic",
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+
 	name = zerobus_text_arg(fcinfo, 0, "name", true);
 	parse_resets(fcinfo, reset);
 	zerobus_catalog_begin(&access);
@@ -879,7 +1066,13 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 						 secret_sql.data, secrets.n);
 		zerobus_execute_with_values(sql.data, &secrets, SPI_OK_UPDATE);
 	}
+	zerobus_add_column(&idarg, "id", INT4OID, Int32GetDatum(row->id), false);
+	zerobus_execute_with_values("SELECT publication, owner::oid FROM zerobus.streams"
+								" WHERE id = $1", &idarg, SPI_OK_SELECT);
+	check_owner_can_read(zerobus_result_text(1),
+						 DatumGetObjectId(zerobus_result_datum(2, &isnull)));
 	zerobus_catalog_end(&access);
+	AtEOXact_GUC(true, guc_level);
 
 	zerobus_launcher_wakeup_at_commit();
 	PG_RETURN_VOID();
@@ -921,6 +1114,10 @@ zerobus_stream_credentials(PG_FUNCTION_ARGS)
 	{
 		char	   *v = zerobus_result_text(i + 1);
 
+		/* the replication password stays the superuser's */
+		if (i == 2)
+			v = conninfo_redacted(v);
+
 		nulls[i] = (v == NULL);
 		values[i] = v ? CStringGetTextDatum(v) : (Datum) 0;
 	}
@@ -952,12 +1149,14 @@ result_option(int attnum, int setting)
 /*
  * The configuration of stream stream_id, allocated in the caller's memory
  * context, with the zerobus.* settings filling in the options the stream
- * does not set; NULL if the stream does not exist.  It includes the
- * credentials.  Must run in a transaction; the caller needs no particular
- * privilege.
+ * does not set; NULL if the stream does not exist.  Only with credentials
+ * does it read the client id, the client secret and the conninfo (NULL
+ * otherwise): the stream worker needs them, a function called by any role
+ * never does, and a secret not read cannot leak from the caller's backend.
+ * Must run in a transaction; the caller needs no particular privilege.
  */
 ZerobusStreamConfig *
-zerobus_stream_load(int32 stream_id)
+zerobus_stream_load(int32 stream_id, bool credentials)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ZerobusStreamConfig *config;
@@ -968,6 +1167,7 @@ zerobus_stream_load(int32 stream_id)
 
 	zerobus_catalog_begin(&access);
 	zerobus_add_column(&args, "id", INT4OID, Int32GetDatum(stream_id), false);
+	zerobus_add_column(&args, "credentials", BOOLOID, BoolGetDatum(credentials), false);
 	zerobus_execute_with_values("SELECT s.id, s.name, s.owner::oid, s.publication, s.slot_name,"
 								" s.endpoint, s.workspace_url, s.workspace_id, c.client_id,"
 								" c.client_secret, s.target_catalog, s.target_schema, s.insecure,"
@@ -975,7 +1175,8 @@ zerobus_stream_load(int32 stream_id)
 								" s.batch_max_delay, s.max_inflight_bytes, s.ack_timeout,"
 								" s.schema_policy = 'drop_missing_columns'"
 								" FROM zerobus.streams s"
-								" JOIN zerobus.stream_secrets c ON c.stream_id = s.id"
+								" LEFT JOIN zerobus.stream_secrets c"
+								"  ON $2 AND c.stream_id = s.id"
 								" WHERE s.id = $1", &args, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{

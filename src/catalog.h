@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "utils/relcache.h"
 
 /* Room for every stream setting and the few columns added to them */
 #define ZB_MAX_COLUMNS 32
@@ -45,17 +46,20 @@ typedef struct ZerobusCatalogAccess
 {
 	Oid			caller;
 	int			sec_context;
+	int			guc_level;		/* of the forced search_path */
 } ZerobusCatalogAccess;
 
 extern void zerobus_add_column(ZerobusColumnValues *cv, const char *column,
 							   Oid type, Datum value, bool isnull);
 extern void zerobus_catalog_begin(ZerobusCatalogAccess *access);
 extern void zerobus_catalog_end(ZerobusCatalogAccess *access);
+extern int	zerobus_force_safe_search_path(void);
 extern void zerobus_execute_with_values(const char *sql,
 										ZerobusColumnValues *cv,
 										int expected);
 extern char *zerobus_result_text(int attnum);
 extern Datum zerobus_result_datum(int attnum, bool *isnull);
+extern Relation zerobus_open_table(Oid relid);
 extern ZerobusStreamRow *zerobus_lookup_stream(const char *name,
 											   bool missing_ok);
 extern void zerobus_check_stream_owner(ZerobusCatalogAccess *access,

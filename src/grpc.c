@@ -384,11 +384,26 @@ handle_response(ZerobusGrpcCall *call, const uint8 *data, size_t len)
 				call_fail(call, "ingest_record_response has no durability_ack_up_to_offset");
 				ok = false;
 			}
+			else if (resp->ingest_record_response->durability_ack_up_to_offset > call->sent_offset)
+			{
+				/* believing it would confirm data the server never got */
+				call_fail(call, "server acknowledged offset " INT64_FORMAT " but the last offset sent was " INT64_FORMAT,
+						  resp->ingest_record_response->durability_ack_up_to_offset,
+						  call->sent_offset);
+				ok = false;
+			}
+			else if (resp->ingest_record_response->durability_ack_up_to_offset < call->acked_offset)
+			{
+				call_fail(call, "server acknowledged offset " INT64_FORMAT " after offset " INT64_FORMAT,
+						  resp->ingest_record_response->durability_ack_up_to_offset,
+						  call->acked_offset);
+				ok = false;
+			}
 			else
 			{
 				ev.kind = ZB_GRPC_EV_ACK;
 				ev.offset = resp->ingest_record_response->durability_ack_up_to_offset;
-				call->acked_offset = Max(call->acked_offset, ev.offset);
+				call->acked_offset = ev.offset;
 			}
 			break;
 		case DATABRICKS__ZEROBUS__EPHEMERAL_STREAM_RESPONSE__PAYLOAD_CLOSE_STREAM_SIGNAL:

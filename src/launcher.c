@@ -967,6 +967,8 @@ zerobus_launcher_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(zerobus_database, NULL, 0);
+	/* no search_path set by a database owner reaches the superuser's SQL */
+	SetConfigOption("search_path", "", PGC_SUSET, PGC_S_OVERRIDE);
 
 	launcher_workers = MemoryContextAllocZero(TopMemoryContext,
 											  sizeof(LauncherWorker) * zerobus_max_streams);

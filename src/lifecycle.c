@@ -14,6 +14,7 @@
  */
 #include "zerobus.h"
 
+#include "access/relation.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -28,6 +29,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 
 #include "catalog.h"
 #include "snapshot.h"
@@ -411,12 +413,14 @@ zerobus_snapshot_table(PG_FUNCTION_ARGS)
 	Oid			relid;
 	ZerobusCatalogAccess access;
 	ZerobusStreamRow *row;
+	Relation	rel;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("source must not be null")));
 	relid = PG_GETARG_OID(1);
+	rel = zerobus_open_table(relid);
 	zerobus_catalog_begin(&access);
 	row = zerobus_lookup_stream(name, false);
 	zerobus_check_stream_owner(&access, name, row);
@@ -425,9 +429,10 @@ zerobus_snapshot_table(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("stream \"%s\" does not publish table %s",
 						name,
-						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-												   get_rel_name(relid))),
+						quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												   RelationGetRelationName(rel))),
 				 errhint("Add the table to the stream's publication with ALTER PUBLICATION; a table added there is snapshotted by itself.")));
 	zerobus_catalog_end(&access);
+	relation_close(rel, NoLock);
 	PG_RETURN_VOID();
 }

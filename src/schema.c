@@ -58,6 +58,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "catalog.h"
 #include "stream.h"
 
 PG_FUNCTION_INFO_V1(zerobus_target_ddl);
@@ -300,7 +301,7 @@ zerobus_target_ddl(PG_FUNCTION_ARGS)
 						"target_table or stream must be given"),
 				 errhint("The stream knows the target table and the columns it accepted.")));
 
-	rel = relation_open(relid, AccessShareLock);
+	rel = zerobus_open_table(relid);
 	if (rel->rd_rel->relkind != RELKIND_RELATION &&
 		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
@@ -335,7 +336,7 @@ zerobus_target_ddl(PG_FUNCTION_ARGS)
 												SPI_tuptable->tupdesc, 1, &isnull));
 		SPI_finish();
 
-		config = zerobus_stream_load(stream_id);
+		config = zerobus_stream_load(stream_id, false);
 		if (target_table == NULL)
 			target_table = zerobus_stream_target_table(config,
 													   get_namespace_name(RelationGetNamespace(rel)),

@@ -138,7 +138,8 @@ extern void zerobus_stream_unmark_dropping(int32 stream_id);
 extern bool zerobus_slot_lock(bool exclusive, bool wait);
 
 /* catalog.c: reading the configuration (needs a transaction) */
-extern ZerobusStreamConfig *zerobus_stream_load(int32 stream_id);
+extern ZerobusStreamConfig *zerobus_stream_load(int32 stream_id,
+												bool credentials);
 extern char *zerobus_stream_target_table(ZerobusStreamConfig *config,
 										 const char *schema_name,
 										 const char *table_name);

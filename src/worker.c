@@ -266,7 +266,7 @@ load_config(bool reload)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(cxt);
-	fresh = zerobus_stream_load(shared->stream_id);
+	fresh = zerobus_stream_load(shared->stream_id, true);
 	MemoryContextSwitchTo(oldcxt);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -1460,6 +1460,12 @@ zerobus_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+	/*
+	 * The worker runs SQL as the bootstrap superuser: no search_path that a
+	 * database owner set (ALTER DATABASE ... SET) may reach it.  As in
+	 * PostgreSQL's apply worker, the path is empty (pg_catalog only).
+	 */
+	SetConfigOption("search_path", "", PGC_SUSET, PGC_S_OVERRIDE);
 
 	shared = zerobus_stream_shared(DatumGetInt32(main_arg), true);
 	SpinLockAcquire(&shared->mutex);

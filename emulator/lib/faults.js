@@ -14,12 +14,20 @@
  *   unavailable_on_create   answer create_stream with UNAVAILABLE (count: N times, or true = always)
  *   unavailable             end the stream with UNAVAILABLE at its next request (count or true)
  *   unauthenticated         answer create_stream with UNAUTHENTICATED (count or true)
+ *   lie                     a hostile server's protocol violation, for the
+ *                           client's tests: "ack_ahead" (every ack claims
+ *                           1,000,000 offsets beyond what arrived),
+ *                           "ack_backwards" (an ack below the one before),
+ *                           "ack_before_create" (an ack ahead of the
+ *                           create_stream_response), "second_create" (two
+ *                           create_stream_responses)
  * Token expiry is separate: expireTokens() makes every token issued so far
  * (or a client's) expired.  A stream fault overrides the same knob of its table.
  */
 
 const KNOBS = new Set(['ack_delay_ms', 'withhold_acks', 'drop_after_records', 'close_stream_signal_ms',
-	'unavailable_on_create', 'unavailable', 'unauthenticated']);
+	'unavailable_on_create', 'unavailable', 'unauthenticated', 'lie']);
+const LIES = new Set(['ack_ahead', 'ack_backwards', 'ack_before_create', 'second_create']);
 const COUNTED = new Set(['unavailable_on_create', 'unavailable', 'unauthenticated']);
 
 class FaultError extends Error {}
@@ -40,7 +48,8 @@ class Faults {
 			if (!KNOBS.has(k))
 				throw new FaultError(`unknown fault "${k}" (known: ${[...KNOBS].join(', ')})`);
 			if (COUNTED.has(k) ? !(v === true || v === false || (Number.isInteger(v) && v >= 0))
-				: k === 'withhold_acks' ? typeof v !== 'boolean' : !(Number.isInteger(v) && v >= 0))
+				: k === 'withhold_acks' ? typeof v !== 'boolean'
+				: k === 'lie' ? !(v === false || LIES.has(v)) : !(Number.isInteger(v) && v >= 0))
 				throw new FaultError(`bad value for fault "${k}": ${JSON.stringify(v)}`);
 		}
 		const map = table ? this.byTable : this.byStream;

@@ -429,7 +429,12 @@ class Emulator {
 		this.count(table, 'streams_active');
 		s.openWrite = this.track(this.wal.append(this.openPayload(info)));
 		s.openWrite.catch(() => {});
+		const lie = this.faults.forStream(id, table)?.lie;
+		if (lie === 'ack_before_create')
+			s.call.write({ ingest_record_response: { durability_ack_up_to_offset: '0' } });
 		s.call.write({ create_stream_response: { stream_id: id } });
+		if (lie === 'second_create')
+			s.call.write({ create_stream_response: { stream_id: id } });
 		this.log(`stream ${id} opened on ${table} (${recordType}) by client ${claims.client_id}`);
 		this.applyStreamFaults(s);
 	}
@@ -606,9 +611,14 @@ class Emulator {
 		const fault = this.faults.forStream(s.id, s.table);
 		if (fault && fault.withhold_acks)
 			return;
+		let claimed = upTo;
+		if (fault && fault.lie === 'ack_ahead')
+			claimed = upTo + 1000000;
+		else if (fault && fault.lie === 'ack_backwards' && s.sentAck >= 0)
+			claimed = s.sentAck - 1;
 		s.sentAck = upTo;
 		this.count(s.table, 'acks_sent');
-		s.call.write({ ingest_record_response: { durability_ack_up_to_offset: String(upTo) } });
+		s.call.write({ ingest_record_response: { durability_ack_up_to_offset: String(claimed) } });
 		this.maybeFinish(s);
 	}
 

@@ -163,3 +163,42 @@ test('bad fault requests are refused', async () => {
 	assert.strictEqual((await emu.http('POST', '/admin/faults', { ack_delay_ms: 1 })).status, 400);
 	assert.strictEqual((await emu.http('POST', '/admin/faults', { table: 'main.faults.x', ack_delay_ms: -1 })).status, 400);
 });
+
+test('lie: the protocol violations of a hostile server, for client tests', async () => {
+	const payloads = (c) => c.responses.map(r => r.payload);
+	const ahead = await freshTable();
+	await fault({ table: ahead, lie: 'ack_ahead' });
+	let c = open(ahead);
+	await created(c);
+	rec(c, 0);
+	await c.waitFor(() => c.acks().length === 1);
+	assert.deepStrictEqual(c.acks(), [1000000], 'ack claims offsets never sent');
+	c.call.cancel();
+
+	const back = await freshTable();
+	await fault({ table: back, lie: 'ack_backwards' });
+	c = open(back);
+	await created(c);
+	rec(c, 0);
+	await c.waitFor(() => c.acks().length === 1);
+	rec(c, 1);
+	await c.waitFor(() => c.acks().length === 2);
+	assert.deepStrictEqual(c.acks(), [0, -1], 'second ack goes back');
+	c.call.cancel();
+
+	const early = await freshTable();
+	await fault({ table: early, lie: 'ack_before_create' });
+	c = open(early);
+	await created(c);
+	assert.deepStrictEqual(payloads(c), ['ingest_record_response', 'create_stream_response']);
+	c.call.cancel();
+
+	const twice = await freshTable();
+	await fault({ table: twice, lie: 'second_create' });
+	c = open(twice);
+	await c.waitFor(() => c.responses.length === 2);
+	assert.deepStrictEqual(payloads(c), ['create_stream_response', 'create_stream_response']);
+	c.call.cancel();
+
+	assert.strictEqual((await emu.http('POST', '/admin/faults', { table: twice, lie: 'nonsense' })).status, 400);
+});
