@@ -61,9 +61,9 @@ $(OBJS): $(PB_HDRS) src/zerobus.h src/compat.h
 src/decoder.o src/publication.o: src/publication.h
 src/grpc.o: src/grpc.h
 src/auth.o: src/auth.h
-src/schema.o src/catalog.o: src/schema.h
+src/schema.o src/catalog.o src/sender.o src/worker.o: src/schema.h
 src/catalog.o src/lifecycle.o src/launcher.o src/worker.o src/sender.o: src/stream.h
 src/worker.o src/sender.o src/snapshot.o: src/worker.h
 src/worker.o src/snapshot.o src/catalog.o src/lifecycle.o: src/snapshot.h
-src/catalog.o src/lifecycle.o: src/catalog.h
+src/catalog.o src/lifecycle.o src/launcher.o src/schema.o: src/catalog.h
 src/sender.o: src/grpc.h src/auth.h

@@ -109,6 +109,26 @@ SELECT zerobus.alter_stream('sec', conninfo => 'host=/tmp nosuchoption=1');
 SELECT zerobus.alter_stream('sec', conninfo => 'host=/tmp password=p dbname=x');
 SELECT * FROM zerobus.stream_credentials('sec');
 
+-- item 9: an error's text, a pause reason and primary-key values are the
+-- owner's and the superusers' to read
+UPDATE zerobus.streams SET paused_reason = 'rejected: key 42 of the secret row'
+WHERE name = 'sec';
+UPDATE zerobus.stream_tables SET snapshot_key = '{42}',
+	paused_reason = 'the target rejected key 42'
+WHERE stream_id = (SELECT id FROM zerobus.streams WHERE name = 'sec');
+SET ROLE regress_sec_attacker;
+SELECT name, state, last_error, paused_reason FROM zerobus.stat_streams WHERE name = 'sec';
+SELECT stream, last_key, paused_reason FROM zerobus.stat_snapshots WHERE stream = 'sec';
+SELECT paused_reason FROM zerobus.streams;
+SELECT snapshot_key FROM zerobus.stream_tables;
+SELECT paused_reason FROM zerobus.stream_tables;
+SELECT count(*) > 0 AS readable FROM zerobus.streams;
+SELECT name, publication, enabled FROM zerobus.streams WHERE name = 'sec';
+SET ROLE regress_sec_owner;
+SELECT name, state, last_error, paused_reason FROM zerobus.stat_streams WHERE name = 'sec';
+SELECT stream, last_key, paused_reason FROM zerobus.stat_snapshots WHERE stream = 'sec';
+RESET ROLE;
+
 -- item 8: a table OID that names no table is an error, not a crash
 SELECT zerobus.snapshot_table('sec', 999999::regclass);
 SELECT zerobus.target_ddl(999999::regclass, 'main.a.b');

@@ -15,8 +15,8 @@ COMMENT ON FUNCTION target_ddl(regclass, text, text, text) IS
 
 -- Streams: a publication + a logical slot + a Zerobus endpoint + a workspace
 -- + credentials + the mapping of source tables to target tables.  Readable by
--- everyone: nothing secret lives here.  The NULL option columns take the
--- value of the zerobus.* setting of the same name.
+-- everyone but paused_reason (see the grants below).  The NULL option
+-- columns take the value of the zerobus.* setting of the same name.
 CREATE TABLE streams (
 	id serial PRIMARY KEY,
 	name text NOT NULL UNIQUE,
@@ -101,8 +101,19 @@ COMMENT ON COLUMN stream_tables.schema_notice IS
 COMMENT ON COLUMN stream_tables.paused_reason IS
 'why the table''s target stopped taking records (the other tables flow on); zerobus.resume_stream() clears it';
 
-GRANT SELECT ON streams TO PUBLIC;
-GRANT SELECT ON stream_tables TO PUBLIC;
+-- Everybody reads the streams and their tables, but for the columns that
+-- may hold data or a server's words: paused_reason (an error text) and
+-- snapshot_key (primary-key values), which stat_streams and stat_snapshots
+-- show to the stream's owner and superusers only.
+GRANT SELECT (id, name, owner, publication, slot_name, endpoint, workspace_url,
+	workspace_id, target_catalog, target_schema, table_map, insecure, ca_file,
+	batch_max_records, batch_max_bytes, batch_max_delay, max_inflight_bytes,
+	ack_timeout, snapshot, schema_policy, enabled, paused_at, config_version,
+	created_at) ON streams TO PUBLIC;
+GRANT SELECT (stream_id, relid, schema_name, table_name, snapshot_state,
+	snapshot_rows, snapshot_rows_estimated, snapshot_lsn, snapshot_started_at,
+	snapshot_finished_at, accepted_columns, schema_notice, paused_at)
+	ON stream_tables TO PUBLIC;
 REVOKE ALL ON stream_secrets FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('streams', '');
@@ -239,14 +250,15 @@ LANGUAGE C STRICT VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION stream_shared_state() IS
-'the live state of the stream workers, from shared memory';
+'the live state of the stream workers, from shared memory; last_error for the stream''s owner and superusers only';
 
 CREATE VIEW stat_streams AS
 SELECT s.name,
 	CASE WHEN s.paused_reason IS NOT NULL THEN 'failed'
 		WHEN NOT s.enabled THEN 'paused'
 		ELSE coalesce(w.state, 'stopped') END AS state,
-	coalesce(w.last_error, s.paused_reason) AS last_error,
+	CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE')
+		THEN coalesce(w.last_error, s.paused_reason) END AS last_error,
 	coalesce(w.last_error_time, s.paused_at) AS last_error_time,
 	w.pid,
 	r.confirmed_flush_lsn AS confirmed_lsn,
@@ -262,7 +274,8 @@ SELECT s.name,
 	coalesce(w.reconnects, 0) AS reconnects,
 	coalesce(w.truncates, 0) AS truncates,
 	w.last_ack_time,
-	s.paused_reason,
+	CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE')
+		THEN s.paused_reason END AS paused_reason,
 	s.slot_name,
 	r.active AS slot_active,
 	r.wal_status,
@@ -292,7 +305,7 @@ FROM streams s
 					 '{}')::text[] AS paused_tables
 		FROM stream_tables st WHERE st.stream_id = s.id) t ON true;
 
-COMMENT ON VIEW stat_streams IS 'one row per stream: its state, positions, lag and counters';
+COMMENT ON VIEW stat_streams IS 'one row per stream: its state, positions, lag and counters; last_error and paused_reason for the stream''s owner and superusers only';
 
 GRANT SELECT ON stat_streams TO PUBLIC;
 
@@ -309,11 +322,13 @@ SELECT s.name AS stream,
 		THEN least(99, round(100.0 * st.snapshot_rows /
 							  st.snapshot_rows_estimated, 1)) END::numeric
 		AS percent,
-	st.snapshot_key AS last_key,
+	CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE')
+		THEN st.snapshot_key END AS last_key,
 	st.snapshot_lsn AS last_lsn,
 	st.snapshot_started_at AS started_at,
 	st.snapshot_finished_at AS finished_at,
-	st.paused_reason,
+	CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE')
+		THEN st.paused_reason END AS paused_reason,
 	st.paused_at
 FROM streams s JOIN stream_tables st ON st.stream_id = s.id;
 

@@ -54,6 +54,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "catalog.h"
 #include "compat.h"
 #include "stream.h"
 
@@ -523,21 +524,64 @@ put_time(Datum *values, bool *nulls, int i, TimestampTz t)
 }
 
 /*
+ * The ids of the streams whose owner the caller has the privileges of, and
+ * their number in *n; palloc'd.  Needs a transaction.
+ */
+static int32 *
+owned_streams(int *n)
+{
+	ZerobusCatalogAccess access;
+	ZerobusColumnValues args = {0};
+	int32	   *ids;
+	uint64		i;
+
+	zerobus_catalog_begin(&access);
+	zerobus_add_column(&args, "caller", OIDOID, ObjectIdGetDatum(access.caller), false);
+	zerobus_execute_with_values("SELECT id FROM zerobus.streams"
+								" WHERE pg_catalog.pg_has_role($1, owner, 'USAGE')",
+								&args, SPI_OK_SELECT);
+	ids = SPI_palloc(sizeof(int32) * (SPI_processed + 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	*n = (int) SPI_processed;
+	zerobus_catalog_end(&access);
+	return ids;
+}
+
+static bool
+int_in_array(const int32 *a, int n, int32 v)
+{
+	for (int i = 0; i < n; i++)
+		if (a[i] == v)
+			return true;
+	return false;
+}
+
+/*
  * zerobus.stream_shared_state() returns setof record
  *
  * The shared state of the streams of the served database; nothing in any
- * other database.
+ * other database.  last_error, which holds a server's words, only for the
+ * streams whose owner the caller has the privileges of.
  */
 Datum
 zerobus_stream_shared_state(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32	   *owned;
+	int			nowned = 0;
 	int			i;
 
 	zerobus_require_preload();
 	InitMaterializedSRF(fcinfo, 0);
 	if (!zerobus_in_served_database())
 		PG_RETURN_VOID();
+	owned = superuser() ? NULL : owned_streams(&nowned);
 
 	for (i = 0; i < zerobus_max_streams; i++)
 	{
@@ -569,7 +613,8 @@ zerobus_stream_shared_state(PG_FUNCTION_ARGS)
 		values[13] = Int64GetDatum((int64) s.reconnects);
 		s.last_error[sizeof(s.last_error) - 1] = '\0';
 		values[14] = CStringGetTextDatum(s.last_error);
-		nulls[14] = (s.last_error[0] == '\0');
+		nulls[14] = (s.last_error[0] == '\0') ||
+			(owned != NULL && !int_in_array(owned, nowned, s.stream_id));
 		put_time(values, nulls, 15, s.last_error_time);
 		put_time(values, nulls, 16, s.started_at);
 		values[17] = Int64GetDatum((int64) s.truncates);

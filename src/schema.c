@@ -130,12 +130,12 @@ zerobus_target_part_end(const char *p)
 }
 
 /*
- * Append target_table, which must be catalog.schema.table with three
- * non-empty parts of ASCII letters, digits and underscores (the form
- * Zerobus accepts), each part quoted as needed.
+ * Whether target_table is catalog.schema.table with three non-empty parts
+ * of ASCII letters, digits and underscores: the form Zerobus accepts, and
+ * nothing that could end an HTTP header line.
  */
-void
-zerobus_append_target_name(StringInfo out, const char *target_table)
+bool
+zerobus_target_name_valid(const char *target_table)
 {
 	const char *p = target_table;
 	int			parts = 0;
@@ -143,21 +143,43 @@ zerobus_append_target_name(StringInfo out, const char *target_table)
 	for (;;)
 	{
 		const char *start = p;
-		char	   *part;
 
 		p = zerobus_target_part_end(p);
-		if (p == start || (*p != '.' && *p != '\0') ||
-			(*p == '.' && parts == 2) || (*p == '\0' && parts != 2))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid target table name \"%s\"", target_table),
-					 errdetail("A target table name has three non-empty parts separated by dots, each made of ASCII letters, digits and underscores."),
-					 errhint("Give the Unity Catalog name as catalog.schema.table, for example main.default.orders.")));
-		part = pnstrdup(start, p - start);
-		if (parts > 0)
-			appendStringInfoChar(out, '.');
-		appendStringInfoString(out, zerobus_delta_identifier(part));
+		if (p == start || (*p != '.' && *p != '\0'))
+			return false;
 		parts++;
+		if (*p == '\0')
+			return parts == 3;
+		if (parts == 3)
+			return false;
+		p++;
+	}
+}
+
+/*
+ * Append target_table, which must be a valid target name
+ * (zerobus_target_name_valid), each part quoted as needed.
+ */
+void
+zerobus_append_target_name(StringInfo out, const char *target_table)
+{
+	const char *p = target_table;
+
+	if (!zerobus_target_name_valid(target_table))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid target table name \"%s\"", target_table),
+				 errdetail("A target table name has three non-empty parts separated by dots, each made of ASCII letters, digits and underscores."),
+				 errhint("Give the Unity Catalog name as catalog.schema.table, for example main.default.orders.")));
+	for (;;)
+	{
+		const char *start = p;
+
+		p = zerobus_target_part_end(p);
+		if (start != target_table)
+			appendStringInfoChar(out, '.');
+		appendStringInfoString(out,
+							   zerobus_delta_identifier(pnstrdup(start, p - start)));
 		if (*p == '\0')
 			break;
 		p++;

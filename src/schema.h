@@ -83,6 +83,7 @@ extern void zerobus_schema_store_accepted(int32 stream_id, Oid relid,
 
 /* Unity Catalog names of target tables */
 extern const char *zerobus_target_part_end(const char *p);
+extern bool zerobus_target_name_valid(const char *target_table);
 extern void zerobus_append_target_name(StringInfo out, const char *target_table);
 
 #endif							/* ZEROBUS_SCHEMA_H */

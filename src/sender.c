@@ -57,10 +57,12 @@
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "auth.h"
 #include "grpc.h"
+#include "schema.h"
 #include "stream.h"
 #include "worker.h"
 
@@ -288,6 +290,20 @@ ensure_token(ZerobusSender *sender, ZerobusTarget *target)
 
 	if (target->token && sender->now < target->token_refresh)
 		return false;
+
+	/*
+	 * A source table whose name makes no Unity Catalog name (a dot, a
+	 * space, a line break, a non-ASCII letter) pauses alone, before its
+	 * name reaches a token request or a request header.
+	 */
+	if (!zerobus_target_name_valid(target->name))
+	{
+		zerobus_worker_pause_target(target, target->name,
+									psprintf("target table name %s is not catalog.schema.table with parts of ASCII letters, digits and underscores. "
+											 "Hint: Map its source table to a valid name with zerobus.alter_stream(table_map => ...), then call zerobus.resume_stream().",
+											 quote_literal_cstr(target->name)));
+		return false;
+	}
 
 	workspace_id = config->workspace_id ? config->workspace_id :
 		zerobus_workspace_id(config->endpoint);

@@ -108,6 +108,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/ilist.h"
+#include "miscadmin.h"
 #include "nodes/params.h"
 #include "replication/message.h"
 #include "storage/block.h"
@@ -859,11 +860,23 @@ receive_shutdown(DestReceiver *self)
  * Runs the chunk query of t into r, whose cxt, nkeys and max_bytes the
  * caller has set; the key of the last row read, if any, gives the
  * parameters.
+ *
+ * The query runs as the table's owner, as a security-restricted operation
+ * (as PostgreSQL's own table synchronization does since 16), with any
+ * setting its code changes undone: the casts, operators and functions the
+ * key's type brings (an enum's cast to text, a domain's check, a row
+ * filter) were written by whoever owns the type, and must never run with
+ * the worker's superuser rights.  The table's owner reads its own table,
+ * FOR SHARE included.
  */
 static void
-run_chunk_query(SnapTable *t, const char *sql, SnapReceiver *r)
+run_chunk_query(SnapTable *t, Oid table_owner, const char *sql,
+				SnapReceiver *r)
 {
 	SPIExecuteOptions options;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
 	int			k;
 
 	r->pub.receiveSlot = receive_row;
@@ -894,8 +907,15 @@ run_chunk_query(SnapTable *t, const char *sql, SnapReceiver *r)
 			prm->ptype = TEXTOID;
 		}
 	}
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(table_owner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
 	if (SPI_execute_extended(sql, &options) < 0)
 		elog(ERROR, "snapshot query failed on table %s", t->qualname);
+	AtEOXact_GUC(false, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
 /*
@@ -994,7 +1014,7 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 	recv.cxt = chunk_cxt;
 	recv.nkeys = nkeys;
 	recv.max_bytes = nkeys > 0 ? chunk_max_bytes(snap) : 0;
-	run_chunk_query(t, sql.data, &recv);
+	run_chunk_query(t, rel->rd_rel->relowner, sql.data, &recv);
 	chunk->lsn = write_watermark(snap, t);
 
 	meta.kind = ZB_CHANGE_SNAPSHOT;

@@ -1492,8 +1492,8 @@ zerobus_worker_main(Datum main_arg)
 			ErrorData  *edata;
 			bool		progressed;
 
-			if (IsTransactionState())
-				AbortCurrentTransaction();
+			/* also an error raised while committing (not "in progress") */
+			AbortOutOfAnyTransaction();
 			MemoryContextSwitchTo(worker_cxt);
 			EmitErrorReport();
 			edata = CopyErrorData();

@@ -53,12 +53,7 @@ sub write_rows
 	return $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 }
 
-sub zb_stat
-{
-	my ($column) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT $column FROM zerobus.stat_streams WHERE name = 's1'");
-}
+sub zb_stat { return stream_stat($node, 's1', $_[0]); }
 
 sub slot_lsn
 {
@@ -84,14 +79,11 @@ sub wait_stat
 sub wait_emulator_stat
 {
 	my ($key, $min, $what) = @_;
-	my $timer = IPC::Run::timer($PostgreSQL::Test::Utils::timeout_default);
-	$timer->start;
-	until (emulator_api($emu, 'GET', '/admin/stats')->{$key} > $min)
-	{
-		return fail($what) if $timer->is_expired;
-		select(undef, undef, undef, 0.1);
-	}
-	return pass($what);
+	return ok(
+		poll_until(
+			sub { emulator_api($emu, 'GET', '/admin/stats')->{$key} > $min }
+		),
+		$what);
 }
 
 # Everything written so far reaches Zerobus and equals the source tables.

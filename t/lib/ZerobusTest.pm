@@ -21,7 +21,8 @@ use Test::More;
 use Exporter 'import';
 our @EXPORT = qw(zb_node start_emulator stop_emulator emulator_api
   declare_target create_stream wait_streaming wait_failed wait_table_paused
-  wait_acked delta_rows fold_changes source_rows check_slot_behind_acks);
+  wait_acked delta_rows fold_changes source_rows check_slot_behind_acks
+  stream_stat poll_until);
 
 my $srcdir =
   File::Spec->rel2abs(File::Spec->catdir(dirname(__FILE__), '..', '..'));
@@ -166,6 +167,29 @@ sub create_stream
 			target_catalog => 'main', target_schema => 'cdc',
 			insecure => true$extra)});
 	return;
+}
+
+# Column $column of stream $name's row of zerobus.stat_streams.
+sub stream_stat
+{
+	my ($node, $name, $column) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT $column FROM zerobus.stat_streams WHERE name = '$name'");
+}
+
+# Calls $cond (a code ref) every 100 ms until it returns true (then returns
+# 1) or the test timeout passes (then returns 0).
+sub poll_until
+{
+	my ($cond) = @_;
+	my $timer = IPC::Run::timer($PostgreSQL::Test::Utils::timeout_default);
+	$timer->start;
+	until ($cond->())
+	{
+		return 0 if $timer->is_expired;
+		select(undef, undef, undef, 0.1);
+	}
+	return 1;
 }
 
 # Polls until stream $name's worker reports the streaming state.
