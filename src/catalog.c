@@ -1277,10 +1277,9 @@ zerobus_stream_set_failed(int32 stream_id, const char *reason)
 	CommitTransactionCommand();
 
 	shared = zerobus_stream_shared(stream_id, true);
+	zerobus_stream_note_error(shared, reason);
 	SpinLockAcquire(&shared->mutex);
 	shared->state = ZB_STATE_FAILED;
-	strlcpy(shared->last_error, reason, sizeof(shared->last_error));
-	shared->last_error_time = GetCurrentTimestamp();
 	SpinLockRelease(&shared->mutex);
 
 	ereport(LOG,

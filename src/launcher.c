@@ -36,6 +36,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -506,6 +507,25 @@ zerobus_slot_lock(bool exclusive, bool wait)
 						 SLOT_LOCK_FIELD4);
 	return LockAcquire(&tag, exclusive ? ExclusiveLock : ShareLock,
 					   false, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
+ * Sets a stream's last_error to message (and last_error_time to now), cut
+ * on a character boundary to fit: the view shows it as text, which must be
+ * valid in the server encoding.  The caller must not hold the mutex.
+ */
+void
+zerobus_stream_note_error(ZerobusStreamShared *shared, const char *message)
+{
+	int			len = pg_mbcliplen(message, strlen(message),
+								   sizeof(shared->last_error) - 1);
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&shared->mutex);
+	memcpy(shared->last_error, message, len);
+	shared->last_error[len] = '\0';
+	shared->last_error_time = now;
+	SpinLockRelease(&shared->mutex);
 }
 
 /* pg_lsn datum of lsn, or NULL when invalid */

@@ -55,6 +55,7 @@
 #include "postgres.h"
 
 #include "lib/ilist.h"
+#include "common/base64.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -163,6 +164,66 @@ struct ZerobusSender
 };
 
 static void flush_batch(ZerobusSender *sender, ZbCall *call);
+
+/* Appends text with every occurrence of secret (if long enough) redacted */
+static void
+append_redacted(StringInfo out, const char *text, const char *secret)
+{
+	size_t		slen = secret ? strlen(secret) : 0;
+	const char *hit;
+
+	while (slen >= 4 && (hit = strstr(text, secret)) != NULL)
+	{
+		appendBinaryStringInfo(out, text, hit - text);
+		appendStringInfoString(out, "[redacted]");
+		text = hit + slen;
+	}
+	appendStringInfoString(out, text);
+}
+
+/*
+ * A server's words (a grpc-message, a token endpoint's reply), made fit to
+ * be shown and stored: every byte that is not printable ASCII becomes '?'
+ * (so the text is valid in any server encoding and holds no line break),
+ * and the credentials a hostile or careless server could echo (the client
+ * secret, the HTTP Basic value carrying it, the table's token) are
+ * redacted.  palloc'd.
+ */
+static char *
+server_words(ZerobusSender *sender, ZerobusTarget *target, const char *text)
+{
+	ZerobusStreamConfig *config = sender->config;
+	char	   *ascii = pstrdup(text);
+	char	   *basic;
+	char	   *basic64;
+	int			len;
+	StringInfoData a;
+	StringInfoData b;
+
+	for (char *p = ascii; *p; p++)
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f)
+			*p = '?';
+
+	basic = psprintf("%s:%s", config->client_id, config->client_secret);
+	basic64 = palloc(pg_b64_enc_len(strlen(basic)) + 1);
+	len = pg_b64_encode(basic, strlen(basic), basic64,
+						pg_b64_enc_len(strlen(basic)));
+	basic64[Max(len, 0)] = '\0';
+
+	initStringInfo(&a);
+	append_redacted(&a, ascii, config->client_secret);
+	initStringInfo(&b);
+	append_redacted(&b, a.data, basic64);
+	resetStringInfo(&a);
+	append_redacted(&a, b.data, target ? target->token : NULL);
+
+	explicit_bzero(basic, strlen(basic));
+	pfree(basic);
+	pfree(basic64);
+	pfree(ascii);
+	pfree(b.data);
+	return a.data;
+}
 
 /*
  * True when the process must stop; lets a blocking token fetch return
@@ -318,16 +379,17 @@ ensure_token(ZerobusSender *sender, ZerobusTarget *target)
 	{
 		zerobus_worker_pause_target(target, target->name,
 									psprintf("OAuth token request for table %s was denied: %s",
-											 target->name, errbuf));
+											 target->name,
+											 server_words(sender, target, errbuf)));
 		return false;
 	}
 	if (res == ZB_AUTH_DENIED)
 		zerobus_worker_fail("OAuth token request for table %s was denied: %s",
-							target->name, errbuf);
+							target->name, server_words(sender, target, errbuf));
 	if (res != ZB_AUTH_OK)
 		ereport(ERROR,
 				(errmsg("could not fetch an OAuth token for table %s: %s",
-						target->name, errbuf)));
+						target->name, server_words(sender, target, errbuf))));
 
 	if (target->token)
 		free(target->token);
@@ -725,9 +787,10 @@ handle_ack(ZerobusSender *sender, ZbCall *call, int64 offset)
 /* A call ended: fine when it owed nothing, else a failure. */
 static void
 handle_ended(ZerobusSender *sender, ZbCall *call, int status,
-			 const char *message)
+			 const char *server_message)
 {
 	const char *table = call->target->name;
+	const char *message = server_words(sender, call->target, server_message);
 
 	if (status == ZB_GRPC_OK && call->open == NULL &&
 		dlist_is_empty(&call->inflight))

@@ -129,6 +129,8 @@ extern void zerobus_check_stream_option(const char *name, int value);
 extern ZerobusStreamShared *zerobus_stream_shared(int32 stream_id,
 												  bool create);
 extern void zerobus_launcher_wakeup(void);
+extern void zerobus_stream_note_error(ZerobusStreamShared *shared,
+									  const char *message);
 extern void zerobus_require_preload(void);
 extern bool zerobus_preloaded;
 extern bool zerobus_in_served_database(void);

@@ -880,10 +880,7 @@ zerobus_worker_pause_target(ZerobusTarget *target, const char *target_name,
 	freeze_confirm();
 	store_pause(target_name, reason);
 
-	SpinLockAcquire(&shared->mutex);
-	strlcpy(shared->last_error, reason, sizeof(shared->last_error));
-	shared->last_error_time = GetCurrentTimestamp();
-	SpinLockRelease(&shared->mutex);
+	zerobus_stream_note_error(shared, reason);
 	ereport(LOG,
 			(errmsg("zerobus stream \"%s\": target table %s paused, the other tables flow on: %s",
 					config->name, target_name, reason)));
@@ -923,13 +920,7 @@ load_paused_targets(void)
 		zerobus_sender_pause(zb->sender, zerobus_sender_target(zb->sender,
 															   name));
 		if (i == 0)
-		{
-			SpinLockAcquire(&shared->mutex);
-			strlcpy(shared->last_error, SPI_getvalue(tup, desc, 3),
-					sizeof(shared->last_error));
-			shared->last_error_time = GetCurrentTimestamp();
-			SpinLockRelease(&shared->mutex);
-		}
+			zerobus_stream_note_error(shared, SPI_getvalue(tup, desc, 3));
 	}
 	SPI_finish();
 	PopActiveSnapshot();
@@ -1512,11 +1503,9 @@ zerobus_worker_main(Datum main_arg)
 									config->slot_name, ZB_REPEATED_FAILURES,
 									edata->message, config->name);
 
+			zerobus_stream_note_error(shared, edata->message);
 			SpinLockAcquire(&shared->mutex);
 			shared->state = ZB_STATE_RETRYING;
-			strlcpy(shared->last_error, edata->message,
-					sizeof(shared->last_error));
-			shared->last_error_time = GetCurrentTimestamp();
 			shared->reconnects++;
 			SpinLockRelease(&shared->mutex);
 			FreeErrorData(edata);

@@ -22,6 +22,7 @@ use strict;
 use warnings;
 use File::Basename qw(dirname);
 use lib dirname(__FILE__) . '/lib';
+use MIME::Base64 ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -227,6 +228,32 @@ for my $case (@lies)
 	emulator_api($emu, 'DELETE', '/admin/faults');
 	check_all($lie, $lsn);
 }
+
+# A token endpoint whose error reply echoes the credentials, holds bytes
+# that are no valid text and line breaks, and runs long: the stream fails
+# with a reason that is valid text, one line, with the credentials
+# redacted.
+my $basic = MIME::Base64::encode_base64('client_s1:secret_s1', '');
+my $reply =
+	qq({"error":"invalid_client","error_description":"secret_s1 / Basic $basic\r\n\xff\xfe\xc3)
+  . ('x' x 300) . '"}';
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => 'main.cdc.t1', token_error_b64 => MIME::Base64::encode_base64($reply, '') });
+$node->safe_psql('postgres', "SELECT zerobus.alter_stream('s1')");
+write_rows(1);					# tokens are fetched when there is something to send
+my $reason = wait_failed($node, 's1', 'echoing token endpoint: the stream fails');
+like($reason, qr/answered HTTP 400/, 'echoing token endpoint: the reason says why');
+unlike($reason, qr/secret_s1|\Q$basic\E/, 'echoing token endpoint: no credential in the reason');
+like($reason, qr/\[redacted\]/, 'echoing token endpoint: the credentials are redacted');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT convert_to(paused_reason, 'UTF8') IS NOT NULL AND paused_reason !~ '[\r\n]'"
+		  . " AND octet_length(last_error) < 1024 AND convert_to(last_error, 'UTF8') IS NOT NULL"
+		  . " FROM zerobus.stat_streams WHERE name = 's1'"),
+	't', 'echoing token endpoint: reason and last_error are valid one-line text');
+emulator_api($emu, 'DELETE', '/admin/faults');
+$node->safe_psql('postgres', "SELECT zerobus.resume_stream('s1')");
+check_all('echoing token endpoint', write_rows(5));
 
 # The server's words in last_error are the stream owner's and the
 # superusers' to read, also straight from stream_shared_state().

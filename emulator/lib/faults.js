@@ -21,12 +21,16 @@
  *                           "ack_before_create" (an ack ahead of the
  *                           create_stream_response), "second_create" (two
  *                           create_stream_responses)
+ *   token_error_b64         the token endpoint answers a request for the table
+ *                           with HTTP 400 and these raw bytes (base64) as the
+ *                           body: a server's words that may echo a secret or
+ *                           be no valid text
  * Token expiry is separate: expireTokens() makes every token issued so far
  * (or a client's) expired.  A stream fault overrides the same knob of its table.
  */
 
 const KNOBS = new Set(['ack_delay_ms', 'withhold_acks', 'drop_after_records', 'close_stream_signal_ms',
-	'unavailable_on_create', 'unavailable', 'unauthenticated', 'lie']);
+	'unavailable_on_create', 'unavailable', 'unauthenticated', 'lie', 'token_error_b64']);
 const LIES = new Set(['ack_ahead', 'ack_backwards', 'ack_before_create', 'second_create']);
 const COUNTED = new Set(['unavailable_on_create', 'unavailable', 'unauthenticated']);
 
@@ -49,7 +53,9 @@ class Faults {
 				throw new FaultError(`unknown fault "${k}" (known: ${[...KNOBS].join(', ')})`);
 			if (COUNTED.has(k) ? !(v === true || v === false || (Number.isInteger(v) && v >= 0))
 				: k === 'withhold_acks' ? typeof v !== 'boolean'
-				: k === 'lie' ? !(v === false || LIES.has(v)) : !(Number.isInteger(v) && v >= 0))
+				: k === 'lie' ? !(v === false || LIES.has(v))
+				: k === 'token_error_b64' ? !(v === false || (typeof v === 'string' && /^[A-Za-z0-9+/=]*$/.test(v)))
+				: !(Number.isInteger(v) && v >= 0))
 				throw new FaultError(`bad value for fault "${k}": ${JSON.stringify(v)}`);
 		}
 		const map = table ? this.byTable : this.byStream;

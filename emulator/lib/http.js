@@ -19,6 +19,15 @@ class HttpError extends Error {
 	}
 }
 
+/* A reply sent as it is: raw bytes, for a fault that imitates a broken server. */
+class RawReply extends Error {
+	constructor(status, body) {
+		super('raw reply');
+		this.status = status;
+		this.body = body;
+	}
+}
+
 function readBody(req) {
 	return new Promise((resolve, reject) => {
 		const chunks = [];
@@ -96,6 +105,9 @@ function oauthToken(emu, req, body) {
 	if (cat.object_full_path !== c || sch.object_full_path !== `${c}.${s}` ||
 		!has(cat, ['USE CATALOG']) || !has(sch, ['USE SCHEMA']) || !has(tbl, ['SELECT', 'MODIFY']))
 		throw new HttpError(400, 'authorization_details must grant USE CATALOG, USE SCHEMA and SELECT+MODIFY on the table and its parents', 'invalid_request');
+	const fault = emu.faults.forStream(null, table);
+	if (fault && fault.token_error_b64)
+		throw new RawReply(400, Buffer.from(fault.token_error_b64, 'base64'));
 	if (!emu.catalog.clientMayWrite(id, table))
 		throw new HttpError(403, `client "${id}" has no MODIFY privilege on "${table}"`, 'access_denied');
 	const { token, expiresIn } = emu.catalog.mintToken(id, table);
@@ -213,6 +225,11 @@ function startHttp(emu, host, port) {
 			const body = await readBody(req);
 			out = await route(emu, req, url, body);
 		} catch (e) {
+			if (e instanceof RawReply) {
+				res.writeHead(e.status, { 'content-type': 'application/json', 'content-length': e.body.length });
+				res.end(e.body);
+				return;
+			}
 			if (e instanceof HttpError) {
 				status = e.status;
 				out = url.pathname.startsWith('/oidc/') ? { error: e.code || 'invalid_request', error_description: e.message }
