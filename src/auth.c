@@ -23,6 +23,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include <curl/curl.h>
 
 #include "auth.h"
@@ -34,6 +36,9 @@
 #define ZB_AUTH_POLL_MS 100
 #define ZB_AUTH_MAX_REPLY (256 * 1024)
 #define ZB_AUTH_DEFAULT_EXPIRES_S 3600
+/* the token lives this long at least and at most, whatever the reply says */
+#define ZB_AUTH_MIN_EXPIRES_S 10
+#define ZB_AUTH_MAX_EXPIRES_S 86400
 
 /* The reply being received, in malloc'd memory (filled by a callback). */
 typedef struct AuthReply
@@ -128,7 +133,8 @@ token_scalar(void *state, char *token, JsonTokenType tokentype)
 	}
 	else
 	{
-		if (tokentype == JSON_TOKEN_NUMBER)
+		/* a number, or a number in a string ("3600"), as some servers send */
+		if (tokentype == JSON_TOKEN_NUMBER || tokentype == JSON_TOKEN_STRING)
 			tp->expires_in = token;
 		else
 			tp->bad_type = true;
@@ -188,12 +194,17 @@ parse_token_reply(char *body, size_t len, char **token, long *expires_in,
 	*expires_in = ZB_AUTH_DEFAULT_EXPIRES_S;
 	if (tp.expires_in != NULL)
 	{
-		*expires_in = strtol(tp.expires_in, NULL, 10);
-		if (*expires_in <= 0)
+		char	   *end;
+		double		v = strtod(tp.expires_in, &end);
+
+		if (end == tp.expires_in || *end != '\0' || isnan(v))
 		{
 			snprintf(errbuf, errlen, "token endpoint reply has an invalid expires_in");
 			return false;
 		}
+		/* whatever the server says (0, -5, 1e309, 20 digits): a sane life */
+		*expires_in = (long) Max(Min(v, (double) ZB_AUTH_MAX_EXPIRES_S),
+								 (double) ZB_AUTH_MIN_EXPIRES_S);
 	}
 	*token = strdup(tp.access_token);
 	if (*token == NULL)

@@ -169,17 +169,22 @@ call_fail(ZerobusGrpcCall *call, const char *fmt,...)
 static bool
 push_event(ZerobusGrpc *grpc, const ZerobusGrpcEvent *ev)
 {
-	if (ev->kind == ZB_GRPC_EV_ACK && grpc->ev_count > 0)
+	if ((ev->kind == ZB_GRPC_EV_ACK || ev->kind == ZB_GRPC_EV_CLOSE_SIGNAL) &&
+		grpc->ev_count > 0)
 	{
 		ZerobusGrpcEvent *last;
 
 		last = &grpc->events[(grpc->ev_head + grpc->ev_count - 1) % grpc->ev_cap];
-		if (last->kind == ZB_GRPC_EV_ACK && last->call == ev->call)
+		if (last->kind == ev->kind && last->call == ev->call)
 		{
+			/* acks are cumulative; of close signals the nearest counts */
 			last->offset = Max(last->offset, ev->offset);
+			last->close_after_ms = Min(last->close_after_ms, ev->close_after_ms);
 			return true;
 		}
 	}
+	if (grpc->ev_count >= ZB_GRPC_MAX_EVENTS && ev->kind != ZB_GRPC_EV_ENDED)
+		return false;
 	if (grpc->ev_count == grpc->ev_cap)
 	{
 		int			newcap = grpc->ev_cap ? grpc->ev_cap * 2 : 16;
@@ -411,8 +416,11 @@ handle_response(ZerobusGrpcCall *call, const uint8 *data, size_t len)
 				Databricks__Zerobus__Duration *d = resp->close_stream_signal->duration;
 
 				ev.kind = ZB_GRPC_EV_CLOSE_SIGNAL;
+				/* a day at most: any int64 must not overflow */
 				if (d != NULL)
-					ev.close_after_ms = d->seconds * 1000 + d->nanos / 1000000;
+					ev.close_after_ms =
+						Max(Min(d->seconds, ZB_GRPC_MAX_CLOSE_S), 0) * 1000 +
+						Max(Min(d->nanos, 999999999), 0) / 1000000;
 			}
 			break;
 		default:
@@ -424,7 +432,11 @@ handle_response(ZerobusGrpcCall *call, const uint8 *data, size_t len)
 
 	if (ok && !push_event(call->grpc, &ev))
 	{
-		call_fail(call, "out of memory");
+		if (call->grpc->ev_count >= ZB_GRPC_MAX_EVENTS)
+			call_fail(call, "server sent more than %d messages between two reads",
+					  ZB_GRPC_MAX_EVENTS);
+		else
+			call_fail(call, "out of memory");
 		ok = false;
 	}
 	return ok;
@@ -485,8 +497,46 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 	{
 		memmove(call->recvbuf, call->recvbuf + pos, call->recv_len - pos);
 		call->recv_len -= pos;
+		/* a large message passed: give its room back */
+		if (call->recv_cap > ZB_GRPC_RECV_KEEP && call->recv_len <= ZB_GRPC_RECV_KEEP)
+		{
+			char	   *smaller = realloc(call->recvbuf, ZB_GRPC_RECV_KEEP);
+
+			if (smaller != NULL)
+			{
+				call->recvbuf = smaller;
+				call->recv_cap = ZB_GRPC_RECV_KEEP;
+			}
+		}
 	}
 	return n;
+}
+
+/*
+ * The gRPC status of an HTTP error status that came without a grpc-status,
+ * as the gRPC specification's "HTTP to gRPC Status Code Mapping" says.
+ */
+static int
+http_status_to_grpc(int http_status)
+{
+	switch (http_status)
+	{
+		case 400:
+			return ZB_GRPC_INTERNAL;
+		case 401:
+			return ZB_GRPC_UNAUTHENTICATED;
+		case 403:
+			return ZB_GRPC_PERMISSION_DENIED;
+		case 404:
+			return ZB_GRPC_UNIMPLEMENTED;
+		case 429:
+		case 502:
+		case 503:
+		case 504:
+			return ZB_GRPC_UNAVAILABLE;
+		default:
+			return ZB_GRPC_UNKNOWN;
+	}
 }
 
 /*
@@ -556,7 +606,11 @@ header_cb(char *line, size_t size, size_t nitems, void *userp)
 			call->headers_checked = true;
 			if (call->http_status != 200 && call->grpc_status < 0)
 			{
-				call_fail(call, "server answered HTTP status %d", call->http_status);
+				/* as gRPC clients map an HTTP error without a gRPC status */
+				call->grpc_status = http_status_to_grpc(call->http_status);
+				snprintf(call->grpc_message, sizeof(call->grpc_message),
+						 "server answered HTTP status %d without a grpc-status",
+						 call->http_status);
 				return 0;
 			}
 		}
@@ -577,10 +631,17 @@ header_cb(char *line, size_t size, size_t nitems, void *userp)
 							  pg_strncasecmp(value, "application/grpc", 16) == 0);
 	else if (namelen == 11 && pg_strncasecmp(line, "grpc-status", 11) == 0)
 	{
-		char		num[16];
+		int			code = 0;
 
-		strlcpy(num, value, Min(vlen + 1, sizeof(num)));
-		call->grpc_status = atoi(num);
+		/* a code is 0 to 16; any other number is UNKNOWN, anything else a violation */
+		if (vlen == 0 || vlen > 3 || strspn(value, "0123456789") < vlen)
+		{
+			call_fail(call, "server sent an invalid grpc-status");
+			return 0;
+		}
+		for (size_t i = 0; i < vlen; i++)
+			code = code * 10 + (value[i] - '0');
+		call->grpc_status = code <= ZB_GRPC_UNAUTHENTICATED ? code : ZB_GRPC_UNKNOWN;
 	}
 	else if (namelen == 12 && pg_strncasecmp(line, "grpc-message", 12) == 0)
 		percent_decode(call->grpc_message, sizeof(call->grpc_message), value, vlen);
@@ -1025,6 +1086,12 @@ finish_call(ZerobusGrpc *grpc, ZerobusGrpcCall *call, CURLcode result)
 	{
 		ev.status = ZB_GRPC_TRANSPORT_ERROR;
 		strlcpy(ev.message, call->failure, sizeof(ev.message));
+	}
+	else if (call->grpc_status == ZB_GRPC_OK && call->recv_len > 0)
+	{
+		ev.status = ZB_GRPC_TRANSPORT_ERROR;
+		snprintf(ev.message, sizeof(ev.message),
+				 "server ended the call with status OK in the middle of a message");
 	}
 	else if (call->grpc_status >= 0)
 	{

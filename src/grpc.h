@@ -57,6 +57,12 @@
 
 /* Maximum size of one gRPC message Zerobus accepts (4 MiB). */
 #define ZB_GRPC_MAX_MESSAGE			(4 * 1024 * 1024)
+/* events queued between two reads by the caller; a flood fails its call */
+#define ZB_GRPC_MAX_EVENTS			4096
+/* receive room a call keeps after a larger message */
+#define ZB_GRPC_RECV_KEEP			(64 * 1024)
+/* the longest close delay a CloseStreamSignal may ask for */
+#define ZB_GRPC_MAX_CLOSE_S			86400
 
 typedef struct ZerobusGrpc ZerobusGrpc;
 typedef struct ZerobusGrpcCall ZerobusGrpcCall;

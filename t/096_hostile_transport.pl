@@ -1,0 +1,138 @@
+# Copyright (c) zerobus authors
+#
+# A Zerobus endpoint that breaks gRPC byte by byte (t/lib/hostile_zerobus.js,
+# Node's raw http2): invalid grpc-status values, message lengths past the
+# limit or of 0xFFFFFFFF, an empty message, a compressed flag never
+# negotiated, a message cut short and then status OK, a CloseStreamSignal of
+# INT64_MAX seconds, a flood of 100,000 CloseStreamSignals, HTTP 403 and 503
+# without a grpc-status, a reply that is not gRPC, and a message sent one
+# byte per DATA frame.  Tokens come from the emulator.  For each the worker
+# names what went wrong, confirms nothing it did not get acked, and neither
+# it nor the postmaster crashes; its memory stays bounded.
+
+use strict;
+use warnings;
+use File::Basename qw(dirname);
+use File::Spec;
+use lib dirname(__FILE__) . '/lib';
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ZerobusTest;
+
+my $node = zb_node('hostile_transport');
+my $emu = start_emulator();
+my $start_time =
+  $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
+my $script = File::Spec->rel2abs(dirname(__FILE__) . '/lib/hostile_zerobus.js');
+
+$node->safe_psql(
+	'postgres', q{
+	CREATE TABLE t1 (id int PRIMARY KEY, val text);
+	CREATE PUBLICATION pub FOR TABLE t1;
+});
+declare_target($node, $emu, 't1', 'main.cdc.t1');
+create_stream($node, $emu, 's1', 'pub');
+wait_streaming($node, 's1');
+
+my $next_id = 1;
+
+sub write_row
+{
+	$node->safe_psql('postgres',
+		"INSERT INTO t1 VALUES ($next_id, 'v$next_id')");
+	$next_id++;
+	return;
+}
+
+# Starts the hostile endpoint in $mode; returns its handle and port.
+sub start_hostile
+{
+	my ($mode) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start([ 'node', $script, $mode ], '<', \undef, '>', \$out,
+		'2>', \$err);
+	ok(poll_until(sub { $h->pump_nb; $out =~ /^port (\d+)$/m }),
+		"$mode: hostile endpoint listening")
+	  or diag $err;
+	$out =~ /^port (\d+)$/m;
+	return ($h, $1);
+}
+
+my @cases = (
+	[ 'status_abc', 'invalid grpc-status' ],
+	[ 'status_negative', 'invalid grpc-status' ],
+	[ 'status_11_digits', 'invalid grpc-status' ],
+	[ 'status_99', 'status 2 \(UNKNOWN\)' ],
+	[ 'length_4mib_plus_1', 'message of 4194305 bytes, more than the limit' ],
+	[ 'length_ffffffff', 'message of 4294967295 bytes, more than the limit' ],
+	[ 'length_zero', 'response message has no payload' ],
+	[ 'compressed', 'compressed message' ],
+	[ 'truncated_then_ok', 'in the middle of a message' ],
+	[ 'http_503', 'status 14 \(UNAVAILABLE\).*HTTP status 503 without a grpc-status' ],
+	[ 'not_grpc', 'not application/grpc' ],
+	[ 'one_byte_chunks', 'status 14 \(UNAVAILABLE\).*bye after bytes' ],
+	[ 'http_403', 'status 7 \(PERMISSION_DENIED\).*HTTP status 403' ],
+	[ 'close_forever', undef ],
+	[ 'close_flood', undef ]);
+
+for my $case (@cases)
+{
+	my ($mode, $error) = @$case;
+	my ($h, $port) = start_hostile($mode);
+	my $pid = stream_stat($node, 's1', 'pid');
+	my $slot_before = $node->safe_psql('postgres',
+		"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'zerobus_s1'"
+	);
+	$node->safe_psql('postgres',
+		"SELECT zerobus.resume_stream('s1'), zerobus.alter_stream('s1', endpoint => 'http://127.0.0.1:$port')"
+	);
+	my $lsn_before = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+	write_row();
+	if (defined $error)
+	{
+		ok( $node->poll_query_until(
+				'postgres',
+				"SELECT coalesce(last_error, '') ~ '$error' FROM zerobus.stat_streams WHERE name = 's1'"
+			),
+			"$mode: the worker names the violation")
+		  or diag $node->safe_psql('postgres',
+			"SELECT last_error FROM zerobus.stat_streams WHERE name = 's1'");
+	}
+	else
+	{
+		# nothing to name: the server's messages must just be survived
+		ok( $node->poll_query_until(
+				'postgres',
+				"SELECT pid IS NOT NULL AND pid <> $pid AND records_sent > 0 FROM zerobus.stat_streams WHERE name = 's1'"
+			),
+			"$mode: the worker sent its records and lives");
+		my $wpid = stream_stat($node, 's1', 'pid');
+		my $rss = slurp_file("/proc/$wpid/status") =~ /VmRSS:\s+(\d+) kB/ ? $1 : 0;
+		ok($rss > 0 && $rss < 100 * 1024, "$mode: worker RSS ${rss} kB < 100 MB");
+	}
+	is( $node->safe_psql('postgres',
+			"SELECT confirmed_flush_lsn <= '$lsn_before' FROM pg_replication_slots WHERE slot_name = 'zerobus_s1'"
+		),
+		't',
+		"$mode: the slot did not pass the unacked row");
+	is($node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()'),
+		$start_time, "$mode: the postmaster never restarted");
+	$h->kill_kill;
+}
+
+# Back to the emulator: everything arrives.
+$node->safe_psql('postgres',
+	"SELECT zerobus.resume_stream('s1'), zerobus.alter_stream('s1', endpoint => 'http://127.0.0.1:$emu->{grpc_port}')"
+);
+my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+wait_acked($node, 's1', $lsn);
+is_deeply(
+	fold_changes(delta_rows($emu, 'main.cdc.t1'), 'id'),
+	source_rows($node, 't1', 'id, val', 'id'),
+	'back on the emulator: Delta table equals the source table');
+check_slot_behind_acks($node, 's1');
+
+$node->stop;
+done_testing();
