@@ -39,6 +39,8 @@
 /* the token lives this long at least and at most, whatever the reply says */
 #define ZB_AUTH_MIN_EXPIRES_S 10
 #define ZB_AUTH_MAX_EXPIRES_S 86400
+/* nesting a token reply may have (it has one level) */
+#define ZB_AUTH_MAX_DEPTH 32
 
 /* The reply being received, in malloc'd memory (filled by a callback). */
 typedef struct AuthReply
@@ -158,6 +160,42 @@ token_is_printable(const char *token)
 }
 
 /*
+ * Whether the JSON text nests objects and arrays no deeper than
+ * ZB_AUTH_MAX_DEPTH (a token reply has one level): checked before parsing,
+ * so that a hostile reply cannot make the recursive parser exhaust the
+ * stack.  Brackets inside strings do not count.
+ */
+static bool
+json_depth_ok(const char *s, size_t len)
+{
+	int			depth = 0;
+	bool		in_string = false;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[')
+		{
+			if (++depth > ZB_AUTH_MAX_DEPTH)
+				return false;
+		}
+		else if (c == '}' || c == ']')
+			depth--;
+	}
+	return true;
+}
+
+/*
  * Parses a 2xx reply.  On success sets *token (malloc'd) and *expires_in;
  * otherwise fills errbuf and returns false.
  */
@@ -179,6 +217,12 @@ parse_token_reply(char *body, size_t len, char **token, long *expires_in,
 	sem.object_field_end = token_field_end;
 	sem.scalar = token_scalar;
 
+	if (!json_depth_ok(body, len))
+	{
+		snprintf(errbuf, errlen, "token endpoint sent a reply nested deeper than %d levels",
+				 ZB_AUTH_MAX_DEPTH);
+		return false;
+	}
 	lex = makeJsonLexContextCstringLen(body, len, PG_UTF8, true);
 	jerr = pg_parse_json(lex, &sem);
 	if (jerr != JSON_SUCCESS)

@@ -238,7 +238,7 @@ my $reply =
 	qq({"error":"invalid_client","error_description":"secret_s1 / Basic $basic\r\n\xff\xfe\xc3)
   . ('x' x 300) . '"}';
 emulator_api($emu, 'POST', '/admin/faults',
-	{ table => 'main.cdc.t1', token_error_b64 => MIME::Base64::encode_base64($reply, '') });
+	{ table => 'main.cdc.t1', token_body_b64 => MIME::Base64::encode_base64($reply, '') });
 $node->safe_psql('postgres', "SELECT zerobus.alter_stream('s1')");
 write_rows(1);					# tokens are fetched when there is something to send
 my $reason = wait_failed($node, 's1', 'echoing token endpoint: the stream fails');

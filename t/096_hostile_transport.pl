@@ -6,9 +6,12 @@
 # negotiated, a message cut short and then status OK, a CloseStreamSignal of
 # INT64_MAX seconds, a flood of 100,000 CloseStreamSignals, HTTP 403 and 503
 # without a grpc-status, a reply that is not gRPC, and a message sent one
-# byte per DATA frame.  Tokens come from the emulator.  For each the worker
-# names what went wrong, confirms nothing it did not get acked, and neither
-# it nor the postmaster crashes; its memory stays bounded.
+# byte per DATA frame.  Tokens come from the emulator, which then plays a
+# broken token endpoint: odd expires_in values, a reply that is not JSON,
+# nested 100,000 deep, over 256 KiB, a token with a line break, a redirect.
+# For each the worker names what went wrong (or, for a token life, clamps it
+# and goes on), confirms nothing it did not get acked, and neither it nor
+# the postmaster crashes; its memory stays bounded.
 
 use strict;
 use warnings;
@@ -16,6 +19,7 @@ use File::Basename qw(dirname);
 use File::Spec;
 use lib dirname(__FILE__) . '/lib';
 use IPC::Run;
+use MIME::Base64 ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -121,6 +125,50 @@ for my $case (@cases)
 		$start_time, "$mode: the postmaster never restarted");
 	$h->kill_kill;
 }
+
+# A broken token endpoint (the emulator's token_body_b64 fault;
+# "{{token}}" becomes a valid token).  Odd token lives are clamped and
+# streaming goes on; replies that cannot be trusted are named.
+my @token_cases = (
+	[ 'expires_in 0', 200, '{"access_token":"{{token}}","expires_in":0}', undef ],
+	[ 'expires_in -5', 200, '{"access_token":"{{token}}","expires_in":-5}', undef ],
+	[ 'expires_in 1e309', 200, '{"access_token":"{{token}}","expires_in":1e309}', undef ],
+	[ 'expires_in of 20 digits', 200, '{"access_token":"{{token}}","expires_in":12345678901234567890}', undef ],
+	[ 'quoted expires_in', 200, '{"access_token":"{{token}}","expires_in":"3600"}', undef ],
+	[ 'not JSON', 200, 'access_token={{token}}', 'reply that is not JSON' ],
+	[ 'nested 100,000 deep', 200, '[' x 100000, 'nested deeper than 32 levels' ],
+	[ 'over 256 KiB', 200, '{"pad":"' . ('x' x 300000) . '"}', 'reply of more than 262144 bytes' ],
+	[ 'token with CR/LF', 200, '{"access_token":"abc\r\nx-injected: 1","expires_in":3600}', 'no valid access_token' ],
+	[ 'redirect', 302, '{}', 'answered HTTP 302' ]);
+for my $case (@token_cases)
+{
+	my ($label, $status, $body, $error) = @$case;
+	emulator_api($emu, 'POST', '/admin/faults',
+		{ table => 'main.cdc.t1', token_status => $status,
+		  token_body_b64 => MIME::Base64::encode_base64($body, '') });
+	$node->safe_psql('postgres',
+		"SELECT zerobus.resume_stream('s1'), zerobus.alter_stream('s1', endpoint => 'http://127.0.0.1:$emu->{grpc_port}')"
+	);
+	write_row();
+	my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+	if (defined $error)
+	{
+		ok( $node->poll_query_until(
+				'postgres',
+				"SELECT coalesce(last_error, '') ~ '$error' FROM zerobus.stat_streams WHERE name = 's1'"
+			),
+			"token endpoint, $label: the worker names it")
+		  or diag $node->safe_psql('postgres',
+			"SELECT last_error FROM zerobus.stat_streams WHERE name = 's1'");
+	}
+	else
+	{
+		wait_acked($node, 's1', $lsn);
+	}
+	is($node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()'),
+		$start_time, "token endpoint, $label: the postmaster never restarted");
+}
+emulator_api($emu, 'DELETE', '/admin/faults');
 
 # Back to the emulator: everything arrives.
 $node->safe_psql('postgres',

@@ -21,16 +21,17 @@
  *                           "ack_before_create" (an ack ahead of the
  *                           create_stream_response), "second_create" (two
  *                           create_stream_responses)
- *   token_error_b64         the token endpoint answers a request for the table
- *                           with HTTP 400 and these raw bytes (base64) as the
- *                           body: a server's words that may echo a secret or
- *                           be no valid text
+ *   token_body_b64          the token endpoint answers a request for the table
+ *                           with these raw bytes (base64) as the body ("{{token}}"
+ *                           in it becomes a valid token), and
+ *   token_status            this HTTP status (default 400; a 3xx comes with a
+ *                           Location): a broken or hostile token endpoint
  * Token expiry is separate: expireTokens() makes every token issued so far
  * (or a client's) expired.  A stream fault overrides the same knob of its table.
  */
 
 const KNOBS = new Set(['ack_delay_ms', 'withhold_acks', 'drop_after_records', 'close_stream_signal_ms',
-	'unavailable_on_create', 'unavailable', 'unauthenticated', 'lie', 'token_error_b64']);
+	'unavailable_on_create', 'unavailable', 'unauthenticated', 'lie', 'token_body_b64', 'token_status']);
 const LIES = new Set(['ack_ahead', 'ack_backwards', 'ack_before_create', 'second_create']);
 const COUNTED = new Set(['unavailable_on_create', 'unavailable', 'unauthenticated']);
 
@@ -54,7 +55,8 @@ class Faults {
 			if (COUNTED.has(k) ? !(v === true || v === false || (Number.isInteger(v) && v >= 0))
 				: k === 'withhold_acks' ? typeof v !== 'boolean'
 				: k === 'lie' ? !(v === false || LIES.has(v))
-				: k === 'token_error_b64' ? !(v === false || (typeof v === 'string' && /^[A-Za-z0-9+/=]*$/.test(v)))
+				: k === 'token_body_b64' ? !(v === false || (typeof v === 'string' && /^[A-Za-z0-9+/=]*$/.test(v)))
+				: k === 'token_status' ? !(Number.isInteger(v) && v >= 100 && v <= 599)
 				: !(Number.isInteger(v) && v >= 0))
 				throw new FaultError(`bad value for fault "${k}": ${JSON.stringify(v)}`);
 		}

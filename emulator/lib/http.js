@@ -106,8 +106,14 @@ function oauthToken(emu, req, body) {
 		!has(cat, ['USE CATALOG']) || !has(sch, ['USE SCHEMA']) || !has(tbl, ['SELECT', 'MODIFY']))
 		throw new HttpError(400, 'authorization_details must grant USE CATALOG, USE SCHEMA and SELECT+MODIFY on the table and its parents', 'invalid_request');
 	const fault = emu.faults.forStream(null, table);
-	if (fault && fault.token_error_b64)
-		throw new RawReply(400, Buffer.from(fault.token_error_b64, 'base64'));
+	if (fault && fault.token_body_b64 !== undefined) {
+		let body = Buffer.from(fault.token_body_b64, 'base64');
+		const mark = body.indexOf('{{token}}');
+		if (mark >= 0)
+			body = Buffer.concat([body.subarray(0, mark), Buffer.from(emu.catalog.mintToken(id, table).token),
+				body.subarray(mark + 9)]);
+		throw new RawReply(fault.token_status || 400, body);
+	}
 	if (!emu.catalog.clientMayWrite(id, table))
 		throw new HttpError(403, `client "${id}" has no MODIFY privilege on "${table}"`, 'access_denied');
 	const { token, expiresIn } = emu.catalog.mintToken(id, table);
@@ -226,7 +232,10 @@ function startHttp(emu, host, port) {
 			out = await route(emu, req, url, body);
 		} catch (e) {
 			if (e instanceof RawReply) {
-				res.writeHead(e.status, { 'content-type': 'application/json', 'content-length': e.body.length });
+				const headers = { 'content-type': 'application/json', 'content-length': e.body.length };
+				if (e.status >= 300 && e.status < 400)
+					headers.location = 'http://127.0.0.1:9/elsewhere';
+				res.writeHead(e.status, headers);
 				res.end(e.body);
 				return;
 			}

@@ -203,10 +203,10 @@ test('lie: the protocol violations of a hostile server, for client tests', async
 	assert.strictEqual((await emu.http('POST', '/admin/faults', { table: twice, lie: 'nonsense' })).status, 400);
 });
 
-test('token_error_b64: the token endpoint answers 400 with raw bytes', async () => {
+test('token_body_b64: the token endpoint answers with raw bytes', async () => {
 	const t = await freshTable();
 	const raw = Buffer.from([0x7b, 0xff, 0xfe, 0x0d, 0x0a, 0x7d]);
-	await fault({ table: t, token_error_b64: raw.toString('base64') });
+	await fault({ table: t, token_body_b64: raw.toString('base64') });
 	const res = await fetch(`${emu.base}/oidc/v1/token`, {
 		method: 'POST',
 		headers: { authorization: 'Basic ' + Buffer.from('w:w').toString('base64'),
@@ -215,7 +215,8 @@ test('token_error_b64: the token endpoint answers 400 with raw bytes', async () 
 	});
 	assert.strictEqual(res.status, 400);
 	assert.deepStrictEqual(Buffer.from(await res.arrayBuffer()), raw);
-	assert.strictEqual((await emu.http('POST', '/admin/faults', { table: t, token_error_b64: 'not base64!' })).status, 400);
-	await fault({ table: t, token_error_b64: false });
+	assert.strictEqual((await emu.http('POST', '/admin/faults', { table: t, token_body_b64: 'not base64!' })).status, 400);
+	assert.strictEqual((await emu.http('POST', '/admin/faults', { table: t, token_status: 42 })).status, 400);
+	await fault({ table: t, token_body_b64: false });
 	assert.strictEqual((await H.getToken(emu, 'w', 'w', t)).status, 200);
 });
