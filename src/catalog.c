@@ -37,6 +37,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
+#include "utils/rls.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/varlena.h"
@@ -484,47 +485,66 @@ conninfo_redacted(const char *conninfo)
 }
 
 /*
- * Errors out unless owner can read every table publication publishes:
- * SELECT on the table, and no row-level security that applies to the owner
- * (the stream reads past it, as the superuser).  The stream would
- * otherwise copy to Databricks what its owner cannot see.  Needs
- * zerobus_catalog_begin().
+ * Whether owner can read table relid as a stream must: with the SELECT
+ * privilege, and with no row-level security that applies to it (the stream
+ * reads past any policy, as the superuser).  A stream whose owner cannot
+ * would copy to Databricks what its owner cannot see.  Needs a transaction.
+ */
+ZerobusOwnerRead
+zerobus_owner_can_read(Oid owner, Oid relid)
+{
+	if (pg_class_aclcheck(relid, owner, ACL_SELECT) != ACLCHECK_OK)
+		return ZB_READ_NO_SELECT;
+	if (check_enable_rls(relid, owner, true) != RLS_NONE)
+		return ZB_READ_RLS;
+	return ZB_READ_OK;
+}
+
+/*
+ * Errors out unless owner can read every table publication publishes
+ * (zerobus_owner_can_read).  Needs zerobus_catalog_begin().
  */
 static void
 check_owner_can_read(const char *publication, Oid owner)
 {
 	ZerobusColumnValues args = {0};
-	bool		isnull;
+	uint64		i;
 
 	zerobus_add_column(&args, "publication", TEXTOID, CStringGetTextDatum(publication), false);
-	zerobus_add_column(&args, "owner", OIDOID, ObjectIdGetDatum(owner), false);
-	zerobus_execute_with_values("SELECT $2::regrole::text, pg_catalog.format('%I.%I', t.schemaname, t.tablename),"
-								"  NOT pg_catalog.has_table_privilege($2, c.oid, 'SELECT')"
-								" FROM pg_catalog.pg_publication_tables t"
-								" JOIN pg_catalog.pg_namespace n ON n.nspname = t.schemaname"
-								" JOIN pg_catalog.pg_class c"
-								"  ON c.relnamespace = n.oid AND c.relname = t.tablename"
-								" JOIN pg_catalog.pg_roles r ON r.oid = $2"
-								" WHERE t.pubname = $1"
-								"  AND (NOT pg_catalog.has_table_privilege($2, c.oid, 'SELECT')"
-								"   OR (c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls"
-								"    AND NOT pg_catalog.pg_has_role($2, c.relowner, 'USAGE')))"
-								" ORDER BY 3 DESC, 2 LIMIT 1", &args, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return;
-	if (DatumGetBool(zerobus_result_datum(3, &isnull)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("owner %s of the stream cannot read table %s",
-						zerobus_result_text(1), zerobus_result_text(2)),
-				 errdetail("The stream copies every table of its publication, and its owner must have the SELECT privilege on each."),
-				 errhint("Grant SELECT on the table to the stream's owner, or use a publication without it.")));
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("row-level security of table %s applies to owner %s of the stream",
-					zerobus_result_text(2), zerobus_result_text(1)),
-			 errdetail("The stream copies every row of the tables it publishes, past any row-level security policy."),
-			 errhint("Make the table's owner, or a role with BYPASSRLS, the stream's owner.")));
+	zerobus_execute_with_values("SELECT pg_catalog.format('%I.%I', schemaname, tablename)::regclass::oid"
+								" FROM pg_catalog.pg_publication_tables WHERE pubname = $1"
+								" ORDER BY schemaname, tablename", &args, SPI_OK_SELECT);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc,
+														   1, &isnull));
+		char	   *table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+													   get_rel_name(relid));
+
+		switch (zerobus_owner_can_read(owner, relid))
+		{
+			case ZB_READ_OK:
+				break;
+			case ZB_READ_NO_SELECT:
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("owner %s of the stream cannot read table %s",
+								GetUserNameFromId(owner, false), table),
+						 errdetail("The stream copies every table of its publication, and its owner must have the SELECT privilege on each."),
+						 errhint("Grant SELECT on the table to the stream's owner, or use a publication without it.")));
+				break;
+			case ZB_READ_RLS:
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("row-level security of table %s applies to owner %s of the stream",
+								table, GetUserNameFromId(owner, false)),
+						 errdetail("The stream copies every row of the tables it publishes, past any row-level security policy."),
+						 errhint("Make the table's owner, or a role with BYPASSRLS, the stream's owner.")));
+				break;
+		}
+	}
 }
 
 /* Errors out unless value can be a part of a Unity Catalog name. */
@@ -897,6 +917,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	args.n = 0;
 	zerobus_add_column(&args, "slot_name", NAMEOID,
 					   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
+	zerobus_slot_ledger_add(slot_name);
 	zerobus_execute_with_values("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'zerobus')",
 								&args, SPI_OK_SELECT);
 	id = insert_stream(&cols, &secrets, slot_name);

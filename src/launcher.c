@@ -138,12 +138,24 @@ static const IntSetting int_settings[] = {
 		&zerobus_snapshot_chunk_rows, 10000, 100, 1000000, PGC_SIGHUP, 0, false},
 };
 
+/* Slots made by this server's zerobus functions, remembered for the sweep */
+#define ZB_SLOT_LEDGER 64
+
 /* Shared memory: the launcher and one slot per stream */
 typedef struct ZerobusShared
 {
 	pid_t		launcher_pid;	/* 0 when no launcher runs */
 	Latch	   *launcher_latch;
 	Oid			launcher_dboid; /* database the launcher serves */
+
+	/*
+	 * The slots create_stream and recover_stream made (a ring: the oldest
+	 * entry goes when it is full), until the launcher sees them belong to
+	 * a stream.  Only these may be swept as orphans: a slot someone else
+	 * named zerobus_* is never ours to drop.  Protected by zb_lock.
+	 */
+	int			ledger_next;
+	NameData	ledger[ZB_SLOT_LEDGER];
 	ZerobusStreamShared streams[FLEXIBLE_ARRAY_MEMBER];
 } ZerobusShared;
 
@@ -510,6 +522,43 @@ zerobus_slot_lock(bool exclusive, bool wait)
 }
 
 /*
+ * Remembers that this backend is about to create replication slot
+ * slot_name for a stream, so that the launcher may drop it if the
+ * transaction that made it never commits a stream for it.
+ */
+void
+zerobus_slot_ledger_add(const char *slot_name)
+{
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	namestrcpy(&zb_shared->ledger[zb_shared->ledger_next], slot_name);
+	zb_shared->ledger_next = (zb_shared->ledger_next + 1) % ZB_SLOT_LEDGER;
+	LWLockRelease(zb_lock);
+}
+
+/*
+ * Whether slot_name is in the ledger; with forget, it leaves it.  Nothing
+ * is an orphan of ours unless it is there.
+ */
+static bool
+slot_ledger_has(const char *slot_name, bool forget)
+{
+	bool		found = false;
+
+	LWLockAcquire(zb_lock, forget ? LW_EXCLUSIVE : LW_SHARED);
+	for (int i = 0; i < ZB_SLOT_LEDGER; i++)
+	{
+		if (strcmp(NameStr(zb_shared->ledger[i]), slot_name) == 0)
+		{
+			found = true;
+			if (forget)
+				MemSet(&zb_shared->ledger[i], 0, sizeof(NameData));
+		}
+	}
+	LWLockRelease(zb_lock);
+	return found;
+}
+
+/*
  * Sets a stream's last_error to message (and last_error_time to now), cut
  * on a character boundary to fit: the view shows it as text, which must be
  * valid in the server encoding.  The caller must not hold the mutex.
@@ -701,8 +750,10 @@ read_streams(MemoryContext cxt, LauncherStream **rows, int *nrows)
 
 /*
  * Drops the replication slots of this database that look like a stream's
- * (name zerobus_*, plugin zerobus) but belong to no stream and are not in
- * use.  Skipped while a create_stream is in progress.  Needs a transaction.
+ * (name zerobus_*, plugin zerobus), were made by a zerobus function of this
+ * server (the ledger), but belong to no stream and are not in use: those of
+ * a rolled back create_stream, say.  Skipped while a create_stream is in
+ * progress.  Needs a transaction.
  */
 static void
 sweep_orphan_slots(bool installed)
@@ -731,6 +782,9 @@ sweep_orphan_slots(bool installed)
 		char	   *slot_name = SPI_getvalue(orphans->vals[i], orphans->tupdesc, 1);
 		Oid			argtypes[1] = {NAMEOID};
 		Datum		args[1];
+
+		if (!slot_ledger_has(slot_name, true))
+			continue;			/* not made by a zerobus function: not ours */
 
 		ereport(LOG,
 				(errmsg("zerobus launcher: dropping replication slot \"%s\", which belongs to no stream",
@@ -1005,6 +1059,10 @@ launcher_round(MemoryContext round_cxt)
 	CommitTransactionCommand();
 
 	timeout = reconcile(rows, nrows);
+
+	/* the slots of committed streams are theirs, not orphans to be */
+	for (int i = 0; i < nrows; i++)
+		(void) slot_ledger_has(psprintf("%s%s", ZB_SLOT_PREFIX, rows[i].name), true);
 
 	/* with a fresh snapshot, taken once the lock is held */
 	SetCurrentStatementStartTimestamp();

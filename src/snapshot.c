@@ -479,8 +479,9 @@ drop_current(ZerobusSnapshot *snap)
 static void
 pick_table(ZerobusSnapshot *snap, TimestampTz now)
 {
-	Oid			argtypes[2] = {INT4OID, OIDARRAYOID};
-	Datum		args[2];
+	Oid			argtypes[3] = {INT4OID, OIDARRAYOID, TEXTOID};
+	Datum		args[3];
+	char	   *refusal;
 	Datum	   *finished;
 	ListCell   *lc;
 	int			n = 0;
@@ -520,6 +521,28 @@ pick_table(ZerobusSnapshot *snap, TimestampTz now)
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
+
+	/* a table the owner may not have read is paused, not read */
+	refusal = zerobus_worker_read_refusal(DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull)),
+										  quote_qualified_identifier(SPI_getvalue(tup, desc, 2),
+																	 SPI_getvalue(tup, desc, 3)));
+	if (refusal != NULL)
+	{
+		args[1] = SPI_getbinval(tup, desc, 1, &isnull);
+		argtypes[1] = OIDOID;
+		args[2] = CStringGetTextDatum(refusal);
+		if (SPI_execute_with_args("UPDATE zerobus.stream_tables"
+								  " SET paused_reason = $3, paused_at = pg_catalog.now()"
+								  " WHERE stream_id = $1 AND relid = $2",
+								  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not write zerobus.stream_tables");
+		ereport(LOG,
+				(errmsg("zerobus stream \"%s\": table not snapshotted: %s",
+						snap->config->name, refusal)));
+		pick_table(snap, now);
+		return;
+	}
+
 	oldcxt = MemoryContextSwitchTo(snap->cxt);
 	t = palloc0(sizeof(SnapTable));
 	t->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));

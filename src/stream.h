@@ -138,6 +138,17 @@ extern void zerobus_launcher_wakeup_at_commit(void);
 extern void zerobus_stream_mark_dropping(int32 stream_id);
 extern void zerobus_stream_unmark_dropping(int32 stream_id);
 extern bool zerobus_slot_lock(bool exclusive, bool wait);
+extern void zerobus_slot_ledger_add(const char *slot_name);
+
+/* catalog.c: whether a stream's owner may have a table read (see there) */
+typedef enum ZerobusOwnerRead
+{
+	ZB_READ_OK,
+	ZB_READ_NO_SELECT,			/* no SELECT privilege */
+	ZB_READ_RLS					/* row-level security applies */
+} ZerobusOwnerRead;
+
+extern ZerobusOwnerRead zerobus_owner_can_read(Oid owner, Oid relid);
 
 /* catalog.c: reading the configuration (needs a transaction) */
 extern ZerobusStreamConfig *zerobus_stream_load(int32 stream_id,

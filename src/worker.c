@@ -600,10 +600,58 @@ apply_column_drop(ZbRelation *rel)
 	rel->columns.ncolumns = n;
 }
 
+/*
+ * Why the stream's owner may not have table relid (qualname) read, or NULL
+ * when it may (zerobus_owner_can_read): a table that joins a FOR ALL TABLES
+ * or TABLES IN SCHEMA publication after the owner was checked is checked
+ * here, by the change stream and by the snapshot, and paused if need be.
+ * palloc'd in the caller's context.  Needs a transaction.
+ */
+char *
+zerobus_worker_read_refusal(Oid relid, const char *qualname)
+{
+	switch (zerobus_owner_can_read(config->owner, relid))
+	{
+		case ZB_READ_OK:
+			break;
+		case ZB_READ_NO_SELECT:
+			return psprintf("owner %s of stream \"%s\" cannot read table %s. "
+							"Hint: Grant SELECT on the table to the stream's owner, then call zerobus.resume_stream().",
+							GetUserNameFromId(config->owner, false),
+							config->name, qualname);
+		case ZB_READ_RLS:
+			return psprintf("row-level security of table %s applies to owner %s of stream \"%s\". "
+							"Hint: Make the table's owner, or a role with BYPASSRLS, the stream's owner, then call zerobus.resume_stream().",
+							qualname, GetUserNameFromId(config->owner, false),
+							config->name);
+	}
+	return NULL;
+}
+
+/* zerobus_worker_read_refusal, in a transaction of its own if need be */
+static char *
+read_refusal_in_xact(Oid relid, const char *qualname)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		in_xact = IsTransactionState();
+	char	   *refusal;
+
+	if (!in_xact)
+		StartTransactionCommand();
+	refusal = zerobus_worker_read_refusal(relid, qualname);
+	if (refusal != NULL)
+		refusal = MemoryContextStrdup(cxt, refusal);
+	if (!in_xact)
+		CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	return refusal;
+}
+
 /* A Relation message: (re)learn the relation's target and descriptor. */
 static void
 handle_relation(const uint8 *data, size_t len)
 {
+	char	   *refusal;
 	Zerobus__Output__Relation *msg;
 	ZbRelation *rel;
 	bool		found;
@@ -658,6 +706,11 @@ handle_relation(const uint8 *data, size_t len)
 	rel->target = zerobus_sender_target(zb->sender, rel->target_name);
 	apply_column_drop(rel);
 	zerobus_snapshot_relation_seen(zb->snapshot, msg->relid);
+
+	/* a table that joined the publication since the owner's check */
+	refusal = read_refusal_in_xact(msg->relid, rel->qualname);
+	if (refusal != NULL)
+		zerobus_worker_pause_target(rel->target, rel->target_name, refusal);
 
 	zerobus__output__relation__free_unpacked(msg, NULL);
 }

@@ -54,6 +54,7 @@ extern void zerobus_worker_descriptor_rejected(ZerobusTarget *target,
 											   const char *descriptor, int len,
 											   const char *status,
 											   const char *message);
+extern char *zerobus_worker_read_refusal(Oid relid, const char *qualname);
 extern void zerobus_worker_pause_target(ZerobusTarget *target,
 										const char *target_name,
 										const char *reason);

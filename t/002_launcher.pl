@@ -118,7 +118,11 @@ is( $node->safe_psql(
 	'0',
 	'and drops the slot');
 
-# A rolled back create_stream leaves its slot, which the launcher drops.
+# A rolled back create_stream leaves its slot, which the launcher drops;
+# a slot someone else named like a stream's, with the same plugin, is not
+# the launcher's to drop.
+$node->safe_psql('postgres',
+	"SELECT pg_create_logical_replication_slot('zerobus_mine', 'zerobus')");
 $node->safe_psql(
 	'postgres', qq{
 	BEGIN;
@@ -128,8 +132,10 @@ $node->safe_psql(
 	ROLLBACK;
 });
 ok( $node->poll_query_until(
-		'postgres', "SELECT count(*) FROM pg_replication_slots", '0'),
-	'the launcher drops the slot of a rolled back create_stream');
+		'postgres',
+		"SELECT string_agg(slot_name, ',') FROM pg_replication_slots",
+		'zerobus_mine'),
+	'the launcher drops the slot of a rolled back create_stream, and only that');
 
 # A slot that belongs to no stream but is in use is left alone, and so is
 # any slot not named like a stream's.
@@ -146,7 +152,7 @@ is( $node->safe_psql(
 		'postgres',
 		"SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots"
 	),
-	'other,zerobus_s3',
+	'other,zerobus_mine,zerobus_s3',
 	'slots of streams and other slots stay');
 
 # Errors about a stream do not show its secret.

@@ -298,6 +298,44 @@ ok(!grep({ /odd|crlf|injected/ } keys %$tables),
 is($node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()'),
 	$start_time, 'odd names: the postmaster never restarted');
 
+# A table that joins a TABLES IN SCHEMA publication after the stream was
+# created, which the stream's owner cannot read: paused (neither its
+# snapshot nor its changes are sent), while the table the owner can read
+# flows on.
+$node->safe_psql(
+	'postgres', q{
+	CREATE ROLE reader;
+	CREATE SCHEMA app;
+	CREATE TABLE app.t_ok (id int PRIMARY KEY, v text);
+	GRANT USAGE ON SCHEMA app TO reader;
+	GRANT SELECT ON app.t_ok TO reader;
+	CREATE PUBLICATION pub2 FOR TABLES IN SCHEMA app;
+});
+declare_target($node, $emu, 'app.t_ok', 'main.cdc.t_ok');
+create_stream($node, $emu, 's2', 'pub2', owner => "'reader'");
+wait_streaming($node, 's2');
+$node->safe_psql(
+	'postgres', q{
+	CREATE TABLE app.t_secret (id int PRIMARY KEY, secret text);
+	INSERT INTO app.t_secret VALUES (1, 'before');
+});
+declare_target($node, $emu, 'app.t_secret', 'main.cdc.t_secret');
+$node->safe_psql(
+	'postgres', q{
+	INSERT INTO app.t_secret VALUES (2, 'after');
+	INSERT INTO app.t_ok VALUES (1, 'visible');
+});
+like(
+	wait_table_paused($node, 's2', 'app.t_secret',
+		'joining table the owner cannot read: paused alone'),
+	qr/owner reader of stream "s2" cannot read table app\.t_secret/,
+	'joining table the owner cannot read: the reason says why');
+ok( poll_until(sub {
+			scalar(@{ delta_rows($emu, 'main.cdc.t_ok') }) == 1 }),
+	'joining table the owner cannot read: the readable table flows on');
+is(scalar(@{ delta_rows($emu, 'main.cdc.t_secret') }),
+	0, 'joining table the owner cannot read: none of its rows was sent');
+
 # The worker's memory stayed bounded through the session resets.
 my $pid = zb_stat('pid');
 my $rss = slurp_file("/proc/$pid/status") =~ /VmRSS:\s+(\d+) kB/ ? $1 : 0;
