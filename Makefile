@@ -31,6 +31,7 @@ OBJS = \
 	src/snapshot.o \
 	src/grpc.o \
 	src/auth.o \
+	src/token_reply.o \
 	$(PB_SRCS:.c=.o)
 
 TAP_TESTS = 1
@@ -60,7 +61,8 @@ src/pb/%.pb-c.c src/pb/%.pb-c.h: proto/%.proto
 $(OBJS): $(PB_HDRS) src/zerobus.h src/compat.h
 src/decoder.o src/publication.o: src/publication.h
 src/grpc.o: src/grpc.h
-src/auth.o: src/auth.h
+src/auth.o: src/auth.h src/token_reply.h
+src/token_reply.o: src/token_reply.h
 src/schema.o src/catalog.o src/sender.o src/worker.o: src/schema.h
 src/catalog.o src/lifecycle.o src/launcher.o src/worker.o src/sender.o: src/stream.h
 src/worker.o src/sender.o src/snapshot.o: src/worker.h

@@ -15,6 +15,7 @@ PKGS=(
 	python3 python3-protobuf
 	libipc-run-perl
 	ca-certificates openssl
+	clang libclang-rt-14-dev
 )
 
 SUDO=""

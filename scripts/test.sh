@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #   installs the Debian and npm dependencies, builds and installs the
-#   extension, then runs the pg_regress suites, the TAP tests and the
-#   emulator's own tests.
+#   extension, then runs the pg_regress suites, the TAP tests, the libFuzzer
+#   harnesses (fuzz/run.sh, 30 s each) and the emulator's own tests.
 #
 # PostgreSQL's initdb refuses to run as root, so when started as root the
 # PostgreSQL tests run as the "postgres" system user in a scratch copy of the
@@ -39,6 +39,9 @@ if [ "$(id -u)" -eq 0 ]; then
 else
 	run_pg_tests || status=1
 fi
+
+# libFuzzer harnesses of the parsers fed from outside, a bounded time each
+"$top/fuzz/run.sh" "${ZEROBUS_FUZZ_SECONDS:-30}" || status=1
 
 if [ -f emulator/package.json ]; then
 	npm test --prefix emulator || status=1

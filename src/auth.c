@@ -23,24 +23,16 @@
  */
 #include "postgres.h"
 
-#include <math.h>
-
 #include <curl/curl.h>
 
 #include "auth.h"
-#include "common/jsonapi.h"
 #include "lib/stringinfo.h"
-#include "mb/pg_wchar.h"
 #include "utils/json.h"
+
+#include "token_reply.h"
 
 #define ZB_AUTH_POLL_MS 100
 #define ZB_AUTH_MAX_REPLY (256 * 1024)
-#define ZB_AUTH_DEFAULT_EXPIRES_S 3600
-/* the token lives this long at least and at most, whatever the reply says */
-#define ZB_AUTH_MIN_EXPIRES_S 10
-#define ZB_AUTH_MAX_EXPIRES_S 86400
-/* nesting a token reply may have (it has one level) */
-#define ZB_AUTH_MAX_DEPTH 32
 
 /* The reply being received, in malloc'd memory (filled by a callback). */
 typedef struct AuthReply
@@ -49,16 +41,6 @@ typedef struct AuthReply
 	size_t		len;
 	bool		too_large;
 } AuthReply;
-
-/* What the JSON semantic actions collect from the reply. */
-typedef struct TokenParse
-{
-	int			depth;
-	const char *field;			/* top-level field whose value comes next */
-	char	   *access_token;
-	char	   *expires_in;
-	bool		bad_type;
-} TokenParse;
 
 /*
  * CURLOPT_WRITEFUNCTION: keeps the reply, up to ZB_AUTH_MAX_REPLY bytes (a
@@ -86,178 +68,6 @@ reply_cb(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
-static void
-token_object_start(void *state)
-{
-	((TokenParse *) state)->depth++;
-}
-
-static void
-token_object_end(void *state)
-{
-	((TokenParse *) state)->depth--;
-}
-
-static void
-token_field_start(void *state, char *fname, bool isnull)
-{
-	TokenParse *tp = state;
-
-	tp->field = NULL;
-	if (tp->depth != 1)
-		return;
-	if (strcmp(fname, "access_token") == 0)
-		tp->field = "access_token";
-	else if (strcmp(fname, "expires_in") == 0)
-		tp->field = "expires_in";
-}
-
-static void
-token_field_end(void *state, char *fname, bool isnull)
-{
-	((TokenParse *) state)->field = NULL;
-}
-
-/* Keeps the scalar value of access_token or expires_in. */
-static void
-token_scalar(void *state, char *token, JsonTokenType tokentype)
-{
-	TokenParse *tp = state;
-
-	if (tp->field == NULL)
-		return;
-	if (strcmp(tp->field, "access_token") == 0)
-	{
-		if (tokentype == JSON_TOKEN_STRING)
-			tp->access_token = token;
-		else
-			tp->bad_type = true;
-	}
-	else
-	{
-		/* a number, or a number in a string ("3600"), as some servers send */
-		if (tokentype == JSON_TOKEN_NUMBER || tokentype == JSON_TOKEN_STRING)
-			tp->expires_in = token;
-		else
-			tp->bad_type = true;
-	}
-	tp->field = NULL;
-}
-
-/*
- * Is a token usable as an HTTP header value?  It must be non-empty and of
- * visible ASCII only, so a hostile reply cannot inject header lines.
- */
-static bool
-token_is_printable(const char *token)
-{
-	if (*token == '\0')
-		return false;
-	for (const char *p = token; *p; p++)
-		if (*p <= 0x20 || *p >= 0x7f)
-			return false;
-	return true;
-}
-
-/*
- * Whether the JSON text nests objects and arrays no deeper than
- * ZB_AUTH_MAX_DEPTH (a token reply has one level): checked before parsing,
- * so that a hostile reply cannot make the recursive parser exhaust the
- * stack.  Brackets inside strings do not count.
- */
-static bool
-json_depth_ok(const char *s, size_t len)
-{
-	int			depth = 0;
-	bool		in_string = false;
-
-	for (size_t i = 0; i < len; i++)
-	{
-		char		c = s[i];
-
-		if (in_string)
-		{
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_string = false;
-		}
-		else if (c == '"')
-			in_string = true;
-		else if (c == '{' || c == '[')
-		{
-			if (++depth > ZB_AUTH_MAX_DEPTH)
-				return false;
-		}
-		else if (c == '}' || c == ']')
-			depth--;
-	}
-	return true;
-}
-
-/*
- * Parses a 2xx reply.  On success sets *token (malloc'd) and *expires_in;
- * otherwise fills errbuf and returns false.
- */
-static bool
-parse_token_reply(char *body, size_t len, char **token, long *expires_in,
-				  char *errbuf, size_t errlen)
-{
-	JsonLexContext *lex;
-	JsonSemAction sem;
-	TokenParse	tp;
-	JsonParseErrorType jerr;
-
-	memset(&tp, 0, sizeof(tp));
-	memset(&sem, 0, sizeof(sem));
-	sem.semstate = &tp;
-	sem.object_start = token_object_start;
-	sem.object_end = token_object_end;
-	sem.object_field_start = token_field_start;
-	sem.object_field_end = token_field_end;
-	sem.scalar = token_scalar;
-
-	if (!json_depth_ok(body, len))
-	{
-		snprintf(errbuf, errlen, "token endpoint sent a reply nested deeper than %d levels",
-				 ZB_AUTH_MAX_DEPTH);
-		return false;
-	}
-	lex = makeJsonLexContextCstringLen(body, len, PG_UTF8, true);
-	jerr = pg_parse_json(lex, &sem);
-	if (jerr != JSON_SUCCESS)
-	{
-		snprintf(errbuf, errlen, "token endpoint sent a reply that is not JSON");
-		return false;
-	}
-	if (tp.bad_type || tp.access_token == NULL || !token_is_printable(tp.access_token))
-	{
-		snprintf(errbuf, errlen, "token endpoint reply has no valid access_token");
-		return false;
-	}
-	*expires_in = ZB_AUTH_DEFAULT_EXPIRES_S;
-	if (tp.expires_in != NULL)
-	{
-		char	   *end;
-		double		v = strtod(tp.expires_in, &end);
-
-		if (end == tp.expires_in || *end != '\0' || isnan(v))
-		{
-			snprintf(errbuf, errlen, "token endpoint reply has an invalid expires_in");
-			return false;
-		}
-		/* whatever the server says (0, -5, 1e309, 20 digits): a sane life */
-		*expires_in = (long) Max(Min(v, (double) ZB_AUTH_MAX_EXPIRES_S),
-								 (double) ZB_AUTH_MIN_EXPIRES_S);
-	}
-	*token = strdup(tp.access_token);
-	if (*token == NULL)
-	{
-		snprintf(errbuf, errlen, "out of memory");
-		return false;
-	}
-	return true;
-}
 
 /* Appends "&name=<value url-encoded>" (no '&' for the first field). */
 static void
@@ -486,7 +296,7 @@ cleanup:
 	/* a 2xx reply is parsed now that curl is gone; a bad one is permanent */
 	if (got_2xx)
 	{
-		if (parse_token_reply(reply.data ? reply.data : "", reply.len,
+		if (zerobus_token_reply_parse(reply.data ? reply.data : "", reply.len,
 							  token, &expires_in, errbuf, errlen))
 		{
 			result = ZB_AUTH_OK;
