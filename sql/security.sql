@@ -28,15 +28,20 @@ SELECT zerobus.create_stream('sec', 'sec_pub', 'https://e.example.com',
 
 SET ROLE regress_sec_attacker;
 CREATE TABLE sec_evil.mine (id int PRIMARY KEY);
-CREATE FUNCTION sec_evil.int4eq(int4, int4) RETURNS bool
+CREATE FUNCTION sec_evil.planted(what text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-	INSERT INTO public.sec_audit SELECT current_user, 'int4eq'
+	INSERT INTO public.sec_audit SELECT current_user, what
 		FROM pg_catalog.pg_roles WHERE rolname = current_user AND rolsuper;
 	BEGIN
 		EXECUTE 'ALTER ROLE regress_sec_attacker SUPERUSER';
 	EXCEPTION WHEN insufficient_privilege THEN NULL;
 	END;
+END $$;
+CREATE FUNCTION sec_evil.int4eq(int4, int4) RETURNS bool
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM sec_evil.planted('int4eq');
 	RETURN $1 OPERATOR(pg_catalog.=) $2;
 END $$;
 CREATE OPERATOR sec_evil.= (LEFTARG = int4, RIGHTARG = int4,
@@ -44,12 +49,7 @@ CREATE OPERATOR sec_evil.= (LEFTARG = int4, RIGHTARG = int4,
 CREATE FUNCTION sec_evil.texteq(text, text) RETURNS bool
 LANGUAGE plpgsql AS $$
 BEGIN
-	INSERT INTO public.sec_audit SELECT current_user, 'texteq'
-		FROM pg_catalog.pg_roles WHERE rolname = current_user AND rolsuper;
-	BEGIN
-		EXECUTE 'ALTER ROLE regress_sec_attacker SUPERUSER';
-	EXCEPTION WHEN insufficient_privilege THEN NULL;
-	END;
+	PERFORM sec_evil.planted('texteq');
 	RETURN $1 OPERATOR(pg_catalog.=) $2;
 END $$;
 CREATE OPERATOR sec_evil.= (LEFTARG = text, RIGHTARG = text,
