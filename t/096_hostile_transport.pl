@@ -11,7 +11,8 @@
 # nested 100,000 deep, over 256 KiB, a token with a line break, a redirect.
 # For each the worker names what went wrong (or, for a token life, clamps it
 # and goes on), confirms nothing it did not get acked, and neither it nor
-# the postmaster crashes; its memory stays bounded.
+# the postmaster crashes; its memory stays bounded.  Last, recover_stream
+# and drop_stream race a worker that retries against a dead endpoint.
 
 use strict;
 use warnings;
@@ -181,6 +182,43 @@ is_deeply(
 	source_rows($node, 't1', 'id, val', 'id'),
 	'back on the emulator: Delta table equals the source table');
 check_slot_behind_acks($node, 's1');
+
+# Races with a worker that retries against an endpoint that refuses every
+# connection: recover_stream replaces the slot under it, drop_stream drops
+# the stream while it sleeps in its backoff.
+$node->safe_psql('postgres',
+	"SELECT zerobus.alter_stream('s1', endpoint => 'http://127.0.0.1:1')");
+write_row();
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT state = 'retrying' AND reconnects > 0 FROM zerobus.stat_streams WHERE name = 's1'"
+	),
+	'dead endpoint: the worker retries');
+my $before_recover = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+my ($ret, $stdout, $stderr) = $node->psql('postgres',
+	"SELECT zerobus.recover_stream('s1', force => true)");
+is($ret, 0, 'recover_stream while the worker retries succeeds')
+  or diag $stderr;
+is( $node->safe_psql('postgres',
+		"SELECT restart_lsn >= '$before_recover' FROM pg_replication_slots WHERE slot_name = 'zerobus_s1'"
+	),
+	't', 'and the stream has a new slot');
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT state = 'retrying' FROM zerobus.stat_streams WHERE name = 's1'"),
+	'and its worker retries again');
+($ret, $stdout, $stderr) =
+  $node->psql('postgres', "SELECT zerobus.drop_stream('s1')");
+is($ret, 0, 'drop_stream while the worker is in its backoff succeeds')
+  or diag $stderr;
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = 'zerobus_s1'"
+		  . " UNION ALL SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'zerobus worker'",
+		"t\nt"),
+	'and its slot and worker are gone');
+is($node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()'),
+	$start_time, 'races: the postmaster never restarted');
 
 $node->stop;
 done_testing();
