@@ -124,6 +124,8 @@ static const StreamSetting stream_settings[] = {
 	{"snapshot", SETTING_BOOL, BOOLOID, 21, -1, false, false},
 };
 
+static int	force_safe_search_path(void);
+
 /* Every setting fits in a ZerobusColumnValues, with room for a few more */
 StaticAssertDecl(lengthof(stream_settings) + 8 <= ZB_MAX_COLUMNS,
 				 "ZB_MAX_COLUMNS is too small for the stream settings");
@@ -154,7 +156,7 @@ zerobus_catalog_begin(ZerobusCatalogAccess *access)
 	GetUserIdAndSecContext(&access->caller, &access->sec_context);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 						   access->sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	access->guc_level = zerobus_force_safe_search_path();
+	access->guc_level = force_safe_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -174,8 +176,8 @@ zerobus_catalog_end(ZerobusCatalogAccess *access)
  * abort does).  For every statement run with more rights than the role
  * whose settings are in effect.  Returns the level.
  */
-int
-zerobus_force_safe_search_path(void)
+static int
+force_safe_search_path(void)
 {
 	int			level = NewGUCNestLevel();
 
@@ -501,27 +503,26 @@ zerobus_owner_can_read(Oid owner, Oid relid)
 }
 
 /*
- * Errors out unless owner can read every table publication publishes
- * (zerobus_owner_can_read).  Needs zerobus_catalog_begin().
+ * Errors out unless the owner of stream stream_id can read every table the
+ * stream publishes (zerobus_owner_can_read).  Needs zerobus_catalog_begin().
  */
 static void
-check_owner_can_read(const char *publication, Oid owner)
+check_owner_can_read(int32 stream_id)
 {
 	ZerobusColumnValues args = {0};
 	uint64		i;
 
-	zerobus_add_column(&args, "publication", TEXTOID, CStringGetTextDatum(publication), false);
-	zerobus_execute_with_values("SELECT pg_catalog.format('%I.%I', schemaname, tablename)::regclass::oid"
-								" FROM pg_catalog.pg_publication_tables WHERE pubname = $1"
-								" ORDER BY schemaname, tablename", &args, SPI_OK_SELECT);
+	zerobus_add_column(&args, "id", INT4OID, Int32GetDatum(stream_id), false);
+	zerobus_execute_with_values("SELECT p.relid, p.owner::oid, pg_catalog.format('%I.%I', p.nspname, p.relname)"
+								" FROM (" ZB_PUBLISHED_TABLES ") p"
+								" ORDER BY p.nspname, p.relname", &args, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
 		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-														   SPI_tuptable->tupdesc,
-														   1, &isnull));
-		char	   *table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-													   get_rel_name(relid));
+		Oid			relid = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		Oid			owner = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		char	   *table = SPI_getvalue(tup, SPI_tuptable->tupdesc, 3);
 
 		switch (zerobus_owner_can_read(owner, relid))
 		{
@@ -805,8 +806,9 @@ insert_row(const char *table, ZerobusColumnValues *cv)
 }
 
 /*
- * Inserts a new stream in a subtransaction; if that fails, drops the slot
- * already created for it before rethrowing.  Returns the new id.
+ * Inserts a new stream in a subtransaction and checks that its owner can
+ * read its tables; if either fails, drops the slot already created for it
+ * before rethrowing.  Returns the new id.
  */
 static int32
 insert_stream(ZerobusColumnValues *cols, ZerobusColumnValues *secrets, const char *slot_name)
@@ -829,6 +831,7 @@ insert_stream(ZerobusColumnValues *cols, ZerobusColumnValues *secrets, const cha
 		zerobus_add_column(secrets, "stream_id", INT4OID, Int32GetDatum(id), false);
 		insert_row("zerobus.streams", cols);
 		insert_row("zerobus.stream_secrets", secrets);
+		check_owner_can_read(id);
 
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
@@ -897,8 +900,6 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 				 errhint("Call zerobus.create_stream() in a transaction of its own, or first in its transaction.")));
 
 	zerobus_catalog_begin(&access);
-	check_owner_can_read(zerobus_text_arg(fcinfo, 1, "publication", true),
-						 PG_ARGISNULL(19) ? GetUserId() : PG_GETARG_OID(19));
 	zerobus_slot_lock(false, true);
 
 	zerobus_add_column(&args, "name", TEXTOID, CStringGetTextDatum(name), false);
@@ -1030,8 +1031,6 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	bool		reset_secret = false;
 	StringInfoData sql;
 	StringInfoData secret_sql;
-	ZerobusColumnValues idarg = {0};
-	bool		isnull;
 	int			guc_level;
 	int			i;
 
@@ -1087,11 +1086,7 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 						 secret_sql.data, secrets.n);
 		zerobus_execute_with_values(sql.data, &secrets, SPI_OK_UPDATE);
 	}
-	zerobus_add_column(&idarg, "id", INT4OID, Int32GetDatum(row->id), false);
-	zerobus_execute_with_values("SELECT publication, owner::oid FROM zerobus.streams"
-								" WHERE id = $1", &idarg, SPI_OK_SELECT);
-	check_owner_can_read(zerobus_result_text(1),
-						 DatumGetObjectId(zerobus_result_datum(2, &isnull)));
+	check_owner_can_read(row->id);
 	zerobus_catalog_end(&access);
 	AtEOXact_GUC(true, guc_level);
 

@@ -53,7 +53,6 @@ extern void zerobus_add_column(ZerobusColumnValues *cv, const char *column,
 							   Oid type, Datum value, bool isnull);
 extern void zerobus_catalog_begin(ZerobusCatalogAccess *access);
 extern void zerobus_catalog_end(ZerobusCatalogAccess *access);
-extern int	zerobus_force_safe_search_path(void);
 extern void zerobus_execute_with_values(const char *sql,
 										ZerobusColumnValues *cv,
 										int expected);

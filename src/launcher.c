@@ -149,9 +149,8 @@ typedef struct ZerobusShared
 	Oid			launcher_dboid; /* database the launcher serves */
 
 	/*
-	 * The slots create_stream and recover_stream made (a ring: the oldest
-	 * entry goes when it is full), until the launcher sees them belong to
-	 * a stream.  Only these may be swept as orphans: a slot someone else
+	 * The slots create_stream made (a ring: the oldest entry goes when it
+	 * is full), until the launcher sees them belong to a stream.  Only these may be swept as orphans: a slot someone else
 	 * named zerobus_* is never ours to drop.  Protected by zb_lock.
 	 */
 	int			ledger_next;
@@ -536,22 +535,21 @@ zerobus_slot_ledger_add(const char *slot_name)
 }
 
 /*
- * Whether slot_name is in the ledger; with forget, it leaves it.  Nothing
- * is an orphan of ours unless it is there.
+ * Takes slot_name out of the ledger; returns whether it was there.  Nothing
+ * is an orphan of ours unless it was.
  */
 static bool
-slot_ledger_has(const char *slot_name, bool forget)
+slot_ledger_forget(const char *slot_name)
 {
 	bool		found = false;
 
-	LWLockAcquire(zb_lock, forget ? LW_EXCLUSIVE : LW_SHARED);
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
 	for (int i = 0; i < ZB_SLOT_LEDGER; i++)
 	{
 		if (strcmp(NameStr(zb_shared->ledger[i]), slot_name) == 0)
 		{
 			found = true;
-			if (forget)
-				MemSet(&zb_shared->ledger[i], 0, sizeof(NameData));
+			MemSet(&zb_shared->ledger[i], 0, sizeof(NameData));
 		}
 	}
 	LWLockRelease(zb_lock);
@@ -593,15 +591,16 @@ put_time(Datum *values, bool *nulls, int i, TimestampTz t)
 }
 
 /*
- * The ids of the streams whose owner the caller has the privileges of, and
- * their number in *n; palloc'd.  Needs a transaction.
+ * The ids of the streams whose owner the caller has the privileges of, as a
+ * list of ints.  Needs a transaction.
  */
-static int32 *
-owned_streams(int *n)
+static List *
+owned_streams(void)
 {
 	ZerobusCatalogAccess access;
 	ZerobusColumnValues args = {0};
-	int32	   *ids;
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *ids = NIL;
 	uint64		i;
 
 	zerobus_catalog_begin(&access);
@@ -609,26 +608,18 @@ owned_streams(int *n)
 	zerobus_execute_with_values("SELECT id FROM zerobus.streams"
 								" WHERE pg_catalog.pg_has_role($1, owner, 'USAGE')",
 								&args, SPI_OK_SELECT);
-	ids = SPI_palloc(sizeof(int32) * (SPI_processed + 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
+		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
 
-		ids[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
-											 SPI_tuptable->tupdesc, 1, &isnull));
+		ids = lappend_int(ids, DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc,
+														   1, &isnull)));
+		MemoryContextSwitchTo(oldcxt);
 	}
-	*n = (int) SPI_processed;
 	zerobus_catalog_end(&access);
 	return ids;
-}
-
-static bool
-int_in_array(const int32 *a, int n, int32 v)
-{
-	for (int i = 0; i < n; i++)
-		if (a[i] == v)
-			return true;
-	return false;
 }
 
 /*
@@ -642,15 +633,15 @@ Datum
 zerobus_stream_shared_state(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int32	   *owned;
-	int			nowned = 0;
+	bool		sees_all = superuser();
+	List	   *owned;
 	int			i;
 
 	zerobus_require_preload();
 	InitMaterializedSRF(fcinfo, 0);
 	if (!zerobus_in_served_database())
 		PG_RETURN_VOID();
-	owned = superuser() ? NULL : owned_streams(&nowned);
+	owned = sees_all ? NIL : owned_streams();
 
 	for (i = 0; i < zerobus_max_streams; i++)
 	{
@@ -683,7 +674,7 @@ zerobus_stream_shared_state(PG_FUNCTION_ARGS)
 		s.last_error[sizeof(s.last_error) - 1] = '\0';
 		values[14] = CStringGetTextDatum(s.last_error);
 		nulls[14] = (s.last_error[0] == '\0') ||
-			(owned != NULL && !int_in_array(owned, nowned, s.stream_id));
+			(!sees_all && !list_member_int(owned, s.stream_id));
 		put_time(values, nulls, 15, s.last_error_time);
 		put_time(values, nulls, 16, s.started_at);
 		values[17] = Int64GetDatum((int64) s.truncates);
@@ -783,7 +774,7 @@ sweep_orphan_slots(bool installed)
 		Oid			argtypes[1] = {NAMEOID};
 		Datum		args[1];
 
-		if (!slot_ledger_has(slot_name, true))
+		if (!slot_ledger_forget(slot_name))
 			continue;			/* not made by a zerobus function: not ours */
 
 		ereport(LOG,
@@ -1062,7 +1053,7 @@ launcher_round(MemoryContext round_cxt)
 
 	/* the slots of committed streams are theirs, not orphans to be */
 	for (int i = 0; i < nrows; i++)
-		(void) slot_ledger_has(psprintf("%s%s", ZB_SLOT_PREFIX, rows[i].name), true);
+		(void) slot_ledger_forget(psprintf("%s%s", ZB_SLOT_PREFIX, rows[i].name));
 
 	/* with a fresh snapshot, taken once the lock is held */
 	SetCurrentStatementStartTimestamp();

@@ -790,7 +790,7 @@ handle_ended(ZerobusSender *sender, ZbCall *call, int status,
 			 const char *server_message)
 {
 	const char *table = call->target->name;
-	const char *message = server_words(sender, call->target, server_message);
+	const char *message;
 
 	if (status == ZB_GRPC_OK && call->open == NULL &&
 		dlist_is_empty(&call->inflight))
@@ -798,6 +798,7 @@ handle_ended(ZerobusSender *sender, ZbCall *call, int status,
 		drop_call(sender, call);
 		return;
 	}
+	message = server_words(sender, call->target, server_message);
 
 	/* a descriptor rejected at creation: the worker explains it */
 	if (status == ZB_GRPC_INVALID_ARGUMENT && !call->created)

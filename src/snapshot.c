@@ -198,29 +198,6 @@ struct ZerobusSnapshot
  */
 
 /*
- * The published tables of stream $1, as (relid, schema, table, attnames,
- * rowfilter): pg_publication_tables gives the partition root when the
- * publication publishes via the root, else the leaves.  The extension's own
- * tables, which a FOR ALL TABLES or TABLES IN SCHEMA publication lists, are
- * left out, as the output plugin leaves out their changes.
- */
-#define PUBLISHED_TABLES \
-	"SELECT c.oid AS relid, n.nspname, c.relname, pt.attnames, pt.rowfilter," \
-	" s.snapshot" \
-	" FROM zerobus.streams s" \
-	" JOIN pg_catalog.pg_publication_tables pt ON pt.pubname = s.publication" \
-	" JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname" \
-	" JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid" \
-	"  AND c.relname = pt.tablename" \
-	" WHERE s.id = $1 AND NOT EXISTS" \
-	"  (SELECT FROM pg_catalog.pg_depend d" \
-	"   JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid" \
-	"   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass" \
-	"   AND d.objid = c.oid AND d.deptype = 'e'" \
-	"   AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass" \
-	"   AND e.extname = 'zerobus')"
-
-/*
  * The leaves of relation r as a relid column: the table itself unless it is
  * partitioned (pg_partition_tree() lists nothing for a table that is not a
  * partition), and the leaves of its partition tree.
@@ -264,7 +241,7 @@ zerobus_snapshot_sync_tables(int32 stream_id)
 
 	if (SPI_execute_with_args("DELETE FROM zerobus.stream_tables st"
 							  " WHERE st.stream_id = $1 AND NOT EXISTS"
-							  " (SELECT FROM (" PUBLISHED_TABLES ") p"
+							  " (SELECT FROM (" ZB_PUBLISHED_TABLES ") p"
 							  "  WHERE p.relid = st.relid)"
 							  " RETURNING st.schema_name, st.table_name,"
 							  " st.snapshot_state",
@@ -289,7 +266,7 @@ zerobus_snapshot_sync_tables(int32 stream_id)
 							  "  snapshot_state, snapshot_rows_estimated)"
 							  " SELECT $1, p.relid, p.nspname, p.relname, "
 							  JOINING_STATE("p") ", " ESTIMATED_ROWS
-							  " FROM (" PUBLISHED_TABLES ") p"
+							  " FROM (" ZB_PUBLISHED_TABLES ") p"
 							  " ON CONFLICT (stream_id, relid) DO NOTHING",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not update zerobus.stream_tables");
@@ -726,7 +703,7 @@ chunk_query(ZerobusSnapshot *snap, SnapTable *t, Relation rel,
 	int			i;
 
 	if (SPI_execute_with_args("SELECT attnames, rowfilter FROM ("
-							  PUBLISHED_TABLES ") p WHERE p.relid = $2",
+							  ZB_PUBLISHED_TABLES ") p WHERE p.relid = $2",
 							  2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the publication of zerobus stream \"%s\"",
 			 snap->config->name);
