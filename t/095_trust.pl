@@ -33,14 +33,7 @@ my $emu = start_emulator();
 my $start_time =
   $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
 
-$node->safe_psql(
-	'postgres', q{
-	CREATE TABLE t1 (id int PRIMARY KEY, val text);
-	CREATE PUBLICATION pub FOR TABLE t1;
-});
-declare_target($node, $emu, 't1', 'main.cdc.t1');
-create_stream($node, $emu, 's1', 'pub');
-wait_streaming($node, 's1');
+one_table_stream($node, $emu);
 
 my $next_id = 1;
 

@@ -22,7 +22,7 @@ use Exporter 'import';
 our @EXPORT = qw(zb_node start_emulator stop_emulator emulator_api
   declare_target create_stream wait_streaming wait_failed wait_table_paused
   wait_acked delta_rows fold_changes source_rows check_slot_behind_acks
-  stream_stat poll_until);
+  stream_stat poll_until one_table_stream);
 
 my $srcdir =
   File::Spec->rel2abs(File::Spec->catdir(dirname(__FILE__), '..', '..'));
@@ -166,6 +166,22 @@ sub create_stream
 			client_id => '$client', client_secret => 'secret_$name',
 			target_catalog => 'main', target_schema => 'cdc',
 			insecure => true$extra)});
+	return;
+}
+
+# The setup of the tests that need one table: t1 (id int, val text),
+# publication pub, target main.cdc.t1 and stream s1, streaming.
+sub one_table_stream
+{
+	my ($node, $emu) = @_;
+	$node->safe_psql(
+		'postgres', q{
+		CREATE TABLE t1 (id int PRIMARY KEY, val text);
+		CREATE PUBLICATION pub FOR TABLE t1;
+	});
+	declare_target($node, $emu, 't1', 'main.cdc.t1');
+	create_stream($node, $emu, 's1', 'pub');
+	wait_streaming($node, 's1');
 	return;
 }
 
