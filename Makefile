@@ -16,22 +16,35 @@ PROTOS = proto/zerobus_service.proto proto/zerobus_output.proto
 PB_SRCS = $(patsubst proto/%.proto,src/pb/%.pb-c.c,$(PROTOS))
 PB_HDRS = $(PB_SRCS:.c=.h)
 
+# The sources, by the process they run in (see README.md, "Layout"):
+#   src/plugin  the output plugin, inside a walsender or a decoding backend
+#   src/api     the SQL functions, inside backends
+#   src/worker  the launcher and the stream workers
+#   src/client  the Zerobus client the workers use (gRPC, OAuth)
+#   src/common  what all of them share (module setup, wire format, encoding)
+SRCDIRS = src/common src/plugin src/api src/worker src/client
 OBJS = \
-	src/decoder.o \
-	src/publication.o \
-	src/encoder.o \
-	src/typemap.o \
-	src/render.o \
-	src/catalog.o \
-	src/lifecycle.o \
-	src/schema.o \
-	src/launcher.o \
-	src/worker.o \
-	src/sender.o \
-	src/snapshot.o \
-	src/grpc.o \
-	src/auth.o \
-	src/token_reply.o \
+	src/common/module.o \
+	src/common/store.o \
+	src/common/url.o \
+	src/common/wire.o \
+	src/common/typemap.o \
+	src/common/encoder.o \
+	src/common/delta_schema.o \
+	src/plugin/decoder.o \
+	src/plugin/publication.o \
+	src/plugin/render.o \
+	src/api/streams.o \
+	src/api/lifecycle.o \
+	src/api/target_ddl.o \
+	src/worker/launcher.o \
+	src/worker/worker.o \
+	src/worker/reactions.o \
+	src/worker/initial_snapshot.o \
+	src/client/sender.o \
+	src/client/grpc.o \
+	src/client/auth.o \
+	src/client/token_reply.o \
 	$(PB_SRCS:.c=.o)
 
 TAP_TESTS = 1
@@ -43,12 +56,19 @@ REGRESS = $(patsubst sql/%.sql,%,$(sort $(filter-out sql/$(EXTENSION)--%,$(wildc
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/zerobus.conf \
 	--load-extension=$(EXTENSION)
 
-PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/pb -I$(libpq_srcdir)
+# PostgreSQL's and protoc-c's headers are system headers here, so that the
+# warnings below judge our code only.
+PG_CPPFLAGS = $(addprefix -I$(srcdir)/,$(SRCDIRS)) -isystem $(srcdir)/src/pb \
+	-isystem $(includedir_server) -isystem $(includedir_internal) -I$(libpq_srcdir)
+# On top of PostgreSQL's own warnings.  Unused parameters are the rule in
+# callbacks whose signatures PostgreSQL and libcurl fix.  Header dependencies
+# are generated (-MMD) and read back below.  The test command adds -Werror.
+PG_CFLAGS = -Wextra -Wno-unused-parameter -MMD -MP
 SHLIB_LINK = -lprotobuf-c -lcurl
 # libpq, only to parse and check conninfo strings (PQconninfoParse)
 SHLIB_LINK_INTERNAL = $(libpq)
 
-EXTRA_CLEAN = src/pb results regression.diffs regression.out tmp_check
+EXTRA_CLEAN = src/pb $(OBJS:.o=.d) results regression.diffs regression.out tmp_check
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -58,14 +78,18 @@ src/pb/%.pb-c.c src/pb/%.pb-c.h: proto/%.proto
 	@mkdir -p src/pb
 	protoc-c --proto_path=proto --c_out=src/pb $<
 
-$(OBJS): $(PB_HDRS) src/zerobus.h src/compat.h
-src/decoder.o src/publication.o: src/publication.h
-src/grpc.o: src/grpc.h
-src/auth.o: src/auth.h src/token_reply.h
-src/token_reply.o: src/token_reply.h
-src/schema.o src/catalog.o src/sender.o src/worker.o: src/schema.h
-src/catalog.o src/lifecycle.o src/launcher.o src/worker.o src/sender.o: src/stream.h
-src/worker.o src/sender.o src/snapshot.o: src/worker.h
-src/worker.o src/snapshot.o src/catalog.o src/lifecycle.o: src/snapshot.h
-src/catalog.o src/lifecycle.o src/launcher.o src/schema.o: src/catalog.h
-src/sender.o: src/grpc.h src/auth.h
+# The field numbers of the plugin's framing, for the C that writes and reads
+# it by hand (python3-protobuf, like test/roundtrip.py)
+ZB_PYTHON ?= /usr/bin/python3
+src/pb/zerobus_output_fields.h: proto/zerobus_output.proto scripts/proto_fields.py
+	@mkdir -p src/pb
+	$(ZB_PYTHON) $(srcdir)/scripts/proto_fields.py $(srcdir)/proto zerobus_output.proto ZB_OUT > $@.tmp
+	mv $@.tmp $@
+
+# protoc-c's headers and the generated field numbers before any object;
+# every other header dependency comes from the compiler (-MMD).
+$(OBJS): $(PB_HDRS) src/pb/zerobus_output_fields.h
+-include $(OBJS:.o=.d)
+
+# protoc-c's own code, not ours to fix: its initializers nest unbraced
+$(PB_SRCS:.c=.o): override CFLAGS += -Wno-missing-braces

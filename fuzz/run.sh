@@ -16,13 +16,24 @@ trap 'rm -rf "$work"' EXIT
 cc=$(command -v clang || command -v clang-14)
 # -Wno-ignored-attributes: PostgreSQL's headers declare gnu_printf formats
 cflags=(-g -O1 -fsanitize=fuzzer,address -DFRONTEND -Wno-ignored-attributes
-	-I"$top/src" -I"$($pg_config --includedir-server)" -I"$($pg_config --includedir)")
-libs=(-L"$($pg_config --pkglibdir)" -lpgcommon -lpgport -lm)
+	-I"$top/src/common" -I"$top/src/client" -I"$top/src/pb"
+	-I"$($pg_config --includedir-server)" -I"$($pg_config --includedir)")
+libs=(-L"$($pg_config --pkglibdir)" -lpgcommon -lpgport -lprotobuf-c -lm)
+
+# the harnesses and the sources each one tests; src/pb/ is made by "make"
+declare -A sources=(
+	[token_reply]="src/client/token_reply.c"
+	[output]="src/common/wire.c src/pb/zerobus_output.pb-c.c"
+)
 
 status=0
-for harness in token_reply; do
+for harness in token_reply output; do
+	srcs=()
+	for f in ${sources[$harness]}; do
+		srcs+=("$top/$f")
+	done
 	"$cc" "${cflags[@]}" -o "$work/$harness" \
-		"$top/fuzz/${harness}_fuzz.c" "$top/src/$harness.c" "${libs[@]}"
+		"$top/fuzz/${harness}_fuzz.c" "${srcs[@]}" "${libs[@]}"
 	mkdir -p "$work/new_$harness"
 	echo "fuzzing $harness for ${seconds}s"
 	# no leak checks: what PostgreSQL's JSON parser allocates on a reply it

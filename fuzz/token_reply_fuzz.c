@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * token_reply_fuzz.c
- *	  libFuzzer harness for zerobus_token_reply_parse() (src/token_reply.c),
+ *	  libFuzzer harness for zerobus_token_reply_parse() (src/client/token_reply.c),
  *	  the reader of what an OAuth token endpoint sends.  Any input must be
  *	  either refused with a message or give a token fit for an HTTP header
  *	  and a life in range; AddressSanitizer watches the memory.

@@ -16,7 +16,8 @@
 #   pause, for both tables.
 # - DROP COLUMN: the target keeps the nullable column; changes flow on.
 # - schema_policy drop_missing_columns: columns the target lacks are left
-#   out (stat_streams.schema_notice says so) and changes flow on; a type
+#   out (stat_streams.schema_notice says so) and changes flow on, and so do
+#   the records of snapshot_table(); a type
 #   change still pauses; once the target has the columns they flow again.
 # - A table whose target never accepted a descriptor: the reason names the
 #   column from the server's message and the hint points at target_ddl.
@@ -315,6 +316,25 @@ is( $node->safe_psql(
 	'drop_missing_columns: the stream flows on and says which columns it drops');
 is(alter_ddl(), "ALTER TABLE $target ADD COLUMNS (secret STRING, code INT);",
 	'drop_missing_columns: the accepted columns lack the dropped ones');
+
+# A snapshot of the table under the policy leaves the same columns out
+# instead of sending a descriptor the target rejects.
+$node->safe_psql('postgres', "SELECT zerobus.snapshot_table('sc', 'sc')");
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT state = 'done' OR paused_reason IS NOT NULL FROM zerobus.stat_snapshots WHERE source_table = 'public.sc'"
+	),
+	'drop_missing_columns: snapshot_table() ends');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT state, coalesce(paused_reason, 'not paused') FROM zerobus.stat_snapshots WHERE source_table = 'public.sc'"
+	),
+	'done|not paused',
+	'drop_missing_columns: the snapshot completes without pausing the table');
+is( scalar(grep { $_->{_change_type} eq 'snapshot' } @{ delta_rows($emu, $target) }),
+	$node->safe_psql('postgres', 'SELECT count(*) FROM sc'),
+	'drop_missing_columns: every row was snapshotted');
+check_delta('id, label, note', 'snapshot without the columns the target lacks');
 
 # A type change still pauses under the policy.
 $reason = wait_paused(

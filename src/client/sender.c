@@ -1,0 +1,1088 @@
+/*-------------------------------------------------------------------------
+ *
+ * sender.c
+ *	  The Zerobus side of a stream worker: targets and their tokens, one
+ *	  EphemeralStream call per target table and lane, batching, acks and
+ *	  backpressure.
+ *
+ * Sending.  One HTTP/2 connection (grpc.c) carries one EphemeralStream call
+ * per target table and lane (changes, snapshot).  A call is opened lazily,
+ * with a token fetched for its table (auth.c) and the DescriptorProto the
+ * caller gives for its records.  Records of a call are appended to its open
+ * batch, which is sent when it holds batch_max_records records or
+ * batch_max_bytes bytes, when batch_max_delay_ms has passed since its first
+ * record, or when the caller flushes (the worker does as soon as the
+ * replication stream has nothing more to read, so a lone change is not
+ * delayed).  A flush sends a call's open batch only while fewer than
+ * ZB_FLUSH_MAX_INFLIGHT of its batches await their ack; otherwise the batch
+ * goes on filling until an ack comes back (the worker flushes again after
+ * each round of events), it is full, or batch_max_delay_ms passes.  So a
+ * quiet stream sends each change at once, and a busy one sends few large
+ * requests instead of many small ones.  A batch takes the next offset_id of its call (0, 1, 2, ...).
+ * A call is retired, i.e. takes no new records and is closed once its last
+ * batch is acked, when records of its table and lane come with another
+ * descriptor, when its token nears expiry (less than min(5 minutes, 20% of
+ * its lifetime) left) or when the server announces a close
+ * (CloseStreamSignal); new records go to a fresh call.
+ *
+ * Acks.  Each batch remembers the ack groups (ZerobusAckGroup, e.g. a
+ * transaction) it holds records of, in the order they came.  An ack of
+ * offset N on a call releases that call's batches up to N, and each
+ * released batch decrements the pending count of its groups; the caller
+ * decides from those counts what it may confirm.
+ *
+ * Backpressure.  Records count as in flight from the moment they enter a
+ * batch until they are acked.  While more than max_inflight_bytes are in
+ * flight, or more than ZB_MAX_QUEUED_BYTES wait in the transport's send
+ * queues, zerobus_sender_backpressured() says so, and the worker stops
+ * reading the replication connection (and stops watching its socket); the
+ * walsender then blocks on a full socket.  Memory thus stays bounded
+ * whatever the size of a transaction or the ack delay.
+ *
+ * Failures.  A transient one raises an ERROR, which makes the worker reset
+ * its session.  A permanent one (see "Recovery" in worker.c) raises an
+ * ERROR too, after which zerobus_sender_failed_for_good() is true and the
+ * worker marks the stream failed, unless it concerns one target table only
+ * (its call ended with INVALID_ARGUMENT, NOT_FOUND or PERMISSION_DENIED,
+ * its token refused with HTTP 403, its name no Unity Catalog name): then
+ * the sender pauses that target alone, which drops its calls
+ * (zerobus_sender_pause) and makes it refuse records from then on, and
+ * queues a ZB_OUTCOME_PAUSED for the worker to record.  A descriptor
+ * rejected when a call opens is left to the worker (ZB_OUTCOME_REJECTED),
+ * which knows the columns behind it.  The sender never calls up into the
+ * worker: outcomes go back through zerobus_sender_next_outcome().
+ *
+ * src/client/sender.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/ilist.h"
+#include "common/base64.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "auth.h"
+#include "delta_schema.h"
+#include "grpc.h"
+#include "sender.h"
+#include "stream.h"
+
+/* How long a token fetch may block the worker */
+#define ZB_TOKEN_TIMEOUT_MS		10000
+
+/* Refresh a token when less than min(this, 20% of its lifetime) is left */
+#define ZB_TOKEN_REFRESH_MARGIN_MS	(5 * 60 * 1000)
+
+/* Room left in a gRPC message for the request framing around the records */
+#define ZB_REQUEST_OVERHEAD		(64 * 1024)
+#define ZB_MAX_RECORD			(ZB_GRPC_MAX_MESSAGE - ZB_REQUEST_OVERHEAD)
+
+/*
+ * Most record bytes held in the transport's send queues before the worker
+ * stops reading the slot, whatever max_inflight_bytes allows: bounds the
+ * memory used while Zerobus reads slower than the slot is decoded.  Four
+ * times libcurl's upload buffer keeps the connection busy; more only costs
+ * memory (8 MB here meant 12 MB more peak RSS, and no more throughput).
+ */
+#define ZB_MAX_QUEUED_BYTES		(2 * 1024 * 1024)
+
+/*
+ * A flush sends a call's open batch only while fewer of its batches than
+ * this are unacked (see the file header).  Two keep one batch on the wire
+ * while the previous one is acked.
+ */
+#define ZB_FLUSH_MAX_INFLIGHT	2
+
+/* A batch of records of one call: open, then sent, then acked. */
+typedef struct ZbBatch
+{
+	dlist_node	node;			/* in ZbCall.inflight once sent */
+	int64		offset;			/* offset_id, once sent */
+	int			nrecords;
+	size_t		bytes;			/* sum of the record sizes */
+	int			ngroups;		/* the ack groups it holds records of, */
+	int			maxgroups;		/* in the order they came */
+	ZerobusAckGroup **groups;
+} ZbBatch;
+
+/* One EphemeralStream call, writing one target table. */
+typedef struct ZbCall
+{
+	dlist_node	node;			/* in ZerobusSender.calls */
+	ZerobusGrpcCall *grpc;
+	ZerobusTarget *target;
+	ZerobusLane lane;
+	uint64		serial;			/* unique in the sender */
+	char	   *descriptor;		/* DescriptorProto it was opened with */
+	int			descriptor_len;
+	int64		next_offset;
+	ZbBatch    *open;			/* batch being filled, or NULL */
+	StringInfoData buf;			/* the open batch's records, back to back */
+	size_t	   *lens;			/* their sizes */
+	int			maxlens;
+	TimestampTz open_since;		/* when the open batch got its first record */
+	dlist_head	inflight;		/* sent batches awaiting their ack */
+	int			ninflight;		/* how many */
+	bool		retiring;		/* takes no new records */
+	bool		created;		/* Zerobus accepted its descriptor */
+	bool		fresh_token;	/* its token was fetched for it */
+	TimestampTz last_heard;		/* last event, or when batches went in
+								 * flight */
+} ZbCall;
+
+/* A target table and its token. */
+struct ZerobusTarget
+{
+	dlist_node	node;			/* in ZerobusSender.targets */
+	char	   *name;			/* catalog.schema.table */
+	ZbCall	   *call[ZB_NLANES];	/* current calls, NULL until needed */
+	char	   *token;			/* malloc'd by auth.c, NULL when none */
+	TimestampTz token_expires;
+	TimestampTz token_refresh;	/* when to replace the token */
+	bool		paused;			/* takes no records (zerobus_sender_pause) */
+};
+
+/*
+ * The Zerobus connection of a session and everything sent on it.
+ * Allocations live in cxt (batches in batch_cxt), deleted with the sender;
+ * grpc and the tokens are released explicitly.
+ */
+struct ZerobusSender
+{
+	MemoryContext cxt;
+	MemoryContext batch_cxt;	/* ZbBatch chunks */
+	ZerobusStreamConfig *config;
+	ZerobusStreamShared *shared;
+	ZerobusGrpc *grpc;
+	dlist_head	targets;
+	dlist_head	calls;
+	uint64		next_serial;
+	size_t		inflight_bytes;
+	TimestampTz now;			/* set once per loop iteration */
+	bool		unsent;			/* batches queued since the last perform */
+	bool		got_ack;		/* an ack arrived: the session works */
+	bool		failed_for_good;	/* the ERROR raised must stop the stream */
+	MemoryContext outcome_cxt;	/* the queued outcomes and their strings */
+	List	   *outcomes;		/* ZerobusOutcome, oldest first */
+};
+
+static void flush_batch(ZerobusSender *sender, ZbCall *call);
+
+/* Appends text with every occurrence of secret (if long enough) redacted */
+static void
+append_redacted(StringInfo out, const char *text, const char *secret)
+{
+	size_t		slen = secret ? strlen(secret) : 0;
+	const char *hit;
+
+	while (slen >= 4 && (hit = strstr(text, secret)) != NULL)
+	{
+		appendBinaryStringInfo(out, text, hit - text);
+		appendStringInfoString(out, "[redacted]");
+		text = hit + slen;
+	}
+	appendStringInfoString(out, text);
+}
+
+/*
+ * A server's words (a grpc-message, a token endpoint's reply), made fit to
+ * be shown and stored: every byte that is not printable ASCII becomes '?'
+ * (so the text is valid in any server encoding and holds no line break),
+ * and the credentials a hostile or careless server could echo (the client
+ * secret, the HTTP Basic value carrying it, the table's token) are
+ * redacted.  palloc'd.
+ */
+static char *
+server_words(ZerobusSender *sender, ZerobusTarget *target, const char *text)
+{
+	ZerobusStreamConfig *config = sender->config;
+	char	   *ascii = pstrdup(text);
+	char	   *basic;
+	char	   *basic64;
+	int			len;
+	StringInfoData a;
+	StringInfoData b;
+
+	for (char *p = ascii; *p; p++)
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f)
+			*p = '?';
+
+	basic = psprintf("%s:%s", config->client_id, config->client_secret);
+	basic64 = palloc(pg_b64_enc_len(strlen(basic)) + 1);
+	len = pg_b64_encode(basic, strlen(basic), basic64,
+						pg_b64_enc_len(strlen(basic)));
+	basic64[Max(len, 0)] = '\0';
+
+	initStringInfo(&a);
+	append_redacted(&a, ascii, config->client_secret);
+	initStringInfo(&b);
+	append_redacted(&b, a.data, basic64);
+	resetStringInfo(&a);
+	append_redacted(&a, b.data, target ? target->token : NULL);
+
+	explicit_bzero(basic, strlen(basic));
+	pfree(basic);
+	pfree(basic64);
+	pfree(ascii);
+	pfree(b.data);
+	return a.data;
+}
+
+/*
+ * True when the process must stop; lets a blocking token fetch return
+ * early.
+ */
+static bool
+interrupt_pending(void)
+{
+	return ProcDiePending;
+}
+
+/*
+ * Connects to the stream's Zerobus endpoint (the connection itself is made
+ * by the first call).  config and shared must outlive the sender; tuning
+ * options changed in config take effect at once.  Returns NULL, with the
+ * reason in errbuf, when the endpoint is invalid.
+ */
+ZerobusSender *
+zerobus_sender_create(ZerobusStreamConfig *config, ZerobusStreamShared *shared,
+					  MemoryContext parent, char *errbuf, size_t errlen)
+{
+	ZerobusGrpc *grpc;
+	ZerobusSender *sender;
+	MemoryContext cxt;
+
+	grpc = zerobus_grpc_create(config->endpoint, config->insecure,
+							   config->ca_file, errbuf, errlen);
+	if (grpc == NULL)
+		return NULL;
+
+	cxt = AllocSetContextCreate(parent, "zerobus sender",
+								ALLOCSET_DEFAULT_SIZES);
+	sender = MemoryContextAllocZero(cxt, sizeof(ZerobusSender));
+	sender->cxt = cxt;
+	sender->batch_cxt = AllocSetContextCreate(cxt, "zerobus batches",
+											  ALLOCSET_DEFAULT_SIZES);
+	sender->outcome_cxt = AllocSetContextCreate(cxt, "zerobus outcomes",
+												ALLOCSET_SMALL_SIZES);
+	sender->config = config;
+	sender->shared = shared;
+	sender->grpc = grpc;
+	dlist_init(&sender->targets);
+	dlist_init(&sender->calls);
+	sender->now = GetCurrentTimestamp();
+	return sender;
+}
+
+/*
+ * Sets the current time, taken once per loop iteration: timers, token
+ * refresh and ack timeouts are judged against it.
+ */
+void
+zerobus_sender_set_now(ZerobusSender *sender, TimestampTz now)
+{
+	sender->now = now;
+}
+
+/*
+ * Frees a batch whose records are durable (acked), or will never be: then
+ * its ack groups stay pending for good, so that nothing holding records of
+ * the batch is ever confirmed.
+ */
+static void
+release_batch(ZerobusSender *sender, ZbBatch *batch, bool acked)
+{
+	int			i;
+
+	sender->inflight_bytes -= batch->bytes;
+	if (acked)
+	{
+		for (i = 0; i < batch->ngroups; i++)
+			batch->groups[i]->pending--;
+		SpinLockAcquire(&sender->shared->mutex);
+		sender->shared->records_acked += batch->nrecords;
+		sender->shared->bytes_acked += batch->bytes;
+		SpinLockRelease(&sender->shared->mutex);
+	}
+	if (batch->groups)
+		pfree(batch->groups);
+	pfree(batch);
+}
+
+/* ----------------------------------------------------------------
+ * Targets, calls and batches
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Finds or creates the target of the given name (catalog.schema.table).
+ * The result lives as long as the sender.
+ */
+ZerobusTarget *
+zerobus_sender_target(ZerobusSender *sender, const char *name)
+{
+	dlist_iter	iter;
+	ZerobusTarget *target;
+
+	dlist_foreach(iter, &sender->targets)
+	{
+		target = dlist_container(ZerobusTarget, node, iter.cur);
+		if (strcmp(target->name, name) == 0)
+			return target;
+	}
+	target = MemoryContextAllocZero(sender->cxt, sizeof(ZerobusTarget));
+	target->name = MemoryContextStrdup(sender->cxt, name);
+	dlist_push_tail(&sender->targets, &target->node);
+	return target;
+}
+
+/*
+ * Queues an outcome for the worker (see sender.h), copying what it points
+ * to.
+ */
+static void
+queue_outcome(ZerobusSender *sender, ZerobusOutcomeKind kind,
+			  ZerobusTarget *target, const char *descriptor,
+			  int descriptor_len, const char *status, const char *message)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(sender->outcome_cxt);
+	ZerobusOutcome *outcome = palloc0(sizeof(ZerobusOutcome));
+
+	outcome->kind = kind;
+	outcome->target = target;
+	outcome->target_name = target->name;
+	if (descriptor)
+	{
+		char	   *copy = palloc(descriptor_len);
+
+		memcpy(copy, descriptor, descriptor_len);
+		outcome->descriptor = copy;
+		outcome->descriptor_len = descriptor_len;
+	}
+	outcome->status = status ? pstrdup(status) : NULL;
+	outcome->message = message ? pstrdup(message) : NULL;
+	sender->outcomes = lappend(sender->outcomes, outcome);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Pauses target for a failure of its own (zerobus_sender_pause) and tells
+ * the worker why.
+ */
+static void
+pause_for(ZerobusSender *sender, ZerobusTarget *target, const char *reason)
+{
+	zerobus_sender_pause(sender, target);
+	queue_outcome(sender, ZB_OUTCOME_PAUSED, target, NULL, 0, NULL, reason);
+}
+
+/*
+ * Takes the oldest queued outcome into *outcome; false when there is none
+ * (then the memory of the outcomes taken so far is released).
+ */
+bool
+zerobus_sender_next_outcome(ZerobusSender *sender, ZerobusOutcome *outcome)
+{
+	if (sender->outcomes == NIL)
+	{
+		MemoryContextReset(sender->outcome_cxt);
+		return false;
+	}
+	*outcome = *(ZerobusOutcome *) linitial(sender->outcomes);
+	sender->outcomes = list_delete_first(sender->outcomes);
+	return true;
+}
+
+/*
+ * Whether the ERROR the sender raised last is a permanent failure of the
+ * stream (see "Failures" above): the worker then stops the stream.
+ */
+bool
+zerobus_sender_failed_for_good(ZerobusSender *sender)
+{
+	return sender->failed_for_good;
+}
+
+/*
+ * Makes sure target has a token that is not due for refresh, fetching one
+ * if needed (this blocks for at most ZB_TOKEN_TIMEOUT_MS).  Returns true
+ * when it fetched one.  A token refused for this table alone (403) pauses
+ * the target instead, which the caller must check.
+ */
+static bool
+ensure_token(ZerobusSender *sender, ZerobusTarget *target)
+{
+	ZerobusStreamConfig *config = sender->config;
+	char		errbuf[512];
+	char	   *token = NULL;
+	TimestampTz expires = 0;
+	TimestampTz fetched;
+	int64		margin;
+	ZerobusAuthResult res;
+	char	   *workspace_id;
+
+	if (target->token && sender->now < target->token_refresh)
+		return false;
+
+	/*
+	 * A source table whose name makes no Unity Catalog name (a dot, a
+	 * space, a line break, a non-ASCII letter) pauses alone, before its
+	 * name reaches a token request or a request header.
+	 */
+	if (!zerobus_target_name_valid(target->name))
+	{
+		pause_for(sender, target,
+				  psprintf("target table name %s is not catalog.schema.table with parts of ASCII letters, digits and underscores. "
+						   "Hint: Map its source table to a valid name with zerobus.alter_stream(table_map => ...), then call zerobus.resume_stream().",
+						   quote_literal_cstr(target->name)));
+		return false;
+	}
+
+	workspace_id = config->workspace_id ? config->workspace_id :
+		zerobus_workspace_id(config->endpoint);
+	fetched = GetCurrentTimestamp();
+	res = zerobus_auth_fetch(config->workspace_url, workspace_id,
+							 config->client_id, config->client_secret,
+							 target->name, config->ca_file,
+							 ZB_TOKEN_TIMEOUT_MS, interrupt_pending,
+							 &token, &expires, errbuf, sizeof(errbuf));
+	CHECK_FOR_INTERRUPTS();
+	if (res == ZB_AUTH_FORBIDDEN)
+	{
+		pause_for(sender, target,
+				  psprintf("OAuth token request for table %s was denied: %s",
+						   target->name, server_words(sender, target, errbuf)));
+		return false;
+	}
+	if (res == ZB_AUTH_DENIED)
+	{
+		sender->failed_for_good = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("OAuth token request for table %s was denied: %s",
+						target->name, server_words(sender, target, errbuf))));
+	}
+	if (res != ZB_AUTH_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not fetch an OAuth token for table %s: %s",
+						target->name, server_words(sender, target, errbuf))));
+
+	if (target->token)
+		free(target->token);
+	target->token = token;
+	target->token_expires = expires;
+	margin = Min((int64) ZB_TOKEN_REFRESH_MARGIN_MS * 1000,
+				 (expires - fetched) / 5);
+	target->token_refresh = expires - Max(margin, 0);
+	return true;
+}
+
+/*
+ * Opens a new call for target with the given descriptor and makes it the
+ * target's current call of lane.  Any previous current call of that lane
+ * must have been retired.  Returns NULL when the target was paused for
+ * want of a token.
+ */
+static ZbCall *
+open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
+		  const char *descriptor, int descriptor_len)
+{
+	ZbCall	   *call;
+	char		errbuf[512];
+	bool		fresh_token = ensure_token(sender, target);
+
+	if (target->paused)
+		return NULL;
+	call = MemoryContextAllocZero(sender->cxt, sizeof(ZbCall));
+	call->target = target;
+	call->lane = lane;
+	call->serial = ++sender->next_serial;
+	call->descriptor = MemoryContextAlloc(sender->cxt, descriptor_len);
+	memcpy(call->descriptor, descriptor, descriptor_len);
+	call->descriptor_len = descriptor_len;
+	call->fresh_token = fresh_token;
+	call->last_heard = sender->now;
+	dlist_init(&call->inflight);
+	call->buf.data = NULL;
+
+	call->grpc = zerobus_grpc_open(sender->grpc, target->name, target->token,
+								   descriptor, descriptor_len, call,
+								   errbuf, sizeof(errbuf));
+	if (call->grpc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not open a Zerobus stream for table %s: %s",
+						target->name, errbuf)));
+	dlist_push_tail(&sender->calls, &call->node);
+	target->call[lane] = call;
+	return call;
+}
+
+/* Cancels a call and frees it, with whatever it still holds. */
+static void
+drop_call(ZerobusSender *sender, ZbCall *call)
+{
+	dlist_mutable_iter iter;
+
+	if (call->target->call[call->lane] == call)
+		call->target->call[call->lane] = NULL;
+	if (call->grpc)
+		zerobus_grpc_close(call->grpc);
+	if (call->open)
+		release_batch(sender, call->open, false);
+	dlist_foreach_modify(iter, &call->inflight)
+	{
+		ZbBatch    *batch = dlist_container(ZbBatch, node, iter.cur);
+
+		dlist_delete(&batch->node);
+		release_batch(sender, batch, false);
+	}
+	dlist_delete(&call->node);
+	if (call->buf.data)
+		pfree(call->buf.data);
+	if (call->lens)
+		pfree(call->lens);
+	pfree(call->descriptor);
+	pfree(call);
+}
+
+/*
+ * Cancels every call, releasing their batches (so the ack groups they hold
+ * records of stay pending for good), frees the tokens, closes the Zerobus
+ * connection and frees the sender.
+ */
+void
+zerobus_sender_destroy(ZerobusSender *sender)
+{
+	while (!dlist_is_empty(&sender->calls))
+		drop_call(sender, dlist_head_element(ZbCall, node, &sender->calls));
+	while (!dlist_is_empty(&sender->targets))
+	{
+		ZerobusTarget *target = dlist_head_element(ZerobusTarget, node,
+												   &sender->targets);
+
+		if (target->token)
+			free(target->token);
+		dlist_delete(&target->node);
+	}
+	zerobus_grpc_destroy(sender->grpc);
+	MemoryContextDelete(sender->cxt);
+}
+
+/*
+ * Stops sending to target for the rest of the session: cancels its calls,
+ * whose unacked batches leave their ack groups pending for good, and makes
+ * zerobus_sender_add() refuse its records.  The caller must stop confirming
+ * before the first record refused or dropped.
+ */
+void
+zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &sender->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+
+		if (call->target == target)
+			drop_call(sender, call);
+	}
+	target->paused = true;
+}
+
+/* Whether target was paused (zerobus_sender_pause) */
+bool
+zerobus_sender_paused(ZerobusTarget *target)
+{
+	return target->paused;
+}
+
+/*
+ * Stops routing records to a call: its open batch is sent, and it is
+ * closed once everything it sent is acked.
+ */
+static void
+retire_call(ZerobusSender *sender, ZbCall *call)
+{
+	if (call->open)
+		flush_batch(sender, call);
+	call->retiring = true;
+	if (call->target->call[call->lane] == call)
+		call->target->call[call->lane] = NULL;
+	if (dlist_is_empty(&call->inflight))
+		drop_call(sender, call);
+}
+
+/*
+ * The call records with the given descriptor go to on target's lane: the
+ * current call when it was opened with that descriptor, else a new one
+ * (retiring the old).  *call_serial caches the serial of the call known to
+ * take the descriptor, so that the descriptor is compared only once per
+ * call; 0 means none.  NULL when the target was paused meanwhile.
+ */
+static ZbCall *
+call_for(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
+		 const char *descriptor, int descriptor_len, uint64 *call_serial)
+{
+	ZbCall	   *call = target->call[lane];
+
+	if (call)
+	{
+		if (call->serial == *call_serial)
+			return call;
+		if (call->descriptor_len == descriptor_len &&
+			memcmp(call->descriptor, descriptor, descriptor_len) == 0)
+		{
+			*call_serial = call->serial;
+			return call;
+		}
+		retire_call(sender, call);
+	}
+	call = open_call(sender, target, lane, descriptor, descriptor_len);
+	if (call != NULL)
+		*call_serial = call->serial;
+	return call;
+}
+
+/* Sends a call's open batch with the call's next offset. */
+static void
+flush_batch(ZerobusSender *sender, ZbCall *call)
+{
+	ZbBatch    *batch = call->open;
+	const char **records;
+	const char *p;
+	int			i;
+
+	Assert(batch != NULL && !call->retiring);
+
+	records = palloc(sizeof(char *) * batch->nrecords);
+	p = call->buf.data;
+	for (i = 0; i < batch->nrecords; i++)
+	{
+		records[i] = p;
+		p += call->lens[i];
+	}
+	batch->offset = call->next_offset++;
+	zerobus_grpc_send(call->grpc, batch->offset, batch->nrecords,
+					  records, call->lens);
+	pfree(records);
+	sender->unsent = true;
+
+	if (dlist_is_empty(&call->inflight))
+		call->last_heard = sender->now;
+	dlist_push_tail(&call->inflight, &batch->node);
+	call->ninflight++;
+	call->open = NULL;
+	resetStringInfo(&call->buf);
+
+	SpinLockAcquire(&sender->shared->mutex);
+	sender->shared->records_sent += batch->nrecords;
+	sender->shared->bytes_sent += batch->bytes;
+	SpinLockRelease(&sender->shared->mutex);
+}
+
+/*
+ * Sends the open batch of every call with fewer than ZB_FLUSH_MAX_INFLIGHT
+ * batches unacked; the worker calls this while the replication stream is
+ * drained (see the file header).
+ */
+void
+zerobus_sender_flush_all(ZerobusSender *sender)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &sender->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+
+		if (call->open && call->ninflight < ZB_FLUSH_MAX_INFLIGHT)
+			flush_batch(sender, call);
+	}
+}
+
+/*
+ * Appends one record, encoded with descriptor, to the current call of
+ * target's lane (see call_for for call_serial), and counts its batch as
+ * pending in group until the batch is acked.  source names the source
+ * table in the error about a record too large.  The record is copied;
+ * group must outlive the batch.  Returns false, taking nothing, when the
+ * target is paused.
+ */
+bool
+zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
+				   ZerobusLane lane, const char *descriptor, int descriptor_len,
+				   uint64 *call_serial, const char *record, size_t len,
+				   ZerobusAckGroup *group, const char *source)
+{
+	ZerobusStreamConfig *config = sender->config;
+	ZbCall	   *call;
+	ZbBatch    *batch;
+
+	if (target->paused)
+		return false;
+	if (len > ZB_MAX_RECORD)
+	{
+		sender->failed_for_good = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a record of table %s is %zu bytes, more than Zerobus accepts in one message (%d bytes)",
+						source, len, ZB_MAX_RECORD)));
+	}
+
+	call = call_for(sender, target, lane, descriptor, descriptor_len,
+					call_serial);
+	if (call == NULL)
+		return false;
+	batch = call->open;
+	if (batch && batch->bytes + len > (size_t) config->batch_max_bytes)
+	{
+		flush_batch(sender, call);
+		batch = NULL;
+	}
+	if (batch == NULL)
+	{
+		batch = MemoryContextAllocZero(sender->batch_cxt, sizeof(ZbBatch));
+		call->open = batch;
+		call->open_since = sender->now;
+		if (call->buf.data == NULL)
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(sender->cxt);
+
+			initStringInfo(&call->buf);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		if (call->lens == NULL)
+		{
+			call->maxlens = config->batch_max_records;
+			call->lens = MemoryContextAlloc(sender->cxt,
+											sizeof(size_t) * call->maxlens);
+		}
+	}
+
+	if (batch->nrecords >= call->maxlens)
+	{
+		call->maxlens *= 2;
+		call->lens = repalloc(call->lens, sizeof(size_t) * call->maxlens);
+	}
+	appendBinaryStringInfo(&call->buf, record, len);
+	call->lens[batch->nrecords++] = len;
+	batch->bytes += len;
+	sender->inflight_bytes += len;
+
+	if (batch->ngroups == 0 || batch->groups[batch->ngroups - 1] != group)
+	{
+		if (batch->ngroups == batch->maxgroups)
+		{
+			batch->maxgroups = batch->maxgroups ? batch->maxgroups * 2 : 4;
+			if (batch->groups)
+				batch->groups = repalloc(batch->groups,
+										 sizeof(ZerobusAckGroup *) * batch->maxgroups);
+			else
+				batch->groups = MemoryContextAlloc(sender->batch_cxt,
+												   sizeof(ZerobusAckGroup *) * batch->maxgroups);
+		}
+		batch->groups[batch->ngroups++] = group;
+		group->pending++;
+	}
+
+	if (batch->nrecords >= config->batch_max_records)
+		flush_batch(sender, call);
+	return true;
+}
+
+/* ----------------------------------------------------------------
+ * Zerobus events
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Whether a call ending with this status means that its target table
+ * cannot take its records (missing, not granted, records or descriptor
+ * refused), which pauses that table alone.
+ */
+static bool
+status_pauses_table(int status)
+{
+	return status == ZB_GRPC_INVALID_ARGUMENT ||
+		status == ZB_GRPC_NOT_FOUND ||
+		status == ZB_GRPC_PERMISSION_DENIED;
+}
+
+/* Whether the official SDKs give up (rather than retry) on this status. */
+static bool
+status_is_permanent(int status)
+{
+	switch (status)
+	{
+		case ZB_GRPC_INVALID_ARGUMENT:
+		case ZB_GRPC_NOT_FOUND:
+		case ZB_GRPC_PERMISSION_DENIED:
+		case ZB_GRPC_OUT_OF_RANGE:
+		case ZB_GRPC_UNIMPLEMENTED:
+		case ZB_GRPC_UNAUTHENTICATED:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* The name of a gRPC status code, for messages. */
+static const char *
+status_name(int status)
+{
+	static const char *const names[] = {
+		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+		"NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
+		"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+		"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
+		"DATA_LOSS", "UNAUTHENTICATED"
+	};
+
+	if (status >= 0 && status < (int) lengthof(names))
+		return names[status];
+	return "UNRECOGNIZED";
+}
+
+/* Releases a call's batches acked by "durable up to offset". */
+static void
+handle_ack(ZerobusSender *sender, ZbCall *call, int64 offset)
+{
+	while (!dlist_is_empty(&call->inflight))
+	{
+		ZbBatch    *batch = dlist_head_element(ZbBatch, node, &call->inflight);
+
+		if (batch->offset > offset)
+			break;
+		dlist_delete(&batch->node);
+		call->ninflight--;
+		release_batch(sender, batch, true);
+	}
+	sender->got_ack = true;
+	SpinLockAcquire(&sender->shared->mutex);
+	sender->shared->last_ack_time = sender->now;
+	SpinLockRelease(&sender->shared->mutex);
+
+	if (call->retiring && dlist_is_empty(&call->inflight))
+		drop_call(sender, call);
+}
+
+/* A call ended: fine when it owed nothing, else a failure. */
+static void
+handle_ended(ZerobusSender *sender, ZbCall *call, int status,
+			 const char *server_message)
+{
+	const char *table = call->target->name;
+	const char *message;
+
+	if (status == ZB_GRPC_OK && call->open == NULL &&
+		dlist_is_empty(&call->inflight))
+	{
+		drop_call(sender, call);
+		return;
+	}
+	message = server_words(sender, call->target, server_message);
+
+	/* a descriptor rejected at creation: the worker explains it */
+	if (status == ZB_GRPC_INVALID_ARGUMENT && !call->created)
+	{
+		queue_outcome(sender, ZB_OUTCOME_REJECTED, call->target,
+					  call->descriptor, call->descriptor_len,
+					  psprintf("%d (%s)", status, status_name(status)),
+					  message);
+		return;
+	}
+	if (status_pauses_table(status))
+	{
+		pause_for(sender, call->target,
+				  psprintf("Zerobus ended the stream for table %s with status %d (%s): %s",
+						   table, status, status_name(status), message));
+		return;
+	}
+
+	/*
+	 * A cached token may have expired or been revoked early; only the
+	 * rejection of one fetched for this very call is final.  The session
+	 * reset that follows the ERROR drops the cached tokens, so the retry
+	 * fetches new ones.
+	 */
+	if (status_is_permanent(status) &&
+		!(status == ZB_GRPC_UNAUTHENTICATED &&
+		  (!call->fresh_token || sender->now >= call->target->token_expires)))
+	{
+		sender->failed_for_good = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("Zerobus ended the stream for table %s with status %d (%s): %s",
+						table, status, status_name(status), message)));
+	}
+
+	if (status == ZB_GRPC_TRANSPORT_ERROR)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("Zerobus connection failed for table %s: %s",
+						table, message)));
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("Zerobus ended the stream for table %s with status %d (%s) before acking every batch: %s",
+					table, status, status_name(status), message)));
+}
+
+/*
+ * Does the pending Zerobus I/O and handles what came of it.  Returns the
+ * milliseconds after which it must run again (-1: no timer).
+ */
+long
+zerobus_sender_process(ZerobusSender *sender)
+{
+	long		timeout;
+	ZerobusGrpcEvent ev;
+
+	sender->unsent = false;
+	timeout = zerobus_grpc_perform(sender->grpc);
+
+	while (zerobus_grpc_next_event(sender->grpc, &ev))
+	{
+		ZbCall	   *call = (ZbCall *) ev.user_data;
+
+		call->last_heard = sender->now;
+		switch (ev.kind)
+		{
+			case ZB_GRPC_EV_CREATED:
+				elog(DEBUG1, "zerobus stream %s opened for table %s",
+					 ev.stream_id, call->target->name);
+				call->created = true;
+				queue_outcome(sender, ZB_OUTCOME_ACCEPTED, call->target,
+							  call->descriptor, call->descriptor_len,
+							  NULL, NULL);
+				break;
+			case ZB_GRPC_EV_ACK:
+				handle_ack(sender, call, ev.offset);
+				break;
+			case ZB_GRPC_EV_CLOSE_SIGNAL:
+				elog(DEBUG1, "Zerobus announced the close of the stream for table %s in " INT64_FORMAT " ms",
+					 call->target->name, ev.close_after_ms);
+				if (!call->retiring)
+					retire_call(sender, call);
+				break;
+			case ZB_GRPC_EV_ENDED:
+				handle_ended(sender, call, ev.status, ev.message);
+				break;
+		}
+	}
+	return timeout;
+}
+
+/*
+ * Timers: sends batches older than batch_max_delay_ms, retires calls whose
+ * token is due for refresh (an idle one is closed at once, so that no call
+ * outlives its token), and fails the session when a call with batches in
+ * flight has been silent for ack_timeout_ms.  Lowers *timeout to the time
+ * until the next timer is due.
+ */
+void
+zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
+{
+	ZerobusStreamConfig *config = sender->config;
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &sender->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+		TimestampTz due;
+
+		if (!dlist_is_empty(&call->inflight))
+		{
+			due = TimestampTzPlusMilliseconds(call->last_heard,
+											  config->ack_timeout_ms);
+			if (sender->now >= due)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("no ack from Zerobus for table %s in %d ms",
+								call->target->name, config->ack_timeout_ms)));
+			zerobus_timeout_until(timeout, sender->now, due);
+		}
+		if (call->retiring)
+			continue;
+		if (call->open)
+		{
+			due = TimestampTzPlusMilliseconds(call->open_since,
+											  config->batch_max_delay_ms);
+			if (sender->now >= due)
+				flush_batch(sender, call);
+			else
+				zerobus_timeout_until(timeout, sender->now, due);
+		}
+		if (sender->now >= call->target->token_refresh)
+			retire_call(sender, call);
+		else
+			zerobus_timeout_until(timeout, sender->now,
+								  call->target->token_refresh);
+	}
+}
+
+/* ----------------------------------------------------------------
+ * State for the event loop
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Whether reading more records must wait: too many bytes unacked, or too
+ * many not even handed to the network yet.
+ */
+bool
+zerobus_sender_backpressured(ZerobusSender *sender)
+{
+	dlist_iter	iter;
+	size_t		queued = 0;
+
+	if (sender->inflight_bytes >= (size_t) sender->config->max_inflight_bytes)
+		return true;
+	dlist_foreach(iter, &sender->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+
+		queued += zerobus_grpc_queued_bytes(call->grpc);
+	}
+	return queued >= ZB_MAX_QUEUED_BYTES;
+}
+
+/* Record bytes in batches not acked yet (open or sent). */
+size_t
+zerobus_sender_inflight_bytes(ZerobusSender *sender)
+{
+	return sender->inflight_bytes;
+}
+
+/*
+ * The sockets to wait on, with WL_SOCKET_* events, at most max of them;
+ * returns how many.  They may change after each zerobus_sender_process();
+ * *generation changes when one was opened or closed (zerobus_grpc_sockets).
+ */
+int
+zerobus_sender_sockets(ZerobusSender *sender, pgsocket *socks, int *events,
+					   int max, uint64 *generation)
+{
+	return zerobus_grpc_sockets(sender->grpc, socks, events, max, generation);
+}
+
+/* Whether any ack arrived since the sender was created. */
+bool
+zerobus_sender_got_ack(ZerobusSender *sender)
+{
+	return sender->got_ack;
+}
+
+/*
+ * Whether batches were queued since the last zerobus_sender_process(), so
+ * that it must run again without waiting.
+ */
+bool
+zerobus_sender_unsent(ZerobusSender *sender)
+{
+	return sender->unsent;
+}

@@ -1,0 +1,166 @@
+/*-------------------------------------------------------------------------
+ *
+ * stream.h
+ *	  Streams: their configuration (the zerobus.streams catalog table, read
+ *	  by store.c), their shared-memory state (module.c), and the entry
+ *	  points of the launcher and the stream workers (launcher.c, worker.c).
+ *
+ * A stream is a publication + a logical replication slot + a Zerobus
+ * endpoint + a workspace + credentials + the mapping of source tables to
+ * target tables.  Each enabled stream has one background worker.
+ *
+ * src/common/stream.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ZEROBUS_STREAM_H
+#define ZEROBUS_STREAM_H
+
+#include "postgres.h"
+
+#include "access/xlogdefs.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+#include "utils/timestamp.h"
+
+/* Worker states, as shown by zerobus.stat_streams.state */
+typedef enum ZerobusStreamState
+{
+	ZB_STATE_STOPPED = 0,		/* no worker (disabled, or not started yet) */
+	ZB_STATE_STARTING,			/* connecting: slot, token, Zerobus */
+	ZB_STATE_STREAMING,			/* running */
+	ZB_STATE_RETRYING,			/* transient failure, backing off */
+	ZB_STATE_FAILED				/* paused by a permanent error */
+} ZerobusStreamState;
+
+/*
+ * Per-stream shared state, one slot per stream with a worker (or with
+ * statistics kept since).  Written by the stream's worker, read by
+ * zerobus.stat_streams; protected by mutex.
+ */
+typedef struct ZerobusStreamShared
+{
+	slock_t		mutex;
+	int32		stream_id;		/* zerobus.streams.id; 0 = free slot */
+	pid_t		pid;			/* worker pid, 0 if none */
+	ZerobusStreamState state;
+	XLogRecPtr	received_lsn;	/* end of the last transaction received */
+	XLogRecPtr	acked_lsn;		/* end of the last transaction fully acked */
+	XLogRecPtr	confirmed_lsn;	/* last position confirmed to the slot */
+	TimestampTz acked_commit_time;	/* commit time of acked_lsn's xact */
+	TimestampTz oldest_unacked_commit_time; /* 0 when nothing in flight */
+	TimestampTz last_ack_time;
+	uint64		records_sent;
+	uint64		bytes_sent;
+	uint64		records_acked;
+	uint64		bytes_acked;
+	uint64		reconnects;
+	uint64		truncates;		/* truncated tables seen, not sent */
+	TimestampTz last_error_time;
+	char		last_error[1024];
+	TimestampTz started_at;
+	bool		dropping;		/* zerobus.drop_stream() in progress: the
+								 * launcher stops the worker and does not
+								 * start another */
+} ZerobusStreamShared;
+
+/* One stream's configuration, as the worker reads it at start. */
+typedef struct ZerobusStreamConfig
+{
+	int32		id;
+	char	   *name;
+	Oid			owner;
+	char	   *publication;
+	char	   *slot_name;
+	char	   *endpoint;		/* Zerobus endpoint URL */
+	char	   *workspace_url;	/* OAuth / Unity Catalog URL */
+	char	   *workspace_id;	/* NULL: zerobus_workspace_id(endpoint) */
+	char	   *client_id;
+	char	   *client_secret;
+	char	   *target_catalog; /* default catalog of target tables */
+	char	   *target_schema;	/* default schema; NULL = source schema */
+	bool		insecure;		/* allow http:// (h2c) to a loopback host */
+	char	   *ca_file;		/* NULL: system roots */
+	char	   *conninfo;		/* replication connection; NULL: default */
+	int			batch_max_records;
+	int			batch_max_bytes;
+	int			batch_max_delay_ms;
+	int			max_inflight_bytes;
+	int			ack_timeout_ms;
+	bool		drop_missing_columns;	/* schema_policy: strip the columns
+										 * the target lacks, not pause */
+	int			ntargets;		/* table_map: source -> target table */
+	char	  **target_sources; /* quote_qualified_identifier(schema, table) */
+	char	  **target_tables;	/* catalog.schema.table */
+} ZerobusStreamConfig;
+
+/*
+ * What the launcher passes a stream worker: bgw_main_arg is the stream id,
+ * bgw_extra holds this struct.
+ */
+typedef struct ZerobusWorkerArgs
+{
+	Oid			dboid;			/* database holding zerobus.streams */
+} ZerobusWorkerArgs;
+
+/* A stream's slot is "zerobus_" + its name, which must fit NAMEDATALEN. */
+#define ZB_SLOT_PREFIX "zerobus_"
+#define ZB_STREAM_NAME_MAXLEN (NAMEDATALEN - (int) sizeof(ZB_SLOT_PREFIX))
+
+/* module.c: settings (zerobus.*), the defaults of per-stream options */
+extern char *zerobus_database;
+extern int	zerobus_max_streams;
+extern int	zerobus_batch_max_records;
+extern int	zerobus_batch_max_bytes;
+extern int	zerobus_batch_max_delay;
+extern int	zerobus_max_inflight_bytes;
+extern int	zerobus_ack_timeout;
+extern int	zerobus_restart_backoff_max;
+extern int	zerobus_snapshot_chunk_rows;
+extern char *zerobus_ca_file;
+
+extern void zerobus_check_stream_option(const char *name, int value);
+
+/* module.c: shared memory */
+extern ZerobusStreamShared *zerobus_stream_shared(int32 stream_id,
+												  bool create);
+extern void zerobus_launcher_wakeup(void);
+extern void zerobus_stream_note_error(ZerobusStreamShared *shared,
+									  const char *message);
+extern void zerobus_require_preload(void);
+extern bool zerobus_preloaded;
+extern bool zerobus_in_served_database(void);
+extern void zerobus_launcher_wakeup_at_commit(void);
+extern void zerobus_stream_mark_dropping(int32 stream_id);
+extern void zerobus_stream_unmark_dropping(int32 stream_id);
+extern bool zerobus_slot_lock(bool exclusive, bool wait);
+extern void zerobus_slot_ledger_add(const char *slot_name);
+extern bool zerobus_slot_ledger_forget(const char *slot_name);
+extern void zerobus_launcher_attach(bool attach);
+extern void zerobus_stream_release_unused(bool (*in_use) (int32 stream_id,
+														 void *arg),
+										  void *arg);
+
+/* store.c: whether a stream's owner may have a table read (see there) */
+typedef enum ZerobusOwnerRead
+{
+	ZB_READ_OK,
+	ZB_READ_NO_SELECT,			/* no SELECT privilege */
+	ZB_READ_RLS					/* row-level security applies */
+} ZerobusOwnerRead;
+
+extern ZerobusOwnerRead zerobus_owner_can_read(Oid owner, Oid relid);
+
+/* store.c: reading the configuration (needs a transaction) */
+extern ZerobusStreamConfig *zerobus_stream_load(int32 stream_id,
+												bool credentials);
+extern char *zerobus_stream_target_table(ZerobusStreamConfig *config,
+										 const char *schema_name,
+										 const char *table_name);
+extern void zerobus_stream_set_failed(int32 stream_id, const char *reason);
+
+/* background worker entry points */
+extern PGDLLEXPORT void zerobus_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void zerobus_worker_main(Datum main_arg);
+
+#endif							/* ZEROBUS_STREAM_H */

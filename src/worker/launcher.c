@@ -1,0 +1,521 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *	  The launcher: one stream worker running for every stream that wants
+ *	  one, and no replication slot left behind.
+ *
+ * The launcher connects to zerobus.database and keeps, for every enabled
+ * stream not paused by an error, one dynamic background worker running: it
+ * starts missing ones, stops the workers of streams dropped, paused or
+ * changed (a changed stream has a new config_version), restarts workers
+ * that exited with an exponential backoff, and drops the replication slots
+ * named zerobus_* that no stream owns and that this server's create_stream
+ * made (left behind by a rolled back create_stream).  The SQL functions
+ * wake it when their transaction commits (src/common/module.c).
+ *
+ * src/worker/launcher.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "stream.h"
+
+/* How long the launcher sleeps when nothing is due (ms) */
+#define LAUNCHER_NAP_MS			60000
+/* A worker that ran this long without exiting resets its backoff (ms) */
+#define WORKER_STABLE_MS		60000
+/* First restart delay of a failed worker (ms) */
+#define WORKER_BACKOFF_MIN_MS	1000
+
+/* The launcher's view of one stream's worker */
+typedef struct LauncherWorker
+{
+	int32		stream_id;		/* 0: entry unused */
+	int32		config_version; /* of the running worker */
+	BackgroundWorkerHandle *handle; /* NULL: no worker */
+	bool		terminating;	/* we asked it to stop */
+	TimestampTz started_at;
+	TimestampTz next_start;		/* not restarted before */
+	int			backoff_ms;		/* delay of the next restart */
+} LauncherWorker;
+
+/* One row of zerobus.streams, as the launcher reads it */
+typedef struct LauncherStream
+{
+	int32		id;
+	int32		config_version;
+	bool		wanted;			/* enabled and not paused by an error */
+	char		name[NAMEDATALEN];
+} LauncherStream;
+
+static LauncherWorker *launcher_workers = NULL;
+
+/* Forgets the launcher when it exits, and stops the workers it started. */
+static void
+launcher_on_exit(int code, Datum arg)
+{
+	int			i;
+
+	for (i = 0; i < zerobus_max_streams; i++)
+		if (launcher_workers[i].handle)
+			TerminateBackgroundWorker(launcher_workers[i].handle);
+	zerobus_launcher_attach(false);
+}
+
+/*
+ * Reads zerobus.streams into *rows (allocated in cxt).  Returns false, with
+ * no rows, when the extension is not installed.  Needs a transaction.
+ */
+static bool
+read_streams(MemoryContext cxt, LauncherStream **rows, int *nrows)
+{
+	uint64		i;
+
+	*rows = NULL;
+	*nrows = 0;
+	if (!OidIsValid(get_extension_oid("zerobus", true)))
+		return false;
+
+	SPI_connect();
+	if (SPI_execute("SELECT id, config_version, enabled AND paused_reason IS NULL, name"
+					" FROM zerobus.streams", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read zerobus.streams");
+
+	*rows = MemoryContextAllocZero(cxt, sizeof(LauncherStream) * (SPI_processed + 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		LauncherStream  *row = &(*rows)[i];
+		bool		isnull;
+
+		row->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		row->config_version = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		row->wanted = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		strlcpy(row->name, SPI_getvalue(tup, desc, 4), NAMEDATALEN);
+	}
+	*nrows = (int) SPI_processed;
+	SPI_finish();
+	return true;
+}
+
+/*
+ * Drops the replication slots of this database that look like a stream's
+ * (name zerobus_*, plugin zerobus), were made by a zerobus function of this
+ * server (the ledger), but belong to no stream and are not in use: those of
+ * a rolled back create_stream, say.  Skipped while a create_stream is in
+ * progress.  Needs a transaction.
+ */
+static void
+sweep_orphan_slots(bool installed)
+{
+	uint64		i;
+	SPITupleTable *orphans;
+	uint64		norphans;
+
+	if (!zerobus_slot_lock(true, false))
+		return;
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute(psprintf("SELECT slot_name FROM pg_catalog.pg_replication_slots r"
+							 " WHERE slot_type = 'logical' AND plugin = 'zerobus'"
+							 " AND database = pg_catalog.current_database()"
+							 " AND NOT active AND pg_catalog.starts_with(slot_name, '%s')%s",
+							 ZB_SLOT_PREFIX,
+							 installed ? " AND NOT EXISTS (SELECT FROM zerobus.streams s WHERE s.slot_name = r.slot_name)" : ""),
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_replication_slots");
+	orphans = SPI_tuptable;
+	norphans = SPI_processed;
+	for (i = 0; i < norphans; i++)
+	{
+		char	   *slot_name = SPI_getvalue(orphans->vals[i], orphans->tupdesc, 1);
+		Oid			argtypes[1] = {NAMEOID};
+		Datum		args[1];
+
+		if (!zerobus_slot_ledger_forget(slot_name))
+			continue;			/* not made by a zerobus function: not ours */
+
+		ereport(LOG,
+				(errmsg("zerobus launcher: dropping replication slot \"%s\", which belongs to no stream",
+						slot_name)));
+		args[0] = CStringGetDatum(slot_name);
+		args[0] = DirectFunctionCall1(namein, args[0]);
+		if (SPI_execute_with_args("SELECT pg_catalog.pg_drop_replication_slot($1)",
+								  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not drop replication slot \"%s\"", slot_name);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+}
+
+static LauncherWorker *
+find_worker(int32 stream_id)
+{
+	int			i;
+
+	for (i = 0; i < zerobus_max_streams; i++)
+		if (launcher_workers[i].stream_id == stream_id)
+			return &launcher_workers[i];
+	return NULL;
+}
+
+static const LauncherStream *
+find_row(const LauncherStream *rows, int nrows, int32 stream_id)
+{
+	int			i;
+
+	for (i = 0; i < nrows; i++)
+		if (rows[i].id == stream_id)
+			return &rows[i];
+	return NULL;
+}
+
+/* The streams a round read, for stream_in_use() */
+typedef struct ReconcileRows
+{
+	const LauncherStream *rows;
+	int			nrows;
+} ReconcileRows;
+
+/*
+ * Whether the shared slot of stream_id is still needed: the stream exists,
+ * or its worker still runs.
+ */
+static bool
+stream_in_use(int32 stream_id, void *arg)
+{
+	ReconcileRows *known = (ReconcileRows *) arg;
+	LauncherWorker *w;
+
+	if (find_row(known->rows, known->nrows, stream_id))
+		return true;
+	w = find_worker(stream_id);
+	return w && w->handle;
+}
+
+/* Whether drop_stream has claimed the stream (see zerobus_stream_mark_dropping) */
+static bool
+stream_dropping(int32 stream_id)
+{
+	ZerobusStreamShared *s = zerobus_stream_shared(stream_id, false);
+	bool		dropping = false;
+
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		dropping = s->dropping;
+		SpinLockRelease(&s->mutex);
+	}
+	return dropping;
+}
+
+/* Delays the next start of w by its backoff, and doubles the backoff. */
+static void
+schedule_retry(LauncherWorker *w, TimestampTz now)
+{
+	w->next_start = TimestampTzPlusMilliseconds(now, w->backoff_ms);
+	w->backoff_ms = Min(w->backoff_ms * 2,
+						zerobus_restart_backoff_max * 1000);
+}
+
+/*
+ * Notes that a worker has exited: unless the stream ended in an error that
+ * paused it, the shared state shows it stopped (or retrying when it is to be
+ * restarted).  Schedules the restart: immediately after a stop we asked for
+ * (a changed stream), else after the backoff, which doubles on each quick
+ * failure up to zerobus.restart_backoff_max and is reset by a worker that
+ * ran for a while.
+ */
+static void
+worker_exited(LauncherWorker *w, TimestampTz now)
+{
+	ZerobusStreamShared *s = zerobus_stream_shared(w->stream_id, false);
+	bool		asked = w->terminating;
+	bool		failed = false;
+
+	pfree(w->handle);
+	w->handle = NULL;
+	w->terminating = false;
+
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		s->pid = 0;
+		failed = s->state == ZB_STATE_FAILED;
+		if (!failed)
+			s->state = asked ? ZB_STATE_STOPPED : ZB_STATE_RETRYING;
+		SpinLockRelease(&s->mutex);
+	}
+
+	if (asked)
+	{
+		w->backoff_ms = WORKER_BACKOFF_MIN_MS;
+		w->next_start = now;
+	}
+	else
+	{
+		if (TimestampDifferenceExceeds(w->started_at, now, WORKER_STABLE_MS))
+			w->backoff_ms = WORKER_BACKOFF_MIN_MS;
+		/* a failed stream is not restarted: its worker logged why */
+		if (!failed)
+			ereport(LOG,
+					(errmsg("zerobus launcher: worker of stream %d exited, restarting it in %d ms",
+							w->stream_id, w->backoff_ms)));
+		schedule_retry(w, now);
+	}
+}
+
+/* Registers the worker of row; on failure retries after the backoff. */
+static void
+start_worker(LauncherWorker *w, const LauncherStream *row, TimestampTz now)
+{
+	BackgroundWorker bgw;
+	ZerobusWorkerArgs args;
+	ZerobusStreamShared *s = zerobus_stream_shared(row->id, true);
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "zerobus");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "zerobus_worker_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "zerobus worker for stream %s", row->name);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "zerobus worker");
+	bgw.bgw_main_arg = Int32GetDatum(row->id);
+	args.dboid = MyDatabaseId;
+	StaticAssertStmt(sizeof(args) <= BGW_EXTRALEN, "ZerobusWorkerArgs too large");
+	memcpy(bgw.bgw_extra, &args, sizeof(args));
+	bgw.bgw_notify_pid = MyProcPid;
+
+	w->stream_id = row->id;
+	w->config_version = row->config_version;
+	w->terminating = false;
+	if (w->backoff_ms == 0)
+		w->backoff_ms = WORKER_BACKOFF_MIN_MS;
+
+	if (!RegisterDynamicBackgroundWorker(&bgw, &w->handle))
+	{
+		w->handle = NULL;
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("zerobus launcher: could not start the worker of stream \"%s\"",
+						row->name),
+				 errhint("Increase max_worker_processes.")));
+		schedule_retry(w, now);
+		return;
+	}
+	w->started_at = now;
+
+	SpinLockAcquire(&s->mutex);
+	s->state = ZB_STATE_STARTING;
+	SpinLockRelease(&s->mutex);
+}
+
+/* Shorter of *timeout_ms and the time from now until at */
+static void
+nap_until(long *timeout_ms, TimestampTz now, TimestampTz at)
+{
+	long		ms = (long) ((at - now) / 1000) + 1;
+
+	*timeout_ms = Min(*timeout_ms, Max(ms, 0));
+}
+
+/*
+ * Makes the running workers match zerobus.streams (rows).  Returns how
+ * long the launcher may sleep before a restart is due.
+ */
+static long
+reconcile(const LauncherStream *rows, int nrows)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		timeout = LAUNCHER_NAP_MS;
+	ReconcileRows known;
+	int			i;
+
+	/* reap exited workers, stop unwanted or outdated ones */
+	for (i = 0; i < zerobus_max_streams; i++)
+	{
+		LauncherWorker *w = &launcher_workers[i];
+		const LauncherStream *row;
+		pid_t		pid;
+
+		if (w->stream_id == 0)
+			continue;
+		row = find_row(rows, nrows, w->stream_id);
+		if (w->handle &&
+			GetBackgroundWorkerPid(w->handle, &pid) == BGWH_STOPPED)
+			worker_exited(w, now);
+		if (w->handle == NULL)
+		{
+			/* forget streams no longer to run: resuming starts afresh */
+			if (row == NULL || !row->wanted)
+				memset(w, 0, sizeof(*w));
+			continue;
+		}
+		if (!w->terminating &&
+			(row == NULL || !row->wanted ||
+			 row->config_version != w->config_version ||
+			 stream_dropping(w->stream_id)))
+		{
+			TerminateBackgroundWorker(w->handle);
+			w->terminating = true;
+		}
+	}
+
+	/* start the workers missing */
+	for (i = 0; i < nrows; i++)
+	{
+		const LauncherStream *row = &rows[i];
+		LauncherWorker *w;
+
+		if (!row->wanted || stream_dropping(row->id))
+			continue;
+		w = find_worker(row->id);
+		if (w && w->handle)
+			continue;
+		if (w && w->config_version != row->config_version)
+			w->next_start = now;	/* changed since it failed: retry now */
+		if (w && w->next_start > now)
+		{
+			nap_until(&timeout, now, w->next_start);
+			continue;
+		}
+		if (w == NULL)
+			w = find_worker(0);
+		if (w == NULL)
+			break;				/* more streams than zerobus.max_streams */
+		start_worker(w, row, now);
+		if (w->handle == NULL)
+			nap_until(&timeout, now, w->next_start);
+	}
+
+	/* free the shared slots of streams gone and without a worker */
+	known.rows = rows;
+	known.nrows = nrows;
+	zerobus_stream_release_unused(stream_in_use, &known);
+
+	return timeout;
+}
+
+/*
+ * One round of the launcher: read the streams, reconcile the workers,
+ * sweep orphan slots.  Returns how long to sleep.
+ */
+static long
+launcher_round(MemoryContext round_cxt)
+{
+	LauncherStream  *rows;
+	int			nrows;
+	bool		installed;
+	long		timeout;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "reading zerobus.streams");
+	installed = read_streams(round_cxt, &rows, &nrows);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	timeout = reconcile(rows, nrows);
+
+	/* the slots of committed streams are theirs, not orphans to be */
+	for (int i = 0; i < nrows; i++)
+		(void) zerobus_slot_ledger_forget(psprintf("%s%s", ZB_SLOT_PREFIX, rows[i].name));
+
+	/* with a fresh snapshot, taken once the lock is held */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "dropping orphan zerobus slots");
+	sweep_orphan_slots(installed);
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pgstat_report_stat(true);
+
+	return timeout;
+}
+
+/*
+ * The launcher's main function.  Errors of a round are logged and the round
+ * retried later; the workers keep running meanwhile.
+ */
+void
+zerobus_launcher_main(Datum main_arg)
+{
+	MemoryContext round_cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(zerobus_database, NULL, 0);
+	/* no search_path set by a database owner reaches the superuser's SQL */
+	SetConfigOption("search_path", "", PGC_SUSET, PGC_S_OVERRIDE);
+
+	launcher_workers = MemoryContextAllocZero(TopMemoryContext,
+											  sizeof(LauncherWorker) * zerobus_max_streams);
+	round_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus launcher",
+									  ALLOCSET_DEFAULT_SIZES);
+
+	zerobus_launcher_attach(true);
+	before_shmem_exit(launcher_on_exit, (Datum) 0);
+
+	ereport(LOG,
+			(errmsg("zerobus launcher started for database \"%s\"",
+					zerobus_database)));
+
+	for (;;)
+	{
+		long		timeout;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextReset(round_cxt);
+		PG_TRY();
+		{
+			timeout = launcher_round(round_cxt);
+		}
+		PG_CATCH();
+		{
+			HOLD_INTERRUPTS();
+			EmitErrorReport();
+			AbortCurrentTransaction();
+			FlushErrorState();
+			MemoryContextSwitchTo(TopMemoryContext);
+			RESUME_INTERRUPTS();
+			timeout = 10000;
+		}
+		PG_END_TRY();
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
