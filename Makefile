@@ -26,6 +26,7 @@ SRCDIRS = src/common src/plugin src/api src/worker src/client
 OBJS = \
 	src/common/module.o \
 	src/common/store.o \
+	src/common/options.o \
 	src/common/url.o \
 	src/common/wire.o \
 	src/common/typemap.o \
@@ -37,6 +38,7 @@ OBJS = \
 	src/api/streams.o \
 	src/api/lifecycle.o \
 	src/api/target_ddl.o \
+	src/api/stat.o \
 	src/worker/launcher.o \
 	src/worker/worker.o \
 	src/worker/reactions.o \
@@ -61,9 +63,12 @@ REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/zerobus.conf \
 PG_CPPFLAGS = $(addprefix -I$(srcdir)/,$(SRCDIRS)) -isystem $(srcdir)/src/pb \
 	-isystem $(includedir_server) -isystem $(includedir_internal) -I$(libpq_srcdir)
 # On top of PostgreSQL's own warnings.  Unused parameters are the rule in
-# callbacks whose signatures PostgreSQL and libcurl fix.  Header dependencies
-# are generated (-MMD) and read back below.  The test command adds -Werror.
-PG_CFLAGS = -Wextra -Wno-unused-parameter -MMD -MP
+# callbacks whose signatures PostgreSQL and libcurl fix, and tables whose
+# rows leave optional trailing fields out are PostgreSQL's style.  Header
+# dependencies are generated (-MMD) and read back below.  The test command
+# adds -Werror.
+PG_CFLAGS = -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+	-MMD -MP
 SHLIB_LINK = -lprotobuf-c -lcurl
 # libpq, only to parse and check conninfo strings (PQconninfoParse)
 SHLIB_LINK_INTERNAL = $(libpq)

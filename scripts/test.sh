@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
-#   installs the Debian and npm dependencies, builds and installs the
-#   extension, then runs the pg_regress suites, the TAP tests, the libFuzzer
+#   installs the Debian and npm dependencies, builds (warnings are errors)
+#   and installs the extension, then runs the pg_regress suites, the TAP tests, the libFuzzer
 #   harnesses (fuzz/run.sh, 30 s each) and the emulator's own tests.
 #
 # PostgreSQL's initdb refuses to run as root, so when started as root the
@@ -15,8 +15,9 @@ cd "$top"
 "$top/scripts/install-deps.sh"
 
 make -s clean >/dev/null
-make -s
-make -s install >/dev/null
+# every warning is an error here (the Makefile adds -Wextra)
+make -s COPT=-Werror
+make -s COPT=-Werror install >/dev/null
 
 status=0
 

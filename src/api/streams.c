@@ -39,6 +39,7 @@
 #include "utils/rls.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/varlena.h"
 
 #include "store.h"
@@ -62,69 +63,44 @@ PG_FUNCTION_INFO_V1(zerobus_stream_credentials);
  * search_path to pg_catalog, pg_temp.
  */
 
-/* The stream settings given to create_stream / alter_stream */
-typedef enum SettingKind
-{
-	SETTING_TEXT,				/* non-empty text */
-	SETTING_URL,				/* endpoint, workspace_url: checked together
-								 * with insecure */
-	SETTING_PUBLICATION,		/* name of an existing publication */
-	SETTING_TARGET_PART,		/* part of a Unity Catalog name */
-	SETTING_TABLE_MAP,			/* jsonb, normalized */
-	SETTING_OPTION,				/* int, in the limits of zerobus.<column> */
-	SETTING_BOOL,
-	SETTING_POLICY,				/* schema_policy: pause, drop_missing_columns */
-	SETTING_CONNINFO,			/* libpq connection string */
-	SETTING_OWNER				/* regrole */
-} SettingKind;
-
-typedef struct StreamSetting
-{
-	const char *column;
-	SettingKind kind;
-	Oid			type;
-	int			create_argno;
-	int			alter_argno;
-	bool		secret;			/* stored in zerobus.stream_secrets */
-	bool		required;		/* create_stream: must be given */
-	bool		superuser;		/* set or reset by superusers only */
-} StreamSetting;
-
 /*
- * The superuser-only settings choose what the stream reads and how the
- * server connects on its behalf: another publication (tables the owner
- * cannot read), a conninfo (another user, the server's .pgpass, options a
- * superuser sets), a CA file (any file the server can open) or an
- * unencrypted connection.  The owner changes the rest.
+ * The position of argument argname of the SQL function being called, from
+ * its declaration (pg_proc.proargnames, cached in fn_extra): the options
+ * table (options.c) names arguments, the declarations order them.
  */
+static int
+arg_position(FunctionCallInfo fcinfo, const char *argname)
+{
+	FmgrInfo   *flinfo = fcinfo->flinfo;
+	char	  **names = (char **) flinfo->fn_extra;
+	int			nargs = PG_NARGS();
 
-static const StreamSetting stream_settings[] = {
-	{"publication", SETTING_PUBLICATION, TEXTOID, 1, 1, false, true, true},
-	{"endpoint", SETTING_URL, TEXTOID, 2, 2, false, true, false},
-	{"workspace_url", SETTING_URL, TEXTOID, 3, 3, false, true, false},
-	{"client_id", SETTING_TEXT, TEXTOID, 4, 4, true, true, false},
-	{"client_secret", SETTING_TEXT, TEXTOID, 5, 5, true, true, false},
-	{"target_catalog", SETTING_TARGET_PART, TEXTOID, 6, 6, false, true, false},
-	{"target_schema", SETTING_TARGET_PART, TEXTOID, 7, 7, false, false, false},
-	{"table_map", SETTING_TABLE_MAP, JSONBOID, 8, 8, false, false, false},
-	{"insecure", SETTING_BOOL, BOOLOID, 9, 9, false, false, true},
-	{"conninfo", SETTING_CONNINFO, TEXTOID, 10, 10, true, false, true},
-	{"enabled", SETTING_BOOL, BOOLOID, 11, -1, false, false, false},
-	{"batch_max_records", SETTING_OPTION, INT4OID, 12, 11, false, false, false},
-	{"batch_max_bytes", SETTING_OPTION, INT4OID, 13, 12, false, false, false},
-	{"batch_max_delay", SETTING_OPTION, INT4OID, 14, 13, false, false, false},
-	{"max_inflight_bytes", SETTING_OPTION, INT4OID, 15, 14, false, false, false},
-	{"ack_timeout", SETTING_OPTION, INT4OID, 16, 15, false, false, false},
-	{"workspace_id", SETTING_TEXT, TEXTOID, 17, 16, false, false, false},
-	{"ca_file", SETTING_TEXT, TEXTOID, 18, 17, false, false, true},
-	{"owner", SETTING_OWNER, REGROLEOID, 19, 18, false, false, true},
-	{"schema_policy", SETTING_POLICY, TEXTOID, 20, 19, false, false, false},
-	{"snapshot", SETTING_BOOL, BOOLOID, 21, -1, false, false, false},
-};
+	if (names == NULL)
+	{
+		HeapTuple	tuple;
+		Oid		   *types;
+		char	   *modes;
+		char	  **found;
+		MemoryContext oldcxt;
 
-/* Every setting fits in a ZerobusColumnValues, with room for a few more */
-StaticAssertDecl(lengthof(stream_settings) + 8 <= ZB_MAX_COLUMNS,
-				 "ZB_MAX_COLUMNS is too small for the stream settings");
+		tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(flinfo->fn_oid));
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for function %u", flinfo->fn_oid);
+		oldcxt = MemoryContextSwitchTo(flinfo->fn_mcxt);
+		if (get_func_arg_info(tuple, &types, &found, &modes) != nargs ||
+			found == NULL)
+			elog(ERROR, "function %u does not name its %d arguments",
+				 flinfo->fn_oid, nargs);
+		MemoryContextSwitchTo(oldcxt);
+		ReleaseSysCache(tuple);
+		flinfo->fn_extra = names = found;
+	}
+	for (int i = 0; i < nargs; i++)
+		if (strcmp(names[i], argname) == 0)
+			return i;
+	elog(ERROR, "function %u has no argument \"%s\"", flinfo->fn_oid, argname);
+	return -1;					/* keep compiler quiet */
+}
 
 /*
  * Errors out unless name can name a stream: lowercase letters, digits and
@@ -384,25 +360,26 @@ collect_settings(FunctionCallInfo fcinfo, bool create, ZerobusStreamRow *old,
 	bool		urls_changed = create;
 	int			i;
 
-	for (i = 0; i < (int) lengthof(stream_settings); i++)
+	for (i = 0; i < zerobus_stream_noptions; i++)
 	{
-		const StreamSetting *s = &stream_settings[i];
-		int			argno = create ? s->create_argno : s->alter_argno;
+		const ZerobusStreamOption *s = &zerobus_stream_options[i];
+		int			argno;
 		Datum		value;
 		char	   *str = NULL;
 
-		if (argno < 0)
+		if (!create && (s->flags & ZB_OPT_CREATE_ONLY))
 			continue;
-		if (!create && s->superuser && !superuser_arg(caller) &&
+		argno = arg_position(fcinfo, s->name);
+		if (!create && (s->flags & ZB_OPT_SUPERUSER) && !superuser_arg(caller) &&
 			((reset != NULL && reset[i]) || !PG_ARGISNULL(argno)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to change setting \"%s\" of a stream", s->column),
+					 errmsg("permission denied to change setting \"%s\" of a stream", s->name),
 					 errdetail("Only superusers can change a stream's publication, conninfo, ca_file, insecure and owner.")));
 		if (reset != NULL && reset[i])
 		{
 			/* back to the column's default, which for insecure is false */
-			if (strcmp(s->column, "insecure") == 0)
+			if (strcmp(s->name, "insecure") == 0)
 			{
 				insecure = false;
 				urls_changed = true;
@@ -411,10 +388,10 @@ collect_settings(FunctionCallInfo fcinfo, bool create, ZerobusStreamRow *old,
 		}
 		if (PG_ARGISNULL(argno))
 		{
-			if (create && s->required)
+			if (create && (s->flags & ZB_OPT_REQUIRED))
 				ereport(ERROR,
 						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						 errmsg("%s must not be null", s->column)));
+						 errmsg("%s must not be null", s->name)));
 			continue;
 		}
 		value = PG_GETARG_DATUM(argno);
@@ -424,44 +401,44 @@ collect_settings(FunctionCallInfo fcinfo, bool create, ZerobusStreamRow *old,
 			if (*str == '\0')
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("%s must not be empty", s->column)));
+						 errmsg("%s must not be empty", s->name)));
 		}
 
 		switch (s->kind)
 		{
-			case SETTING_TEXT:
+			case ZB_OPT_TEXT:
 				break;
-			case SETTING_URL:
-				if (strcmp(s->column, "endpoint") == 0)
+			case ZB_OPT_URL:
+				if (strcmp(s->name, "endpoint") == 0)
 					endpoint = str;
 				else
 					workspace_url = str;
 				urls_changed = true;
 				break;
-			case SETTING_PUBLICATION:
+			case ZB_OPT_PUBLICATION:
 				if (!OidIsValid(get_publication_oid(str, true)))
 					ereport(ERROR,
 							(errcode(ERRCODE_UNDEFINED_OBJECT),
 							 errmsg("publication \"%s\" does not exist", str),
 							 errhint("Create it first with CREATE PUBLICATION.")));
 				break;
-			case SETTING_TARGET_PART:
-				check_target_part(s->column, str);
+			case ZB_OPT_TARGET_PART:
+				check_target_part(s->name, str);
 				break;
-			case SETTING_TABLE_MAP:
+			case ZB_OPT_TABLE_MAP:
 				value = normalize_table_map(DatumGetJsonbP(value));
 				break;
-			case SETTING_OPTION:
-				zerobus_check_stream_option(s->column, DatumGetInt32(value));
+			case ZB_OPT_TUNING:
+				zerobus_check_stream_option(s->name, DatumGetInt32(value));
 				break;
-			case SETTING_BOOL:
-				if (strcmp(s->column, "insecure") == 0)
+			case ZB_OPT_BOOL:
+				if (strcmp(s->name, "insecure") == 0)
 				{
 					insecure = DatumGetBool(value);
 					urls_changed = true;
 				}
 				break;
-			case SETTING_POLICY:
+			case ZB_OPT_POLICY:
 				if (strcmp(str, "pause") != 0 &&
 					strcmp(str, "drop_missing_columns") != 0)
 					ereport(ERROR,
@@ -469,13 +446,13 @@ collect_settings(FunctionCallInfo fcinfo, bool create, ZerobusStreamRow *old,
 							 errmsg("invalid schema_policy \"%s\"", str),
 							 errhint("The schema policy is 'pause' or 'drop_missing_columns'.")));
 				break;
-			case SETTING_CONNINFO:
+			case ZB_OPT_CONNINFO:
 				check_conninfo(str);
 				break;
-			case SETTING_OWNER:
+			case ZB_OPT_OWNER:
 				break;
 		}
-		zerobus_add_column(s->secret ? secrets : cols, s->column, s->type, value, false);
+		zerobus_add_column((s->flags & ZB_OPT_SECRET) ? secrets : cols, s->name, s->type, value, false);
 	}
 
 	if (urls_changed)
@@ -625,7 +602,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	zerobus_add_column(&cols, "name", TEXTOID, CStringGetTextDatum(name), false);
 	zerobus_add_column(&cols, "slot_name", NAMEOID,
 					   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
-	if (PG_ARGISNULL(19))
+	if (PG_ARGISNULL(arg_position(fcinfo, "owner")))
 		zerobus_add_column(&cols, "owner", REGROLEOID, ObjectIdGetDatum(GetUserId()), false);
 
 	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
@@ -672,23 +649,21 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(id);
 }
 
-/* alter_stream's reset argument: the settings to put back to their defaults */
-#define ALTER_RESET_ARGNO 20
-
 /*
  * Whether alter_stream can reset the setting: its column is nullable (NULL
  * means the zerobus.* setting of the same name) or has a default.  The
  * required settings and the owner have neither.
  */
 static bool
-setting_resettable(const StreamSetting *s)
+setting_resettable(const ZerobusStreamOption *s)
 {
-	return s->alter_argno >= 0 && !s->required && s->kind != SETTING_OWNER;
+	return !(s->flags & (ZB_OPT_CREATE_ONLY | ZB_OPT_REQUIRED)) &&
+		s->kind != ZB_OPT_OWNER;
 }
 
 /*
  * Reads alter_stream's reset argument into reset[], one flag per entry of
- * stream_settings.  Errors out on a name that is not a setting, on a setting
+ * zerobus_stream_options.  Errors out on a name that is not a setting, on a setting
  * without a default, and on a setting that is given a value as well.
  */
 static void
@@ -699,35 +674,36 @@ parse_resets(FunctionCallInfo fcinfo, bool *reset)
 	int			n;
 	int			i;
 	int			j;
+	int			reset_argno = arg_position(fcinfo, "reset");
 
-	memset(reset, 0, sizeof(bool) * lengthof(stream_settings));
-	if (PG_ARGISNULL(ALTER_RESET_ARGNO))
+	memset(reset, 0, sizeof(bool) * zerobus_stream_noptions);
+	if (PG_ARGISNULL(reset_argno))
 		return;
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(ALTER_RESET_ARGNO), TEXTOID, -1,
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(reset_argno), TEXTOID, -1,
 					  false, TYPALIGN_INT, &names, &nulls, &n);
 	for (i = 0; i < n; i++)
 	{
 		char	   *name;
-		const StreamSetting *s = NULL;
+		const ZerobusStreamOption *s = NULL;
 
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("reset must not contain nulls")));
 		name = TextDatumGetCString(names[i]);
-		for (j = 0; j < (int) lengthof(stream_settings); j++)
-			if (stream_settings[j].alter_argno >= 0 &&
-				strcmp(stream_settings[j].column, name) == 0)
-				s = &stream_settings[j];
+		for (j = 0; j < zerobus_stream_noptions; j++)
+			if (!(zerobus_stream_options[j].flags & ZB_OPT_CREATE_ONLY) &&
+				strcmp(zerobus_stream_options[j].name, name) == 0)
+				s = &zerobus_stream_options[j];
 		if (s == NULL)
 		{
 			StringInfoData known;
 
 			initStringInfo(&known);
-			for (j = 0; j < (int) lengthof(stream_settings); j++)
-				if (setting_resettable(&stream_settings[j]))
+			for (j = 0; j < zerobus_stream_noptions; j++)
+				if (setting_resettable(&zerobus_stream_options[j]))
 					appendStringInfo(&known, "%s%s", known.len ? ", " : "",
-									 stream_settings[j].column);
+									 zerobus_stream_options[j].name);
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown setting \"%s\" in reset", name),
@@ -739,11 +715,11 @@ parse_resets(FunctionCallInfo fcinfo, bool *reset)
 					 errmsg("setting \"%s\" cannot be reset", name),
 					 errdetail("A stream must always have its own %s.", name),
 					 errhint("Give it a new value instead.")));
-		if (!PG_ARGISNULL(s->alter_argno))
+		if (!PG_ARGISNULL(arg_position(fcinfo, s->name)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("setting \"%s\" is both given a value and reset", name)));
-		reset[s - stream_settings] = true;
+		reset[s - zerobus_stream_options] = true;
 	}
 }
 
@@ -764,7 +740,7 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	ZerobusColumnValues secrets = {0};
 	ZerobusCatalogAccess access;
 	ZerobusStreamRow *row;
-	bool		reset[lengthof(stream_settings)];
+	bool		reset[ZB_MAX_COLUMNS];
 	bool		reset_secret = false;
 	StringInfoData sql;
 	StringInfoData secret_sql;
@@ -798,18 +774,18 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	for (i = 0; i < secrets.n; i++)
 		appendStringInfo(&secret_sql, "%s%s = $%d", i ? ", " : "",
 						 secrets.columns[i], i + 1);
-	for (i = 0; i < (int) lengthof(stream_settings); i++)
+	for (i = 0; i < zerobus_stream_noptions; i++)
 	{
 		if (!reset[i])
 			continue;
-		if (stream_settings[i].secret)
+		if (zerobus_stream_options[i].flags & ZB_OPT_SECRET)
 		{
 			appendStringInfo(&secret_sql, "%s%s = DEFAULT",
-							 secret_sql.len ? ", " : "", stream_settings[i].column);
+							 secret_sql.len ? ", " : "", zerobus_stream_options[i].name);
 			reset_secret = true;
 		}
 		else
-			appendStringInfo(&sql, ", %s = DEFAULT", stream_settings[i].column);
+			appendStringInfo(&sql, ", %s = DEFAULT", zerobus_stream_options[i].name);
 	}
 	zerobus_add_column(&cols, "id", INT4OID, Int32GetDatum(row->id), false);
 	appendStringInfo(&sql, " WHERE id = $%d", cols.n);

@@ -53,6 +53,27 @@
 
 
 /*
+ * Is name usable as a protobuf field or message name (and so, unquoted or
+ * backquoted, as a Delta column name)?  ASCII letters, digits and
+ * underscores, not starting with a digit.
+ */
+bool
+zerobus_is_identifier(const char *name)
+{
+	const char *p;
+
+	if (name[0] == '\0' || (name[0] >= '0' && name[0] <= '9'))
+		return false;
+	for (p = name; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	}
+	return true;
+}
+
+/*
  * Databricks SQL reserved words (ANSI mode), lowercase and sorted for
  * bsearch.  An identifier spelled like one must be backquoted.
  */

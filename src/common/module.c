@@ -2,8 +2,7 @@
  *
  * module.c
  *	  Module initialization, the zerobus.* settings and the shared memory
- *	  of the launcher and the stream workers, with the SQL function that
- *	  shows it.
+ *	  of the launcher and the stream workers.
  *
  * Loaded through shared_preload_libraries, the module defines its settings,
  * reserves shared memory (one ZerobusStreamShared per possible stream, the
@@ -26,9 +25,7 @@
 
 #include "access/xact.h"
 #include "commands/dbcommands.h"
-#include "executor/spi.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
@@ -40,13 +37,10 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/pg_lsn.h"
-#include "utils/timestamp.h"
+#include "utils/memutils.h"
 
 #include "store.h"
 #include "stream.h"
-
-PG_FUNCTION_INFO_V1(zerobus_stream_shared_state);
 
 void		_PG_init(void);
 
@@ -55,12 +49,6 @@ void		_PG_init(void);
 #define SLOT_LOCK_KEY2			0x62757300	/* "bus" */
 #define SLOT_LOCK_FIELD4		0x5a42	/* outside pg_advisory_lock's 1, 2 */
 
-/* zerobus.stat_streams.state, by ZerobusStreamState */
-static const char *const state_names[] = {
-	"stopped", "starting", "streaming", "retrying", "failed"
-};
-StaticAssertDecl(lengthof(state_names) == ZB_STATE_FAILED + 1,
-				 "one name per worker state");
 
 bool		zerobus_preloaded = false;
 
@@ -579,110 +567,26 @@ zerobus_stream_note_error(ZerobusStreamShared *shared, const char *message)
 	SpinLockRelease(&shared->mutex);
 }
 
-/* pg_lsn datum of lsn, or NULL when invalid */
-static void
-put_lsn(Datum *values, bool *nulls, int i, XLogRecPtr lsn)
-{
-	values[i] = LSNGetDatum(lsn);
-	nulls[i] = XLogRecPtrIsInvalid(lsn);
-}
-
-static void
-put_time(Datum *values, bool *nulls, int i, TimestampTz t)
-{
-	values[i] = TimestampTzGetDatum(t);
-	nulls[i] = (t == 0);
-}
-
 /*
- * The ids of the streams whose owner the caller has the privileges of, as a
- * list of ints.  Needs a transaction.
+ * Copies the shared state of every stream of the served database into
+ * out (room for zerobus_max_streams), each under its mutex; returns how
+ * many.
  */
-static List *
-owned_streams(void)
+int
+zerobus_stream_shared_copy(ZerobusStreamShared *out)
 {
-	ZerobusCatalogAccess access;
-	ZerobusColumnValues args = {0};
-	MemoryContext cxt = CurrentMemoryContext;
-	List	   *ids = NIL;
-	uint64		i;
-
-	zerobus_catalog_begin(&access);
-	zerobus_add_column(&args, "caller", OIDOID, ObjectIdGetDatum(access.caller), false);
-	zerobus_execute_with_values("SELECT id FROM zerobus.streams"
-								" WHERE pg_catalog.pg_has_role($1, owner, 'USAGE')",
-								&args, SPI_OK_SELECT);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
-
-		ids = lappend_int(ids, DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
-														   SPI_tuptable->tupdesc,
-														   1, &isnull)));
-		MemoryContextSwitchTo(oldcxt);
-	}
-	zerobus_catalog_end(&access);
-	return ids;
-}
-
-/*
- * zerobus.stream_shared_state() returns setof record
- *
- * The shared state of the streams of the served database; nothing in any
- * other database.  last_error, which holds a server's words, only for the
- * streams whose owner the caller has the privileges of.
- */
-Datum
-zerobus_stream_shared_state(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	bool		sees_all = superuser();
-	List	   *owned;
-	int			i;
+	int			n = 0;
 
 	zerobus_require_preload();
-	InitMaterializedSRF(fcinfo, 0);
-	if (!zerobus_in_served_database())
-		PG_RETURN_VOID();
-	owned = sees_all ? NIL : owned_streams();
-
-	for (i = 0; i < zerobus_max_streams; i++)
+	for (int i = 0; i < zerobus_max_streams; i++)
 	{
 		ZerobusStreamShared *slot = &zb_shared->streams[i];
-		ZerobusStreamShared s;
-		Datum		values[18];
-		bool		nulls[18] = {0};
 
 		SpinLockAcquire(&slot->mutex);
-		memcpy(&s, slot, sizeof(s));
+		memcpy(&out[n], slot, sizeof(ZerobusStreamShared));
 		SpinLockRelease(&slot->mutex);
-		if (s.stream_id == 0)
-			continue;
-
-		values[0] = Int32GetDatum(s.stream_id);
-		values[1] = Int32GetDatum(s.pid);
-		nulls[1] = (s.pid == 0);
-		values[2] = CStringGetTextDatum(state_names[s.state]);
-		put_lsn(values, nulls, 3, s.received_lsn);
-		put_lsn(values, nulls, 4, s.acked_lsn);
-		put_lsn(values, nulls, 5, s.confirmed_lsn);
-		put_time(values, nulls, 6, s.acked_commit_time);
-		put_time(values, nulls, 7, s.oldest_unacked_commit_time);
-		put_time(values, nulls, 8, s.last_ack_time);
-		values[9] = Int64GetDatum((int64) s.records_sent);
-		values[10] = Int64GetDatum((int64) s.bytes_sent);
-		values[11] = Int64GetDatum((int64) s.records_acked);
-		values[12] = Int64GetDatum((int64) s.bytes_acked);
-		values[13] = Int64GetDatum((int64) s.reconnects);
-		s.last_error[sizeof(s.last_error) - 1] = '\0';
-		values[14] = CStringGetTextDatum(s.last_error);
-		nulls[14] = (s.last_error[0] == '\0') ||
-			(!sees_all && !list_member_int(owned, s.stream_id));
-		put_time(values, nulls, 15, s.last_error_time);
-		put_time(values, nulls, 16, s.started_at);
-		values[17] = Int64GetDatum((int64) s.truncates);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		if (out[n].stream_id != 0)
+			n++;
 	}
-	PG_RETURN_VOID();
+	return n;
 }

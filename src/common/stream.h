@@ -137,6 +137,7 @@ extern bool zerobus_slot_lock(bool exclusive, bool wait);
 extern void zerobus_slot_ledger_add(const char *slot_name);
 extern bool zerobus_slot_ledger_forget(const char *slot_name);
 extern void zerobus_launcher_attach(bool attach);
+extern int	zerobus_stream_shared_copy(ZerobusStreamShared *out);
 extern void zerobus_stream_release_unused(bool (*in_use) (int32 stream_id,
 														 void *arg),
 										  void *arg);
@@ -151,9 +152,49 @@ typedef enum ZerobusOwnerRead
 
 extern ZerobusOwnerRead zerobus_owner_can_read(Oid owner, Oid relid);
 
-/* store.c: reading the configuration (needs a transaction) */
+/* options.c: the options of a stream, described once (see there) */
+typedef enum ZerobusOptionKind
+{
+	ZB_OPT_TEXT,				/* non-empty text */
+	ZB_OPT_URL,					/* endpoint, workspace_url: checked together
+								 * with insecure */
+	ZB_OPT_PUBLICATION,			/* name of an existing publication */
+	ZB_OPT_TARGET_PART,			/* part of a Unity Catalog name */
+	ZB_OPT_TABLE_MAP,			/* jsonb, normalized */
+	ZB_OPT_TUNING,				/* int, in the limits of zerobus.<name>,
+								 * which gives its default */
+	ZB_OPT_BOOL,
+	ZB_OPT_POLICY,				/* schema_policy: pause, drop_missing_columns */
+	ZB_OPT_CONNINFO,			/* libpq connection string */
+	ZB_OPT_OWNER				/* regrole */
+} ZerobusOptionKind;
+
+#define ZB_OPT_SECRET		0x01	/* in zerobus.stream_secrets */
+#define ZB_OPT_REQUIRED		0x02	/* create_stream: must be given */
+#define ZB_OPT_SUPERUSER	0x04	/* set or reset by superusers only */
+#define ZB_OPT_CREATE_ONLY	0x08	/* not an argument of alter_stream */
+
+typedef struct ZerobusStreamOption
+{
+	const char *name;			/* column and argument name */
+	ZerobusOptionKind kind;
+	Oid			type;			/* of the column and the arguments */
+	int			flags;			/* ZB_OPT_* */
+	int			config_offset;	/* of its ZerobusStreamConfig field, or -1 */
+	int		   *tuning_default; /* ZB_OPT_TUNING: the zerobus.* setting */
+	char	  **text_default;	/* text: the zerobus.* setting used when the
+								 * stream sets none */
+} ZerobusStreamOption;
+
+extern const ZerobusStreamOption zerobus_stream_options[];
+extern const int zerobus_stream_noptions;
+
+/* options.c: reading the configuration (needs a transaction) */
 extern ZerobusStreamConfig *zerobus_stream_load(int32 stream_id,
 												bool credentials);
+extern void zerobus_stream_retune(ZerobusStreamConfig *config,
+								  const ZerobusStreamConfig *fresh);
+/* store.c */
 extern char *zerobus_stream_target_table(ZerobusStreamConfig *config,
 										 const char *schema_name,
 										 const char *table_name);

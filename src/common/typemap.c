@@ -110,27 +110,6 @@ static void type_fill(ZerobusType *t, Oid typid, int32 typmod,
 					  MemoryContext cxt);
 
 /*
- * Is name usable as a protobuf field or message name (and so, unquoted or
- * backquoted, as a Delta column name)?  ASCII letters, digits and
- * underscores, not starting with a digit.
- */
-bool
-zerobus_is_identifier(const char *name)
-{
-	const char *p;
-
-	if (name[0] == '\0' || (name[0] >= '0' && name[0] <= '9'))
-		return false;
-	for (p = name; *p; p++)
-	{
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			  (*p >= '0' && *p <= '9') || *p == '_'))
-			return false;
-	}
-	return true;
-}
-
-/*
  * Build the ZerobusType tree for values of (typid, typmod), allocated in cxt.
  *
  * Composite types are looked up in the type cache; the caller must rebuild

@@ -163,7 +163,6 @@ extern void zerobus_value_encode(StringInfo out, const ZerobusType *type,
 								 int field_number, Datum value,
 								 const char *column);
 extern bool zerobus_type_has_text_output(const ZerobusType *type);
-extern bool zerobus_is_identifier(const char *name);
 
 /* encoder.c */
 extern ZerobusRecordPlan *zerobus_plan_build(Relation rel, Bitmapset *columns,
@@ -189,6 +188,7 @@ extern void zerobus_render_record(StringInfo out,
 /* target_ddl.c, delta_schema.c */
 extern char *zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 									 const char *target_table);
+extern bool zerobus_is_identifier(const char *name);
 extern const char *zerobus_delta_identifier(const char *name);
 
 /* url.c: the check of a stream's URLs */

@@ -250,11 +250,7 @@ load_config(bool reload)
 		ws.config = fresh;
 		return;
 	}
-	ws.config->batch_max_records = fresh->batch_max_records;
-	ws.config->batch_max_bytes = fresh->batch_max_bytes;
-	ws.config->batch_max_delay_ms = fresh->batch_max_delay_ms;
-	ws.config->max_inflight_bytes = fresh->max_inflight_bytes;
-	ws.config->ack_timeout_ms = fresh->ack_timeout_ms;
+	zerobus_stream_retune(ws.config, fresh);
 	MemoryContextDelete(cxt);
 }
 
