@@ -45,6 +45,7 @@ OBJS = \
 	src/worker/initial_snapshot.o \
 	src/client/sender.o \
 	src/client/grpc.o \
+	src/client/grpc_reader.o \
 	src/client/auth.o \
 	src/client/token_reply.o \
 	$(PB_SRCS:.c=.o)

@@ -24,10 +24,11 @@ libs=(-L"$($pg_config --pkglibdir)" -lpgcommon -lpgport -lprotobuf-c -lm)
 declare -A sources=(
 	[token_reply]="src/client/token_reply.c"
 	[output]="src/common/wire.c src/pb/zerobus_output.pb-c.c"
+	[grpc_reader]="src/client/grpc_reader.c src/pb/zerobus_service.pb-c.c"
 )
 
 status=0
-for harness in token_reply output; do
+for harness in token_reply output grpc_reader; do
 	srcs=()
 	for f in ${sources[$harness]}; do
 		srcs+=("$top/$f")

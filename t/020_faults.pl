@@ -258,7 +258,7 @@ $rc = zb_stat('reconnects');
 $tokens = emulator_api($emu, 'GET', '/admin/stats')->{tokens_issued};
 my $timer = IPC::Run::timer($PostgreSQL::Test::Utils::timeout_default);
 $timer->start;
-until ($timer->is_expired
+until (!$timer->check
 	  || emulator_api($emu, 'GET', '/admin/stats')->{tokens_issued} >=
 	  $tokens + 4)
 {

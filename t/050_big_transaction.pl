@@ -107,7 +107,7 @@ my $max_rss = 0;
 my $timer = IPC::Run::timer($PostgreSQL::Test::Utils::timeout_default);
 $timer->start;
 $t0 = time;
-while (!$timer->is_expired)
+while ($timer->check)
 {
 	my $res = $node->safe_psql(
 		'postgres', qq{

@@ -26,12 +26,17 @@
  *                           in it becomes a valid token), and
  *   token_status            this HTTP status (default 400; a 3xx comes with a
  *                           Location): a broken or hostile token endpoint
+ *   token_hold              the token endpoint holds every request for the
+ *                           table until the knob is cleared (true/false): a
+ *                           slow token endpoint, for clients that must not
+ *                           wait on it
  * Token expiry is separate: expireTokens() makes every token issued so far
  * (or a client's) expired.  A stream fault overrides the same knob of its table.
  */
 
 const KNOBS = new Set(['ack_delay_ms', 'withhold_acks', 'drop_after_records', 'close_stream_signal_ms',
-	'unavailable_on_create', 'unavailable', 'unauthenticated', 'lie', 'token_body_b64', 'token_status']);
+	'unavailable_on_create', 'unavailable', 'unauthenticated', 'lie', 'token_body_b64', 'token_status',
+	'token_hold']);
 const LIES = new Set(['ack_ahead', 'ack_backwards', 'ack_before_create', 'second_create']);
 const COUNTED = new Set(['unavailable_on_create', 'unavailable', 'unauthenticated']);
 
@@ -53,7 +58,7 @@ class Faults {
 			if (!KNOBS.has(k))
 				throw new FaultError(`unknown fault "${k}" (known: ${[...KNOBS].join(', ')})`);
 			if (COUNTED.has(k) ? !(v === true || v === false || (Number.isInteger(v) && v >= 0))
-				: k === 'withhold_acks' ? typeof v !== 'boolean'
+				: k === 'withhold_acks' || k === 'token_hold' ? typeof v !== 'boolean'
 				: k === 'lie' ? !(v === false || LIES.has(v))
 				: k === 'token_body_b64' ? !(v === false || (typeof v === 'string' && /^[A-Za-z0-9+/=]*$/.test(v)))
 				: k === 'token_status' ? !(Number.isInteger(v) && v >= 100 && v <= 599)

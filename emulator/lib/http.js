@@ -59,7 +59,7 @@ function parseJson(text) {
  * OAuth client-credentials grant.  Checks Basic auth, the form fields the
  * SDKs send, and derives the token's table from authorization_details.
  */
-function oauthToken(emu, req, body) {
+async function oauthToken(emu, req, body) {
 	const auth = req.headers.authorization || '';
 	const m = /^Basic\s+(\S+)$/i.exec(auth);
 	if (!m)
@@ -105,6 +105,12 @@ function oauthToken(emu, req, body) {
 	if (cat.object_full_path !== c || sch.object_full_path !== `${c}.${s}` ||
 		!has(cat, ['USE CATALOG']) || !has(sch, ['USE SCHEMA']) || !has(tbl, ['SELECT', 'MODIFY']))
 		throw new HttpError(400, 'authorization_details must grant USE CATALOG, USE SCHEMA and SELECT+MODIFY on the table and its parents', 'invalid_request');
+	const held = () => (emu.faults.forStream(null, table) || {}).token_hold;
+	if (held()) {
+		emu.counters.token_requests_held++;
+		while (held())
+			await new Promise(resolve => setTimeout(resolve, 20));
+	}
 	const fault = emu.faults.forStream(null, table);
 	if (fault && fault.token_body_b64 !== undefined) {
 		let body = Buffer.from(fault.token_body_b64, 'base64');

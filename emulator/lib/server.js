@@ -162,7 +162,7 @@ function newCounters() {
 	return { streams_opened: 0, streams_active: 0, streams_failed: 0, requests_received: 0,
 		records_received: 0, requests_durable: 0, records_durable: 0, acks_sent: 0, duplicates: 0,
 		invalid_requests: 0, records_published: 0, records_rejected_parquet: 0, connections_dropped: 0,
-		close_signals_sent: 0 };
+		close_signals_sent: 0, token_requests_held: 0 };
 }
 
 class Emulator {

@@ -203,6 +203,22 @@ test('lie: the protocol violations of a hostile server, for client tests', async
 	assert.strictEqual((await emu.http('POST', '/admin/faults', { table: twice, lie: 'nonsense' })).status, 400);
 });
 
+test('token_hold: the token endpoint holds a table\'s requests until cleared', async () => {
+	const t = await freshTable();
+	const other = await freshTable();
+	await fault({ table: t, token_hold: true });
+	const before = (await emu.http('GET', '/admin/stats')).body.token_requests_held;
+	let answered = false;
+	const held = H.getToken(emu, 'w', 'w', t).then(r => { answered = true; return r; });
+	await H.until(async () => (await emu.http('GET', '/admin/stats')).body.token_requests_held > before);
+	/* another table's token comes at once while the first is held */
+	assert.strictEqual((await H.getToken(emu, 'w', 'w', other)).status, 200);
+	assert.strictEqual(answered, false);
+	assert.strictEqual((await emu.http('POST', '/admin/faults', { table: t, token_hold: 1 })).status, 400);
+	await fault({ table: t, token_hold: false });
+	assert.strictEqual((await held).status, 200);
+});
+
 test('token_body_b64: the token endpoint answers with raw bytes', async () => {
 	const t = await freshTable();
 	const raw = Buffer.from([0x7b, 0xff, 0xfe, 0x0d, 0x0a, 0x7d]);

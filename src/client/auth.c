@@ -11,11 +11,13 @@
  * in an error message, a log line or the request body, and curl's verbose
  * output is never enabled.
  *
- * The fetch blocks the caller, but polls libcurl in short steps so that the
- * caller's interrupt check runs at least every ZB_AUTH_POLL_MS.  Nothing is
- * palloc'd between curl's setup and cleanup, so no ERROR can leak curl
- * handles; the JSON reply is parsed with PostgreSQL's JSON parser after
- * the transfer is over.
+ * A request never blocks: zerobus_auth_start() sets up a transfer that the
+ * caller runs on its own multi handle with its other traffic (the sender
+ * runs it on its gRPC connection's, see grpc.h), and zerobus_auth_finish()
+ * reads the outcome once the transfer is over.  A request and everything
+ * curl reads or writes for it are malloc'd, off PostgreSQL's memory
+ * contexts, and freed by zerobus_auth_free(); the JSON reply is parsed
+ * with PostgreSQL's JSON parser after the transfer.
  *
  * src/client/auth.c
  *
@@ -32,7 +34,6 @@
 
 #include "token_reply.h"
 
-#define ZB_AUTH_POLL_MS 100
 #define ZB_AUTH_MAX_REPLY (256 * 1024)
 
 /* The reply being received, in malloc'd memory (filled by a callback). */
@@ -153,48 +154,45 @@ reply_excerpt(char *dst, size_t dstlen, const AuthReply *reply)
 	dst[o] = '\0';
 }
 
-/*
- * Fetches a token for one table.  See auth.h.  The caller must not hold
- * anything that an interrupt could invalidate: this only returns early, it
- * never processes the interrupt itself.
- */
-ZerobusAuthResult
-zerobus_auth_fetch(const char *workspace_url, const char *workspace_id,
-				   const char *client_id, const char *client_secret,
-				   const char *table_name, const char *ca_file, int timeout_ms,
-				   bool (*interrupt_pending) (void), char **token,
-				   TimestampTz *expires_at, char *errbuf, size_t errlen)
+/* A token request in flight; everything in it is malloc'd */
+struct ZerobusAuthRequest
 {
-	ZerobusAuthResult result = ZB_AUTH_RETRY;
-	TimestampTz started = GetCurrentTimestamp();
+	CURL	   *easy;
+	struct curl_slist *headers;
+	char	   *url;
+	char	   *form;			/* the request body, kept while curl sends it */
+	AuthReply	reply;
+	char		curl_error[CURL_ERROR_SIZE];
+	TimestampTz started;
+};
+
+/*
+ * Starts a token request for one table.  See auth.h.  The form is built in
+ * palloc'd memory first and copied off palloc, so that an ERROR cannot
+ * leak a curl handle: nothing can fail between the handle's creation and
+ * the return.
+ */
+ZerobusAuthRequest *
+zerobus_auth_start(const char *workspace_url, const char *workspace_id,
+				   const char *client_id, const char *client_secret,
+				   const char *table_name, const char *ca_file,
+				   int timeout_ms, char *errbuf, size_t errlen)
+{
+	ZerobusAuthRequest *req;
 	char	   *details;
 	char	   *resource;
 	char	   *url;
 	StringInfoData form;
-	CURLM	   *multi = NULL;
-	CURL	   *easy = NULL;
-	struct curl_slist *headers = NULL;
-	AuthReply	reply = {0};
-	char		curl_error[CURL_ERROR_SIZE] = "";
-	CURLcode	done_code = CURLE_OK;
-	bool		finished = false;
-	bool		got_2xx = false;
 	size_t		urllen = strlen(workspace_url);
-	long		http_status = 0;
-	long		expires_in = 0;
-	char		excerpt[256];
 
-	*token = NULL;
 	errbuf[0] = '\0';
 	if (!zerobus_curl_init(errbuf, errlen))
-		return ZB_AUTH_RETRY;
+		return NULL;
 	while (urllen > 0 && workspace_url[urllen - 1] == '/')
 		urllen--;
-
-	/* everything palloc'd is built before curl is set up */
 	details = authorization_details(table_name, errbuf, errlen);
 	if (details == NULL)
-		return ZB_AUTH_DENIED;
+		return NULL;
 	resource = psprintf("api://databricks/workspaces/%s/zerobusDirectWriteApi",
 						workspace_id);
 	url = psprintf("%.*s/oidc/v1/token", (int) urllen, workspace_url);
@@ -204,116 +202,112 @@ zerobus_auth_fetch(const char *workspace_url, const char *workspace_id,
 	append_form_field(&form, "resource", resource);
 	append_form_field(&form, "authorization_details", details);
 
-	easy = curl_easy_init();
-	multi = curl_multi_init();
-	headers = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
-	if (easy == NULL || multi == NULL || headers == NULL)
+	req = calloc(1, sizeof(ZerobusAuthRequest));
+	if (req == NULL ||
+		(req->url = strdup(url)) == NULL ||
+		(req->form = strdup(form.data)) == NULL ||
+		(req->headers = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded")) == NULL ||
+		(req->easy = curl_easy_init()) == NULL)
 	{
+		zerobus_auth_free(req);
+		req = NULL;
 		snprintf(errbuf, errlen, "out of memory");
-		goto cleanup;
 	}
-
-	curl_easy_setopt(easy, CURLOPT_URL, url);
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, curl_error);
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(timeout_ms, 10000));
-	if (ca_file != NULL)
-		curl_easy_setopt(easy, CURLOPT_CAINFO, ca_file);
-	curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-	curl_easy_setopt(easy, CURLOPT_USERNAME, client_id);
-	curl_easy_setopt(easy, CURLOPT_PASSWORD, client_secret);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, form.data);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) form.len);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, reply_cb);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &reply);
-	curl_multi_add_handle(multi, easy);
-
-	while (!finished)
-	{
-		int			running;
-		CURLMsg    *msg;
-		int			left;
-		CURLMcode	mrc;
-
-		mrc = curl_multi_perform(multi, &running);
-		if (mrc == CURLM_OK)
-			mrc = curl_multi_poll(multi, NULL, 0, ZB_AUTH_POLL_MS, NULL);
-		if (mrc != CURLM_OK)
-		{
-			snprintf(errbuf, errlen, "token request failed: %s", curl_multi_strerror(mrc));
-			goto cleanup;
-		}
-		while ((msg = curl_multi_info_read(multi, &left)) != NULL)
-		{
-			if (msg->msg == CURLMSG_DONE)
-			{
-				done_code = msg->data.result;
-				finished = true;
-			}
-		}
-		if (!finished && interrupt_pending != NULL && interrupt_pending())
-		{
-			snprintf(errbuf, errlen, "interrupted");
-			goto cleanup;
-		}
-	}
-
-	if (done_code != CURLE_OK)
-	{
-		if (reply.too_large)
-			snprintf(errbuf, errlen, "token endpoint %s sent a reply of more than %d bytes",
-					 url, ZB_AUTH_MAX_REPLY);
-		else
-			snprintf(errbuf, errlen, "token request to %s failed: %s", url,
-					 curl_error[0] ? curl_error : curl_easy_strerror(done_code));
-		goto cleanup;
-	}
-
-	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &http_status);
-	reply_excerpt(excerpt, sizeof(excerpt), &reply);
-	if (http_status >= 500)
-		snprintf(errbuf, errlen, "token endpoint %s answered HTTP %ld: %s",
-				 url, http_status, excerpt);
-	else if (http_status < 200 || http_status >= 300)
-	{
-		result = http_status == 403 ? ZB_AUTH_FORBIDDEN : ZB_AUTH_DENIED;
-		snprintf(errbuf, errlen, "token endpoint %s answered HTTP %ld: %s",
-				 url, http_status, excerpt);
-	}
-	else
-		got_2xx = true;
-
-cleanup:
-	if (multi != NULL && easy != NULL)
-		curl_multi_remove_handle(multi, easy);
-	if (easy != NULL)
-		curl_easy_cleanup(easy);
-	if (multi != NULL)
-		curl_multi_cleanup(multi);
-	curl_slist_free_all(headers);
-
-	/* a 2xx reply is parsed now that curl is gone; a bad one is permanent */
-	if (got_2xx)
-	{
-		if (zerobus_token_reply_parse(reply.data ? reply.data : "", reply.len,
-							  token, &expires_in, errbuf, errlen))
-		{
-			result = ZB_AUTH_OK;
-			*expires_at = started + (TimestampTz) expires_in * USECS_PER_SEC;
-		}
-		else
-			result = ZB_AUTH_DENIED;
-	}
-	free(reply.data);
 	pfree(form.data);
 	pfree(details);
 	pfree(resource);
 	pfree(url);
-	return result;
+	if (req == NULL)
+		return NULL;
+
+	req->started = GetCurrentTimestamp();
+	curl_easy_setopt(req->easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(req->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(req->easy, CURLOPT_ERRORBUFFER, req->curl_error);
+	curl_easy_setopt(req->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(req->easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(req->easy, CURLOPT_TIMEOUT_MS, (long) timeout_ms);
+	curl_easy_setopt(req->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(timeout_ms, 10000));
+	if (ca_file != NULL)
+		curl_easy_setopt(req->easy, CURLOPT_CAINFO, ca_file);
+	curl_easy_setopt(req->easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+	curl_easy_setopt(req->easy, CURLOPT_USERNAME, client_id);
+	curl_easy_setopt(req->easy, CURLOPT_PASSWORD, client_secret);
+	curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->headers);
+	curl_easy_setopt(req->easy, CURLOPT_POSTFIELDS, req->form);
+	curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req->form));
+	curl_easy_setopt(req->easy, CURLOPT_WRITEFUNCTION, reply_cb);
+	curl_easy_setopt(req->easy, CURLOPT_WRITEDATA, &req->reply);
+	return req;
+}
+
+/* The transfer of a request, for the caller to run on its multi handle */
+CURL *
+zerobus_auth_easy(ZerobusAuthRequest *req)
+{
+	return req->easy;
+}
+
+/*
+ * Reads the outcome of a request whose transfer is over (result is what
+ * libcurl reported).  See auth.h.
+ */
+ZerobusAuthResult
+zerobus_auth_finish(ZerobusAuthRequest *req, CURLcode result, char **token,
+					TimestampTz *expires_at, char *errbuf, size_t errlen)
+{
+	long		http_status = 0;
+	long		expires_in = 0;
+	char		excerpt[256];
+
+	*token = NULL;
+	errbuf[0] = '\0';
+	if (result != CURLE_OK)
+	{
+		if (req->reply.too_large)
+			snprintf(errbuf, errlen, "token endpoint %s sent a reply of more than %d bytes",
+					 req->url, ZB_AUTH_MAX_REPLY);
+		else
+			snprintf(errbuf, errlen, "token request to %s failed: %s", req->url,
+					 req->curl_error[0] ? req->curl_error : curl_easy_strerror(result));
+		return ZB_AUTH_RETRY;
+	}
+
+	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &http_status);
+	if (http_status < 200 || http_status >= 300)
+	{
+		reply_excerpt(excerpt, sizeof(excerpt), &req->reply);
+		snprintf(errbuf, errlen, "token endpoint %s answered HTTP %ld: %s",
+				 req->url, http_status, excerpt);
+		return http_status >= 500 ? ZB_AUTH_RETRY :
+			http_status == 403 ? ZB_AUTH_FORBIDDEN : ZB_AUTH_DENIED;
+	}
+
+	/* a 2xx reply that cannot be used is permanent */
+	if (!zerobus_token_reply_parse(req->reply.data ? req->reply.data : "",
+								   req->reply.len, token, &expires_in,
+								   errbuf, errlen))
+		return ZB_AUTH_DENIED;
+	*expires_at = req->started + (TimestampTz) expires_in * USECS_PER_SEC;
+	return ZB_AUTH_OK;
+}
+
+/*
+ * Frees a request (NULL is fine).  Its transfer must not be on a multi
+ * handle any more.
+ */
+void
+zerobus_auth_free(ZerobusAuthRequest *req)
+{
+	if (req == NULL)
+		return;
+	if (req->easy)
+		curl_easy_cleanup(req->easy);
+	curl_slist_free_all(req->headers);
+	free(req->url);
+	free(req->form);
+	free(req->reply.data);
+	free(req);
 }
 
 /*

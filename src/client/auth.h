@@ -4,7 +4,8 @@
  *	  OAuth machine-to-machine tokens for Zerobus (auth.c).
  *
  * A Zerobus token is scoped to one table, so tokens are cached per target
- * table and refreshed before they expire.
+ * table and refreshed before they expire.  Requests never block: their
+ * transfers run on the caller's multi handle.
  *
  * src/client/auth.h
  *
@@ -14,6 +15,8 @@
 #define ZEROBUS_AUTH_H
 
 #include "postgres.h"
+
+#include <curl/curl.h>
 
 #include "utils/timestamp.h"
 
@@ -25,25 +28,40 @@ typedef enum ZerobusAuthResult
 	ZB_AUTH_FORBIDDEN			/* 403: the client may not write this table */
 } ZerobusAuthResult;
 
+/* A token request in flight (auth.c) */
+typedef struct ZerobusAuthRequest ZerobusAuthRequest;
+
 /*
- * Fetches a client-credentials token for one table from
- * <workspace_url>/oidc/v1/token (zerobus-wire.md, "OAuth").  Blocks for at
- * most timeout_ms, but returns early (ZB_AUTH_RETRY, "interrupted") when
- * interrupt_pending() (may be NULL) says the process must stop.  On success
- * *token is a malloc'd string the caller frees with free(), and *expires_at
- * is when it expires.  The secret is never written to errbuf or any log.
+ * Sets up a client-credentials token request for one table to
+ * <workspace_url>/oidc/v1/token (zerobus-wire.md, "OAuth"), to take at
+ * most timeout_ms.  Nothing is sent yet: the caller adds the transfer
+ * (zerobus_auth_easy()) to a multi handle of its own and, once libcurl says
+ * it is done, calls zerobus_auth_finish(), then removes the transfer and
+ * calls zerobus_auth_free().  Returns NULL, with the reason in errbuf, when
+ * the request cannot be made (a target name that is not
+ * catalog.schema.table, no memory).  The secret is never written to errbuf
+ * or any log.
  */
-extern ZerobusAuthResult zerobus_auth_fetch(const char *workspace_url,
-											const char *workspace_id,
-											const char *client_id,
-											const char *client_secret,
-											const char *table_name,
-											const char *ca_file,
-											int timeout_ms,
-											bool (*interrupt_pending) (void),
-											char **token,
-											TimestampTz *expires_at,
-											char *errbuf, size_t errlen);
+extern ZerobusAuthRequest *zerobus_auth_start(const char *workspace_url,
+											  const char *workspace_id,
+											  const char *client_id,
+											  const char *client_secret,
+											  const char *table_name,
+											  const char *ca_file,
+											  int timeout_ms,
+											  char *errbuf, size_t errlen);
+extern CURL *zerobus_auth_easy(ZerobusAuthRequest *req);
+
+/*
+ * The outcome of a request whose transfer libcurl reported done with
+ * result.  On success *token is a malloc'd string the caller frees with
+ * free(), and *expires_at is when it expires; else errbuf says why.
+ */
+extern ZerobusAuthResult zerobus_auth_finish(ZerobusAuthRequest *req,
+											 CURLcode result, char **token,
+											 TimestampTz *expires_at,
+											 char *errbuf, size_t errlen);
+extern void zerobus_auth_free(ZerobusAuthRequest *req);
 
 /*
  * The workspace id of a Zerobus endpoint: the first DNS label of its host,

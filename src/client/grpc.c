@@ -72,6 +72,17 @@ typedef struct GrpcSocket
 	int64		write_idle_since;	/* monotonic_ms() */
 } GrpcSocket;
 
+/* A transfer of the caller's run on the multi handle (add_transfer) */
+typedef struct GrpcTransfer
+{
+	CURL	   *easy;
+	void	   *user_data;
+	struct GrpcTransfer *next;
+	bool		done;			/* curl said it is over */
+	bool		reported;		/* its TRANSFER_DONE event is queued */
+	CURLcode	result;
+} GrpcTransfer;
+
 struct ZerobusGrpc
 {
 	CURLM	   *multi;
@@ -81,6 +92,7 @@ struct ZerobusGrpc
 	char	   *ca_file;
 
 	ZerobusGrpcCall *calls;		/* doubly linked list of open calls */
+	GrpcTransfer *transfers;	/* the caller's other transfers */
 
 	/* the socket set kept by socket_cb */
 	GrpcSocket *socks;
@@ -120,14 +132,10 @@ struct ZerobusGrpcCall
 	size_t		send_cap;
 	bool		upload_paused;
 	int64		sent_offset;	/* offset_id of the last request queued */
-	int64		acked_offset;	/* highest offset acknowledged */
 
 	/* response body not yet parsed into messages */
-	char	   *recvbuf;
-	size_t		recv_len;
-	size_t		recv_cap;
+	ZerobusGrpcReader reader;	/* the response body (grpc_reader.c) */
 
-	bool		created;		/* create_stream_response seen */
 	bool		headers_checked;	/* first header block examined */
 	int			http_status;
 	bool		grpc_content;	/* content-type is application/grpc */
@@ -179,7 +187,8 @@ push_event(ZerobusGrpc *grpc, const ZerobusGrpcEvent *ev)
 			return true;
 		}
 	}
-	if (grpc->ev_count >= ZB_GRPC_MAX_EVENTS && ev->kind != ZB_GRPC_EV_ENDED)
+	if (grpc->ev_count >= ZB_GRPC_MAX_EVENTS && ev->kind != ZB_GRPC_EV_ENDED &&
+		ev->kind != ZB_GRPC_EV_TRANSFER_DONE)
 		return false;
 	if (grpc->ev_count == grpc->ev_cap)
 	{
@@ -200,9 +209,12 @@ push_event(ZerobusGrpc *grpc, const ZerobusGrpcEvent *ev)
 	return true;
 }
 
-/* Drops the queued events of a call that is being closed. */
+/*
+ * Drops the queued events of a call that is being closed (call), or of a
+ * transfer being removed (transfer); the other one is NULL.
+ */
 static void
-purge_events(ZerobusGrpc *grpc, ZerobusGrpcCall *call)
+purge_events(ZerobusGrpc *grpc, ZerobusGrpcCall *call, void *transfer)
 {
 	int			kept = 0;
 
@@ -210,7 +222,7 @@ purge_events(ZerobusGrpc *grpc, ZerobusGrpcCall *call)
 	{
 		ZerobusGrpcEvent *ev = &grpc->events[(grpc->ev_head + i) % grpc->ev_cap];
 
-		if (ev->call != call)
+		if (call ? ev->call != call : ev->transfer != transfer)
 			grpc->events[(grpc->ev_head + kept++) % grpc->ev_cap] = *ev;
 	}
 	grpc->ev_count = kept;
@@ -332,110 +344,38 @@ read_cb(char *dest, size_t size, size_t nitems, void *userp)
 }
 
 /*
- * Decodes one response message and queues the matching event.  Returns
- * false (with call->failure set) on a protocol violation.
+ * ZerobusResponseSink of a call's reader: queues the event of a checked
+ * response message.
  */
-static bool
-handle_response(ZerobusGrpcCall *call, const uint8 *data, size_t len)
+static const char *
+push_response(void *arg, const ZerobusResponse *response)
 {
-	Databricks__Zerobus__EphemeralStreamResponse *resp;
+	ZerobusGrpcCall *call = arg;
 	ZerobusGrpcEvent ev;
-	bool		ok = true;
-
-	resp = databricks__zerobus__ephemeral_stream_response__unpack(NULL, len, data);
-	if (resp == NULL)
-	{
-		call_fail(call, "could not decode a response message of %zu bytes", len);
-		return false;
-	}
 
 	memset(&ev, 0, sizeof(ev));
 	ev.call = call;
 	ev.user_data = call->user_data;
-	switch (resp->payload_case)
+	switch (response->kind)
 	{
-		case DATABRICKS__ZEROBUS__EPHEMERAL_STREAM_RESPONSE__PAYLOAD_CREATE_STREAM_RESPONSE:
-			if (call->created)
-			{
-				call_fail(call, "server sent a second create_stream_response");
-				ok = false;
-			}
-			else if (resp->create_stream_response->stream_id == NULL ||
-					 resp->create_stream_response->stream_id[0] == '\0')
-			{
-				call_fail(call, "create_stream_response has no stream_id");
-				ok = false;
-			}
-			else
-			{
-				call->created = true;
-				ev.kind = ZB_GRPC_EV_CREATED;
-				strlcpy(ev.stream_id, resp->create_stream_response->stream_id,
-						sizeof(ev.stream_id));
-			}
+		case ZB_RESPONSE_CREATED:
+			ev.kind = ZB_GRPC_EV_CREATED;
+			strlcpy(ev.stream_id, response->stream_id, sizeof(ev.stream_id));
 			break;
-		case DATABRICKS__ZEROBUS__EPHEMERAL_STREAM_RESPONSE__PAYLOAD_INGEST_RECORD_RESPONSE:
-			if (!call->created)
-			{
-				call_fail(call, "server acknowledged records before creating the stream");
-				ok = false;
-			}
-			else if (!resp->ingest_record_response->has_durability_ack_up_to_offset)
-			{
-				call_fail(call, "ingest_record_response has no durability_ack_up_to_offset");
-				ok = false;
-			}
-			else if (resp->ingest_record_response->durability_ack_up_to_offset > call->sent_offset)
-			{
-				/* believing it would confirm data the server never got */
-				call_fail(call, "server acknowledged offset " INT64_FORMAT " but the last offset sent was " INT64_FORMAT,
-						  resp->ingest_record_response->durability_ack_up_to_offset,
-						  call->sent_offset);
-				ok = false;
-			}
-			else if (resp->ingest_record_response->durability_ack_up_to_offset < call->acked_offset)
-			{
-				call_fail(call, "server acknowledged offset " INT64_FORMAT " after offset " INT64_FORMAT,
-						  resp->ingest_record_response->durability_ack_up_to_offset,
-						  call->acked_offset);
-				ok = false;
-			}
-			else
-			{
-				ev.kind = ZB_GRPC_EV_ACK;
-				ev.offset = resp->ingest_record_response->durability_ack_up_to_offset;
-				call->acked_offset = ev.offset;
-			}
+		case ZB_RESPONSE_ACK:
+			ev.kind = ZB_GRPC_EV_ACK;
+			ev.offset = response->offset;
 			break;
-		case DATABRICKS__ZEROBUS__EPHEMERAL_STREAM_RESPONSE__PAYLOAD_CLOSE_STREAM_SIGNAL:
-			{
-				Databricks__Zerobus__Duration *d = resp->close_stream_signal->duration;
-
-				ev.kind = ZB_GRPC_EV_CLOSE_SIGNAL;
-				/* a day at most: any int64 must not overflow */
-				if (d != NULL)
-					ev.close_after_ms =
-						Max(Min(d->seconds, ZB_GRPC_MAX_CLOSE_S), 0) * 1000 +
-						Max(Min(d->nanos, 999999999), 0) / 1000000;
-			}
-			break;
-		default:
-			call_fail(call, "response message has no payload");
-			ok = false;
+		case ZB_RESPONSE_CLOSE_SIGNAL:
+			ev.kind = ZB_GRPC_EV_CLOSE_SIGNAL;
+			ev.close_after_ms = response->close_after_ms;
 			break;
 	}
-	databricks__zerobus__ephemeral_stream_response__free_unpacked(resp, NULL);
-
-	if (ok && !push_event(call->grpc, &ev))
-	{
-		if (call->grpc->ev_count >= ZB_GRPC_MAX_EVENTS)
-			call_fail(call, "server sent more than %d messages between two reads",
-					  ZB_GRPC_MAX_EVENTS);
-		else
-			call_fail(call, "out of memory");
-		ok = false;
-	}
-	return ok;
+	if (push_event(call->grpc, &ev))
+		return NULL;
+	if (call->grpc->ev_count < ZB_GRPC_MAX_EVENTS)
+		return "out of memory";
+	return "server sent more than " CppAsString2(ZB_GRPC_MAX_EVENTS) " messages between two reads";
 }
 
 /*
@@ -448,7 +388,6 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	ZerobusGrpcCall *call = userp;
 	size_t		n = size * nmemb;
-	size_t		pos = 0;
 
 	call->grpc->received += n;
 	if (!call->grpc_content)
@@ -457,53 +396,11 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 				  call->http_status);
 		return 0;
 	}
-	if (!buf_reserve(&call->recvbuf, &call->recv_cap, call->recv_len, n))
+	if (!zerobus_grpc_reader_feed(&call->reader, data, n, call->sent_offset,
+								  push_response, call))
 	{
-		call_fail(call, "out of memory");
+		call_fail(call, "%s", call->reader.failure);
 		return 0;
-	}
-	memcpy(call->recvbuf + call->recv_len, data, n);
-	call->recv_len += n;
-
-	while (call->recv_len - pos >= 5)
-	{
-		const uint8 *p = (const uint8 *) call->recvbuf + pos;
-		uint32		mlen;
-
-		memcpy(&mlen, p + 1, 4);
-		mlen = pg_ntoh32(mlen);
-
-		if (p[0] != 0)
-		{
-			call_fail(call, "server sent a compressed message, which was not negotiated");
-			return 0;
-		}
-		if (mlen > ZB_GRPC_MAX_MESSAGE)
-		{
-			call_fail(call, "server sent a message of %u bytes, more than the limit", mlen);
-			return 0;
-		}
-		if (call->recv_len - pos - 5 < mlen)
-			break;
-		if (!handle_response(call, p + 5, mlen))
-			return 0;
-		pos += 5 + mlen;
-	}
-	if (pos > 0)
-	{
-		memmove(call->recvbuf, call->recvbuf + pos, call->recv_len - pos);
-		call->recv_len -= pos;
-		/* a large message passed: give its room back */
-		if (call->recv_cap > ZB_GRPC_RECV_KEEP && call->recv_len <= ZB_GRPC_RECV_KEEP)
-		{
-			char	   *smaller = realloc(call->recvbuf, ZB_GRPC_RECV_KEEP);
-
-			if (smaller != NULL)
-			{
-				call->recvbuf = smaller;
-				call->recv_cap = ZB_GRPC_RECV_KEEP;
-			}
-		}
 	}
 	return n;
 }
@@ -753,6 +650,8 @@ zerobus_grpc_destroy(ZerobusGrpc *grpc)
 {
 	while (grpc->calls != NULL)
 		zerobus_grpc_close(grpc->calls);
+	while (grpc->transfers != NULL)
+		zerobus_grpc_remove_transfer(grpc, grpc->transfers->easy);
 	if (grpc->multi != NULL)
 		curl_multi_cleanup(grpc->multi);
 	free(grpc->socks);
@@ -862,7 +761,7 @@ zerobus_grpc_open(ZerobusGrpc *grpc, const char *table_name, const char *token,
 	call->user_data = user_data;
 	call->grpc_status = -1;
 	call->sent_offset = -1;
-	call->acked_offset = -1;
+	zerobus_grpc_reader_init(&call->reader);
 
 	/* headers; the token header is built in memory only */
 	line = malloc(strlen(token) + tlen + 64);
@@ -1036,7 +935,7 @@ zerobus_grpc_close(ZerobusGrpcCall *call)
 	curl_multi_remove_handle(grpc->multi, call->easy);
 	curl_easy_cleanup(call->easy);
 	curl_slist_free_all(call->headers);
-	purge_events(grpc, call);
+	purge_events(grpc, call, NULL);
 
 	if (call->prev != NULL)
 		call->prev->next = call->next;
@@ -1046,8 +945,53 @@ zerobus_grpc_close(ZerobusGrpcCall *call)
 		call->next->prev = call->prev;
 
 	free(call->sendbuf);
-	free(call->recvbuf);
+	zerobus_grpc_reader_free(&call->reader);
 	free(call);
+}
+
+/* Runs a transfer of the caller's on the multi handle.  See grpc.h. */
+bool
+zerobus_grpc_add_transfer(ZerobusGrpc *grpc, void *easy, void *user_data,
+						  char *errbuf, size_t errlen)
+{
+	GrpcTransfer *t = calloc(1, sizeof(GrpcTransfer));
+	CURLMcode	rc;
+
+	if (t == NULL)
+	{
+		snprintf(errbuf, errlen, "out of memory");
+		return false;
+	}
+	rc = curl_multi_add_handle(grpc->multi, easy);
+	if (rc != CURLM_OK)
+	{
+		snprintf(errbuf, errlen, "%s", curl_multi_strerror(rc));
+		free(t);
+		return false;
+	}
+	t->easy = easy;
+	t->user_data = user_data;
+	t->next = grpc->transfers;
+	grpc->transfers = t;
+	return true;
+}
+
+/* Takes a transfer of the caller's off the multi handle.  See grpc.h. */
+void
+zerobus_grpc_remove_transfer(ZerobusGrpc *grpc, void *easy)
+{
+	for (GrpcTransfer **p = &grpc->transfers; *p != NULL; p = &(*p)->next)
+	{
+		GrpcTransfer *t = *p;
+
+		if (t->easy != easy)
+			continue;
+		curl_multi_remove_handle(grpc->multi, easy);
+		purge_events(grpc, NULL, easy);
+		*p = t->next;
+		free(t);
+		return;
+	}
 }
 
 /* Queues the ENDED event of a call curl reports done. */
@@ -1067,7 +1011,7 @@ finish_call(ZerobusGrpc *grpc, ZerobusGrpcCall *call, CURLcode result)
 		ev.status = ZB_GRPC_TRANSPORT_ERROR;
 		strlcpy(ev.message, call->failure, sizeof(ev.message));
 	}
-	else if (call->grpc_status == ZB_GRPC_OK && call->recv_len > 0)
+	else if (call->grpc_status == ZB_GRPC_OK && call->reader.len > 0)
 	{
 		ev.status = ZB_GRPC_TRANSPORT_ERROR;
 		snprintf(ev.message, sizeof(ev.message),
@@ -1153,7 +1097,7 @@ static inline bool
 upload_waits_for_acks(const ZerobusGrpcCall *call)
 {
 	return !call->done && call->upload_paused &&
-		call->acked_offset < call->sent_offset;
+		call->reader.acked_offset < call->sent_offset;
 }
 
 /*
@@ -1284,9 +1228,19 @@ collect_ended_calls(ZerobusGrpc *grpc)
 	while ((msg = curl_multi_info_read(grpc->multi, &left)) != NULL)
 	{
 		ZerobusGrpcCall *call;
+		GrpcTransfer *t;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
+		for (t = grpc->transfers; t != NULL; t = t->next)
+			if (t->easy == msg->easy_handle)
+				break;
+		if (t != NULL)
+		{
+			t->done = true;
+			t->result = msg->data.result;
+			continue;
+		}
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &call);
 		if (call->done)
 			continue;
@@ -1295,6 +1249,21 @@ collect_ended_calls(ZerobusGrpc *grpc)
 			connection_failed = call->failure[0] ? call->failure :
 				call->curl_error[0] ? call->curl_error :
 				curl_easy_strerror(msg->data.result);
+	}
+
+	/* the caller's transfers that are over; retried when out of memory */
+	for (GrpcTransfer *t = grpc->transfers; t != NULL; t = t->next)
+	{
+		ZerobusGrpcEvent ev;
+
+		if (!t->done || t->reported)
+			continue;
+		memset(&ev, 0, sizeof(ev));
+		ev.kind = ZB_GRPC_EV_TRANSFER_DONE;
+		ev.user_data = t->user_data;
+		ev.transfer = t->easy;
+		ev.result = (int) t->result;
+		t->reported = push_event(grpc, &ev);
 	}
 
 	/*

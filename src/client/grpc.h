@@ -38,6 +38,8 @@
 
 #include "postgres.h"
 
+#include "grpc_reader.h"
+
 /* gRPC status codes used by Zerobus (grpc/status.h) */
 #define ZB_GRPC_OK					0
 #define ZB_GRPC_CANCELLED			1
@@ -55,14 +57,8 @@
 /* not a gRPC code: the transport failed (connect, TLS, reset, HTTP error) */
 #define ZB_GRPC_TRANSPORT_ERROR		(-1)
 
-/* Maximum size of one gRPC message Zerobus accepts (4 MiB). */
-#define ZB_GRPC_MAX_MESSAGE			(4 * 1024 * 1024)
 /* events queued between two reads by the caller; a flood fails its call */
 #define ZB_GRPC_MAX_EVENTS			4096
-/* receive room a call keeps after a larger message */
-#define ZB_GRPC_RECV_KEEP			(64 * 1024)
-/* the longest close delay a CloseStreamSignal may ask for */
-#define ZB_GRPC_MAX_CLOSE_S			86400
 
 typedef struct ZerobusGrpc ZerobusGrpc;
 typedef struct ZerobusGrpcCall ZerobusGrpcCall;
@@ -72,18 +68,23 @@ typedef enum ZerobusGrpcEventKind
 	ZB_GRPC_EV_CREATED,			/* create_stream_response: stream_id set */
 	ZB_GRPC_EV_ACK,				/* durability_ack_up_to_offset: offset set */
 	ZB_GRPC_EV_CLOSE_SIGNAL,	/* close_stream_signal: close_after_ms set */
-	ZB_GRPC_EV_ENDED			/* the call is over: status, message set */
+	ZB_GRPC_EV_ENDED,			/* the call is over: status, message set */
+	ZB_GRPC_EV_TRANSFER_DONE	/* a transfer of zerobus_grpc_add_transfer()
+								 * is over: transfer, result set */
 } ZerobusGrpcEventKind;
 
 typedef struct ZerobusGrpcEvent
 {
 	ZerobusGrpcEventKind kind;
 	ZerobusGrpcCall *call;
-	void	   *user_data;		/* as given to zerobus_grpc_open() */
+	void	   *user_data;		/* as given to zerobus_grpc_open() or
+								 * zerobus_grpc_add_transfer() */
 	int64		offset;			/* ACK */
 	int64		close_after_ms; /* CLOSE_SIGNAL */
 	int			status;			/* ENDED: gRPC status or
 								 * ZB_GRPC_TRANSPORT_ERROR */
+	void	   *transfer;		/* TRANSFER_DONE: its CURL easy handle */
+	int			result;			/* TRANSFER_DONE: its CURLcode */
 	char		stream_id[64];	/* CREATED */
 	char		message[512];	/* ENDED: grpc-message or transport error */
 } ZerobusGrpcEvent;
@@ -96,7 +97,6 @@ typedef struct ZerobusGrpcEvent
  * endpoint returns NULL with errbuf filled; nothing connects, so this also
  * serves to validate an endpoint.
  */
-extern bool zerobus_curl_init(char *errbuf, size_t errlen);
 extern ZerobusGrpc *zerobus_grpc_create(const char *endpoint,
 										bool allow_plaintext,
 										const char *ca_file,
@@ -133,6 +133,27 @@ extern size_t zerobus_grpc_queued_bytes(ZerobusGrpcCall *call);
 
 /* Cancels the call if still running and frees it; no event follows. */
 extern void zerobus_grpc_close(ZerobusGrpcCall *call);
+
+/*
+ * Runs another transfer (an easy handle the caller set up, e.g. an OAuth
+ * token request) on the connection's multi handle, with its traffic: it
+ * waits on no socket of its own.  When it is over, a
+ * ZB_GRPC_EV_TRANSFER_DONE event says so; the caller then reads it and
+ * calls zerobus_grpc_remove_transfer() before freeing the handle.  Returns
+ * false, with errbuf filled, when libcurl refuses the handle.
+ */
+extern bool zerobus_grpc_add_transfer(ZerobusGrpc *grpc, void *easy,
+									  void *user_data,
+									  char *errbuf, size_t errlen);
+
+/* Takes a transfer off the multi handle, done or not; no event follows. */
+extern void zerobus_grpc_remove_transfer(ZerobusGrpc *grpc, void *easy);
+
+/*
+ * Initializes libcurl once per process, before its first handle.  Returns
+ * false, with errbuf filled, when it cannot.
+ */
+extern bool zerobus_curl_init(char *errbuf, size_t errlen);
 
 /*
  * Does all the I/O that can be done now without blocking and queues the

@@ -8,7 +8,12 @@
  * Sending.  One HTTP/2 connection (grpc.c) carries one EphemeralStream call
  * per target table and lane (changes, snapshot).  A call is opened lazily,
  * with a token fetched for its table (auth.c) and the DescriptorProto the
- * caller gives for its records.  Records of a call are appended to its open
+ * caller gives for its records.  Token requests never block the worker:
+ * they run on the same multi handle as the calls, so the other tables'
+ * traffic goes on while one table waits for its token; a call without a
+ * usable token takes records all the same and holds its flushed batches
+ * (offsets assigned, counted in flight) until the token comes and it
+ * starts.  Records of a call are appended to its open
  * batch, which is sent when it holds batch_max_records records or
  * batch_max_bytes bytes, when batch_max_delay_ms has passed since its first
  * record, or when the caller flushes (the worker does as soon as the
@@ -18,11 +23,12 @@
  * goes on filling until an ack comes back (the worker flushes again after
  * each round of events), it is full, or batch_max_delay_ms passes.  So a
  * quiet stream sends each change at once, and a busy one sends few large
- * requests instead of many small ones.  A batch takes the next offset_id of its call (0, 1, 2, ...).
- * A call is retired, i.e. takes no new records and is closed once its last
- * batch is acked, when records of its table and lane come with another
- * descriptor, when its token nears expiry (less than min(5 minutes, 20% of
- * its lifetime) left) or when the server announces a close
+ * requests instead of many small ones.  A batch takes the next offset_id
+ * of its call (0, 1, 2, ...).  A call is retired, i.e. takes no new
+ * records and is closed once its last batch is acked, when records of its
+ * table and lane come with another descriptor, when the new token
+ * requested as its token neared expiry (less than min(5 minutes, 20% of
+ * its lifetime) left) has come, or when the server announces a close
  * (CloseStreamSignal); new records go to a fresh call.
  *
  * Acks.  Each batch remembers the ack groups (ZerobusAckGroup, e.g. a
@@ -71,7 +77,7 @@
 #include "sender.h"
 #include "stream.h"
 
-/* How long a token fetch may block the worker */
+/* How long a token request may take */
 #define ZB_TOKEN_TIMEOUT_MS		10000
 
 /* Refresh a token when less than min(this, 20% of its lifetime) is left */
@@ -107,6 +113,9 @@ typedef struct ZbBatch
 	int			ngroups;		/* the ack groups it holds records of, */
 	int			maxgroups;		/* in the order they came */
 	ZerobusAckGroup **groups;
+	char	   *held;			/* flushed before its call started: its
+								 * records, sent when the call starts */
+	size_t	   *held_lens;
 } ZbBatch;
 
 /* One EphemeralStream call, writing one target table. */
@@ -143,6 +152,8 @@ struct ZerobusTarget
 	char	   *token;			/* malloc'd by auth.c, NULL when none */
 	TimestampTz token_expires;
 	TimestampTz token_refresh;	/* when to replace the token */
+	ZerobusAuthRequest *fetch;	/* token request in flight, or NULL */
+	bool		token_fresh;	/* no call started with token yet */
 	bool		paused;			/* takes no records (zerobus_sender_pause) */
 };
 
@@ -171,6 +182,10 @@ struct ZerobusSender
 };
 
 static void flush_batch(ZerobusSender *sender, ZbCall *call);
+static void send_batch(ZerobusSender *sender, ZbCall *call, ZbBatch *batch,
+					   const char *data, const size_t *lens);
+static void start_call(ZerobusSender *sender, ZbCall *call);
+static void retire_call(ZerobusSender *sender, ZbCall *call);
 
 /* Appends text with every occurrence of secret (if long enough) redacted */
 static void
@@ -230,16 +245,6 @@ server_words(ZerobusSender *sender, ZerobusTarget *target, const char *text)
 	pfree(ascii);
 	pfree(b.data);
 	return a.data;
-}
-
-/*
- * True when the process must stop; lets a blocking token fetch return
- * early.
- */
-static bool
-interrupt_pending(void)
-{
-	return ProcDiePending;
 }
 
 /*
@@ -310,6 +315,10 @@ release_batch(ZerobusSender *sender, ZbBatch *batch, bool acked)
 	}
 	if (batch->groups)
 		pfree(batch->groups);
+	if (batch->held)
+		pfree(batch->held);
+	if (batch->held_lens)
+		pfree(batch->held_lens);
 	pfree(batch);
 }
 
@@ -408,55 +417,99 @@ zerobus_sender_failed_for_good(ZerobusSender *sender)
 }
 
 /*
- * Makes sure target has a token that is not due for refresh, fetching one
- * if needed (this blocks for at most ZB_TOKEN_TIMEOUT_MS).  Returns true
- * when it fetched one.  A token refused for this table alone (403) pauses
- * the target instead, which the caller must check.
+ * Starts a token request for target, unless one is in flight.  The
+ * request runs on the Zerobus connection's multi handle with the rest of
+ * the traffic; token_done() takes its outcome.  A source table whose name
+ * makes no Unity Catalog name (a dot, a space, a line break, a non-ASCII
+ * letter) pauses alone instead, before its name reaches a token request or
+ * a request header.
  */
-static bool
-ensure_token(ZerobusSender *sender, ZerobusTarget *target)
+static void
+request_token(ZerobusSender *sender, ZerobusTarget *target)
 {
 	ZerobusStreamConfig *config = sender->config;
 	char		errbuf[512];
-	char	   *token = NULL;
-	TimestampTz expires = 0;
-	TimestampTz fetched;
-	int64		margin;
-	ZerobusAuthResult res;
 	char	   *workspace_id;
 
-	if (target->token && sender->now < target->token_refresh)
-		return false;
-
-	/*
-	 * A source table whose name makes no Unity Catalog name (a dot, a
-	 * space, a line break, a non-ASCII letter) pauses alone, before its
-	 * name reaches a token request or a request header.
-	 */
+	if (target->fetch != NULL || target->paused)
+		return;
 	if (!zerobus_target_name_valid(target->name))
 	{
 		pause_for(sender, target,
 				  psprintf("target table name %s is not catalog.schema.table with parts of ASCII letters, digits and underscores. "
 						   "Hint: Map its source table to a valid name with zerobus.alter_stream(table_map => ...), then call zerobus.resume_stream().",
 						   quote_literal_cstr(target->name)));
-		return false;
+		return;
 	}
-
 	workspace_id = config->workspace_id ? config->workspace_id :
 		zerobus_workspace_id(config->endpoint);
-	fetched = GetCurrentTimestamp();
-	res = zerobus_auth_fetch(config->workspace_url, workspace_id,
-							 config->client_id, config->client_secret,
-							 target->name, config->ca_file,
-							 ZB_TOKEN_TIMEOUT_MS, interrupt_pending,
-							 &token, &expires, errbuf, sizeof(errbuf));
-	CHECK_FOR_INTERRUPTS();
+	target->fetch = zerobus_auth_start(config->workspace_url, workspace_id,
+									   config->client_id, config->client_secret,
+									   target->name, config->ca_file,
+									   ZB_TOKEN_TIMEOUT_MS,
+									   errbuf, sizeof(errbuf));
+	if (target->fetch != NULL &&
+		!zerobus_grpc_add_transfer(sender->grpc, zerobus_auth_easy(target->fetch),
+								   target, errbuf, sizeof(errbuf)))
+	{
+		zerobus_auth_free(target->fetch);
+		target->fetch = NULL;
+	}
+	if (target->fetch == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not request an OAuth token for table %s: %s",
+						target->name, errbuf)));
+}
+
+/* Abandons target's token request, if one is in flight. */
+static void
+cancel_token(ZerobusSender *sender, ZerobusTarget *target)
+{
+	if (target->fetch == NULL)
+		return;
+	zerobus_grpc_remove_transfer(sender->grpc, zerobus_auth_easy(target->fetch));
+	zerobus_auth_free(target->fetch);
+	target->fetch = NULL;
+}
+
+/*
+ * Whether target's token may start a call now: it exists and has not
+ * expired.  (A token due for refresh still serves while its successor is
+ * being fetched.)
+ */
+static bool
+token_usable(ZerobusSender *sender, ZerobusTarget *target)
+{
+	return target->token != NULL && sender->now < target->token_expires;
+}
+
+/*
+ * The token request of target is over (libcurl's result): takes the new
+ * token, retires the calls started with the old one and starts the calls
+ * that waited for it; or pauses the target (HTTP 403), or raises the
+ * ERROR that ends the session (for good when the endpoint denied the
+ * client).
+ */
+static void
+token_done(ZerobusSender *sender, ZerobusTarget *target, int result)
+{
+	char		errbuf[512];
+	char	   *token = NULL;
+	TimestampTz expires = 0;
+	int64		margin;
+	ZerobusAuthResult res;
+	dlist_mutable_iter iter;
+
+	res = zerobus_auth_finish(target->fetch, (CURLcode) result, &token,
+							  &expires, errbuf, sizeof(errbuf));
+	cancel_token(sender, target);
 	if (res == ZB_AUTH_FORBIDDEN)
 	{
 		pause_for(sender, target,
 				  psprintf("OAuth token request for table %s was denied: %s",
 						   target->name, server_words(sender, target, errbuf)));
-		return false;
+		return;
 	}
 	if (res == ZB_AUTH_DENIED)
 	{
@@ -476,26 +529,39 @@ ensure_token(ZerobusSender *sender, ZerobusTarget *target)
 		free(target->token);
 	target->token = token;
 	target->token_expires = expires;
+	target->token_fresh = true;
 	margin = Min((int64) ZB_TOKEN_REFRESH_MARGIN_MS * 1000,
-				 (expires - fetched) / 5);
+				 (expires - sender->now) / 5);
 	target->token_refresh = expires - Max(margin, 0);
-	return true;
+
+	dlist_foreach_modify(iter, &sender->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+
+		if (call->target != target)
+			continue;
+		if (call->grpc == NULL)
+			start_call(sender, call);
+		else if (!call->retiring)
+			retire_call(sender, call);	/* started with the old token */
+	}
 }
 
 /*
  * Opens a new call for target with the given descriptor and makes it the
  * target's current call of lane.  Any previous current call of that lane
- * must have been retired.  Returns NULL when the target was paused for
- * want of a token.
+ * must have been retired.  Without a usable token the call waits for one
+ * (its batches are held, see flush_batch) and a token request starts.
+ * Returns NULL when the target is paused.
  */
 static ZbCall *
 open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 		  const char *descriptor, int descriptor_len)
 {
 	ZbCall	   *call;
-	char		errbuf[512];
-	bool		fresh_token = ensure_token(sender, target);
 
+	if (!token_usable(sender, target))
+		request_token(sender, target);
 	if (target->paused)
 		return NULL;
 	call = MemoryContextAllocZero(sender->cxt, sizeof(ZbCall));
@@ -505,22 +571,50 @@ open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 	call->descriptor = MemoryContextAlloc(sender->cxt, descriptor_len);
 	memcpy(call->descriptor, descriptor, descriptor_len);
 	call->descriptor_len = descriptor_len;
-	call->fresh_token = fresh_token;
 	call->last_heard = sender->now;
 	dlist_init(&call->inflight);
 	call->buf.data = NULL;
+	dlist_push_tail(&sender->calls, &call->node);
+	target->call[lane] = call;
+	if (token_usable(sender, target))
+		start_call(sender, call);
+	return call;
+}
 
+/*
+ * Starts the EphemeralStream call of call with its target's token, and
+ * sends the batches held while it waited for the token, in order.
+ */
+static void
+start_call(ZerobusSender *sender, ZbCall *call)
+{
+	ZerobusTarget *target = call->target;
+	char		errbuf[512];
+	dlist_iter	iter;
+
+	Assert(call->grpc == NULL && token_usable(sender, target));
 	call->grpc = zerobus_grpc_open(sender->grpc, target->name, target->token,
-								   descriptor, descriptor_len, call,
+								   call->descriptor, call->descriptor_len, call,
 								   errbuf, sizeof(errbuf));
 	if (call->grpc == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not open a Zerobus stream for table %s: %s",
 						target->name, errbuf)));
-	dlist_push_tail(&sender->calls, &call->node);
-	target->call[lane] = call;
-	return call;
+	/* the first call with a token is the one a rejection of it concerns */
+	call->fresh_token = target->token_fresh;
+	target->token_fresh = false;
+	call->last_heard = sender->now;
+	dlist_foreach(iter, &call->inflight)
+	{
+		ZbBatch    *batch = dlist_container(ZbBatch, node, iter.cur);
+
+		send_batch(sender, call, batch, batch->held, batch->held_lens);
+		pfree(batch->held);
+		pfree(batch->held_lens);
+		batch->held = NULL;
+		batch->held_lens = NULL;
+	}
 }
 
 /* Cancels a call and frees it, with whatever it still holds. */
@@ -566,6 +660,7 @@ zerobus_sender_destroy(ZerobusSender *sender)
 		ZerobusTarget *target = dlist_head_element(ZerobusTarget, node,
 												   &sender->targets);
 
+		cancel_token(sender, target);
 		if (target->token)
 			free(target->token);
 		dlist_delete(&target->node);
@@ -592,6 +687,7 @@ zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target)
 		if (call->target == target)
 			drop_call(sender, call);
 	}
+	cancel_token(sender, target);
 	target->paused = true;
 }
 
@@ -649,29 +745,46 @@ call_for(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 	return call;
 }
 
-/* Sends a call's open batch with the call's next offset. */
+/* Queues batch (records back to back in data, sizes in lens) on its call. */
+static void
+send_batch(ZerobusSender *sender, ZbCall *call, ZbBatch *batch,
+		   const char *data, const size_t *lens)
+{
+	const char **records = palloc(sizeof(char *) * batch->nrecords);
+	const char *p = data;
+
+	for (int i = 0; i < batch->nrecords; i++)
+	{
+		records[i] = p;
+		p += lens[i];
+	}
+	zerobus_grpc_send(call->grpc, batch->offset, batch->nrecords, records, lens);
+	pfree(records);
+	sender->unsent = true;
+}
+
+/*
+ * Sends call's open batch with the next offset_id; a call still waiting
+ * for its token holds a copy of the records until it starts.
+ */
 static void
 flush_batch(ZerobusSender *sender, ZbCall *call)
 {
 	ZbBatch    *batch = call->open;
-	const char **records;
-	const char *p;
-	int			i;
 
 	Assert(batch != NULL && !call->retiring);
 
-	records = palloc(sizeof(char *) * batch->nrecords);
-	p = call->buf.data;
-	for (i = 0; i < batch->nrecords; i++)
-	{
-		records[i] = p;
-		p += call->lens[i];
-	}
 	batch->offset = call->next_offset++;
-	zerobus_grpc_send(call->grpc, batch->offset, batch->nrecords,
-					  records, call->lens);
-	pfree(records);
-	sender->unsent = true;
+	if (call->grpc != NULL)
+		send_batch(sender, call, batch, call->buf.data, call->lens);
+	else
+	{
+		batch->held = MemoryContextAlloc(sender->batch_cxt, call->buf.len);
+		memcpy(batch->held, call->buf.data, call->buf.len);
+		batch->held_lens = MemoryContextAlloc(sender->batch_cxt,
+											  sizeof(size_t) * batch->nrecords);
+		memcpy(batch->held_lens, call->lens, sizeof(size_t) * batch->nrecords);
+	}
 
 	if (dlist_is_empty(&call->inflight))
 		call->last_heard = sender->now;
@@ -947,8 +1060,14 @@ zerobus_sender_process(ZerobusSender *sender)
 
 	while (zerobus_grpc_next_event(sender->grpc, &ev))
 	{
-		ZbCall	   *call = (ZbCall *) ev.user_data;
+		ZbCall	   *call;
 
+		if (ev.kind == ZB_GRPC_EV_TRANSFER_DONE)
+		{
+			token_done(sender, (ZerobusTarget *) ev.user_data, ev.result);
+			continue;
+		}
+		call = (ZbCall *) ev.user_data;
 		call->last_heard = sender->now;
 		switch (ev.kind)
 		{
@@ -972,30 +1091,34 @@ zerobus_sender_process(ZerobusSender *sender)
 			case ZB_GRPC_EV_ENDED:
 				handle_ended(sender, call, ev.status, ev.message);
 				break;
+			case ZB_GRPC_EV_TRANSFER_DONE:
+				break;			/* handled above */
 		}
 	}
 	return timeout;
 }
 
 /*
- * Timers: sends batches older than batch_max_delay_ms, retires calls whose
- * token is due for refresh (an idle one is closed at once, so that no call
- * outlives its token), and fails the session when a call with batches in
- * flight has been silent for ack_timeout_ms.  Lowers *timeout to the time
- * until the next timer is due.
+ * Timers: sends batches older than batch_max_delay_ms, fails the session
+ * when a started call with batches in flight has been silent for
+ * ack_timeout_ms, and requests a new token for the targets whose token is
+ * due for refresh (the calls started with the old one retire when it
+ * comes, see token_done).  Lowers *timeout to the time until the next
+ * timer is due.
  */
 void
 zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
 {
 	ZerobusStreamConfig *config = sender->config;
 	dlist_mutable_iter iter;
+	dlist_iter	titer;
 
 	dlist_foreach_modify(iter, &sender->calls)
 	{
 		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
 		TimestampTz due;
 
-		if (!dlist_is_empty(&call->inflight))
+		if (call->grpc != NULL && !dlist_is_empty(&call->inflight))
 		{
 			due = TimestampTzPlusMilliseconds(call->last_heard,
 											  config->ack_timeout_ms);
@@ -1006,22 +1129,31 @@ zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
 								call->target->name, config->ack_timeout_ms)));
 			zerobus_timeout_until(timeout, sender->now, due);
 		}
-		if (call->retiring)
+		if (call->retiring || call->open == NULL)
 			continue;
-		if (call->open)
-		{
-			due = TimestampTzPlusMilliseconds(call->open_since,
-											  config->batch_max_delay_ms);
-			if (sender->now >= due)
-				flush_batch(sender, call);
-			else
-				zerobus_timeout_until(timeout, sender->now, due);
-		}
-		if (sender->now >= call->target->token_refresh)
-			retire_call(sender, call);
+		due = TimestampTzPlusMilliseconds(call->open_since,
+										  config->batch_max_delay_ms);
+		if (sender->now >= due)
+			flush_batch(sender, call);
 		else
-			zerobus_timeout_until(timeout, sender->now,
-								  call->target->token_refresh);
+			zerobus_timeout_until(timeout, sender->now, due);
+	}
+
+	dlist_foreach(titer, &sender->targets)
+	{
+		ZerobusTarget *target = dlist_container(ZerobusTarget, node, titer.cur);
+		bool		in_use = false;
+
+		if (target->token == NULL || target->fetch != NULL || target->paused)
+			continue;
+		for (int lane = 0; lane < ZB_NLANES; lane++)
+			in_use |= target->call[lane] != NULL;
+		if (!in_use)
+			continue;
+		if (sender->now >= target->token_refresh)
+			request_token(sender, target);
+		else
+			zerobus_timeout_until(timeout, sender->now, target->token_refresh);
 	}
 }
 
@@ -1046,7 +1178,8 @@ zerobus_sender_backpressured(ZerobusSender *sender)
 	{
 		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
 
-		queued += zerobus_grpc_queued_bytes(call->grpc);
+		if (call->grpc != NULL)
+			queued += zerobus_grpc_queued_bytes(call->grpc);
 	}
 	return queued >= ZB_MAX_QUEUED_BYTES;
 }

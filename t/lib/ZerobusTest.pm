@@ -79,7 +79,7 @@ sub start_emulator
 	while ($out !~ /\n/)
 	{
 		die "emulator did not start (see $log)"
-		  if $timer->is_expired || !$h->pumpable;
+		  if !$timer->check || !$h->pumpable;
 		$h->pump_nb;
 		select(undef, undef, undef, 0.05);
 	}
@@ -202,7 +202,8 @@ sub poll_until
 	$timer->start;
 	until ($cond->())
 	{
-		return 0 if $timer->is_expired;
+		# check() moves the timer to expired; is_expired() alone never does
+		return 0 if !$timer->check;
 		select(undef, undef, undef, 0.1);
 	}
 	return 1;
