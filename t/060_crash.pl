@@ -2,7 +2,8 @@
 #
 # Crashes while changes flow: the stream worker killed with SIGKILL (the
 # postmaster then restarts every backend, and the launcher the worker), and
-# PostgreSQL stopped in immediate mode and started again.  Each time the
+# PostgreSQL stopped in immediate mode and started again; an ERROR raised
+# while the worker commits its own transaction.  Each time the
 # worker resumes from the slot: the Delta tables, with the change records
 # applied in (_commit_lsn, _seq) order, equal the source tables (records
 # sent twice fold away), and the slot never confirmed past what Zerobus
@@ -11,6 +12,7 @@
 use strict;
 use warnings;
 use File::Basename qw(dirname);
+use JSON::PP;
 use lib dirname(__FILE__) . '/lib';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -117,6 +119,57 @@ emulator_api($emu, 'DELETE', '/admin/faults');
 $node->start;
 $lsn = write_txns(2);
 check_all('immediate shutdown', $lsn);
+
+# An ERROR while the worker commits its own catalog work: a deferred
+# constraint trigger on zerobus.stream_tables fails the commit of the
+# first two transactions that write it from now on (a sequence counts
+# them, beyond the rollbacks).  The worker aborts what is left of the
+# transaction, starts a new session and goes on; nothing crashes.
+my $started = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
+my $log_offset = -s $node->logfile;
+$node->safe_psql(
+	'postgres', q{
+	CREATE SEQUENCE public.commit_faults;
+	CREATE FUNCTION public.fail_commit() RETURNS trigger LANGUAGE plpgsql
+		SET search_path = pg_catalog AS $$
+	BEGIN
+		IF nextval('public.commit_faults') <= 2 THEN
+			RAISE EXCEPTION 'injected failure at commit';
+		END IF;
+		RETURN NULL;
+	END $$;
+	CREATE CONSTRAINT TRIGGER fail_commit
+		AFTER INSERT OR UPDATE ON zerobus.stream_tables
+		DEFERRABLE INITIALLY DEFERRED
+		FOR EACH ROW EXECUTE FUNCTION public.fail_commit();
+	CREATE TABLE t3 (id int PRIMARY KEY, val text);
+	INSERT INTO t3 SELECT g, 'before' FROM generate_series(1, 50) g;
+});
+declare_target($node, $emu, 't3', 'main.cdc.t3');
+$node->safe_psql('postgres', 'ALTER PUBLICATION pub ADD TABLE t3');
+$node->safe_psql('postgres',
+	"INSERT INTO t3 SELECT g, 'after' FROM generate_series(51, 100) g");
+$lsn = write_txns(2);
+check_all('commit failure', $lsn);
+# t3's first rows come by its initial snapshot, which may end after the ack
+my $json = JSON::PP->new->canonical;
+ok( poll_until(
+		sub {
+			$json->encode(fold_changes(delta_rows($emu, 'main.cdc.t3'), 'id'))
+			  eq $json->encode(source_rows($node, 't3', 'id, val', 'id'));
+		}),
+	'commit failure: Delta table t3 equals the source table');
+ok( $node->safe_psql('postgres', 'SELECT last_value FROM public.commit_faults') > 2,
+	'commit failure: the worker committed again after the two failures');
+like(
+	slurp_file($node->logfile, $log_offset),
+	qr/ERROR:  injected failure at commit/,
+	'commit failure: the worker logged the failed commit');
+is($node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()'),
+	$started, 'commit failure: no process crashed (the postmaster did not restart)');
+is($node->safe_psql('postgres',
+		"SELECT state FROM zerobus.stat_streams WHERE name = 's1'"),
+	'streaming', 'commit failure: the stream streams');
 
 stop_emulator($emu);
 $node->stop;
