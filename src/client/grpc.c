@@ -228,26 +228,6 @@ purge_events(ZerobusGrpc *grpc, ZerobusGrpcCall *call, void *transfer)
 	grpc->ev_count = kept;
 }
 
-/* Makes room for need more bytes at the end of a malloc'd buffer. */
-static bool
-buf_reserve(char **buf, size_t *cap, size_t len, size_t need)
-{
-	size_t		newcap;
-	char	   *n;
-
-	if (len + need <= *cap)
-		return true;
-	newcap = *cap ? *cap : 4096;
-	while (newcap < len + need)
-		newcap *= 2;
-	n = realloc(*buf, newcap);
-	if (n == NULL)
-		return false;
-	*buf = n;
-	*cap = newcap;
-	return true;
-}
-
 /* The entry of a socket in the watched set, or NULL. */
 static GrpcSocket *
 find_socket(ZerobusGrpc *grpc, curl_socket_t fd)
@@ -695,7 +675,7 @@ queue_message(ZerobusGrpcCall *call, size_t msglen)
 		call->send_len -= call->send_head;
 		call->send_head = 0;
 	}
-	if (!buf_reserve(&call->sendbuf, &call->send_cap, call->send_len, 5 + msglen))
+	if (!zerobus_buf_reserve(&call->sendbuf, &call->send_cap, call->send_len, 5 + msglen))
 		return NULL;
 	p = call->sendbuf + call->send_len;
 	p[0] = 0;

@@ -43,6 +43,29 @@ fail(ZerobusGrpcReader *reader, const char *fmt,...)
 	return false;
 }
 
+/*
+ * Makes room for need more bytes after the len used of a malloc'd buffer
+ * of *cap bytes, doubling it; false when out of memory (the buffer is kept).
+ */
+bool
+zerobus_buf_reserve(char **buf, size_t *cap, size_t len, size_t need)
+{
+	size_t		newcap;
+	char	   *n;
+
+	if (len + need <= *cap)
+		return true;
+	newcap = *cap ? *cap : 4096;
+	while (newcap < len + need)
+		newcap *= 2;
+	n = realloc(*buf, newcap);
+	if (n == NULL)
+		return false;
+	*buf = n;
+	*cap = newcap;
+	return true;
+}
+
 /* Starts a reader for a new call. */
 void
 zerobus_grpc_reader_init(ZerobusGrpcReader *reader)
@@ -135,19 +158,8 @@ zerobus_grpc_reader_feed(ZerobusGrpcReader *reader, const char *data,
 {
 	size_t		pos = 0;
 
-	if (reader->len + len > reader->cap)
-	{
-		size_t		newcap = reader->cap ? reader->cap : 4096;
-		char	   *grown;
-
-		while (newcap < reader->len + len)
-			newcap *= 2;
-		grown = realloc(reader->buf, newcap);
-		if (grown == NULL)
-			return fail(reader, "out of memory");
-		reader->buf = grown;
-		reader->cap = newcap;
-	}
+	if (!zerobus_buf_reserve(&reader->buf, &reader->cap, reader->len, len))
+		return fail(reader, "out of memory");
 	memcpy(reader->buf + reader->len, data, len);
 	reader->len += len;
 

@@ -60,6 +60,8 @@ typedef struct ZerobusGrpcReader
 typedef const char *(*ZerobusResponseSink) (void *arg,
 											const ZerobusResponse *response);
 
+extern bool zerobus_buf_reserve(char **buf, size_t *cap, size_t len,
+								size_t need);
 extern void zerobus_grpc_reader_init(ZerobusGrpcReader *reader);
 extern bool zerobus_grpc_reader_feed(ZerobusGrpcReader *reader,
 									 const char *data, size_t len,
