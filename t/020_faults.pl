@@ -2,7 +2,8 @@
 #
 # Transient faults of Zerobus, injected with the emulator's fault knobs on a
 # stream of two tables, one after the other: the connection dropped after
-# some records, UNAVAILABLE mid-stream and on create, acks withheld, acks
+# some records, UNAVAILABLE mid-stream and on create (a stream reopened
+# alone; a session reset when that keeps failing), acks withheld, acks
 # delayed, an ack timeout, CloseStreamSignal, tokens expired early, and the
 # emulator killed and restarted on the same ports and data directory.  The
 # worker must recover from each by itself: after every scenario the Delta
@@ -114,36 +115,66 @@ sub check_recovered
 	return;
 }
 
+# A fault of one Zerobus stream: the worker reopens that stream alone
+# (stream_reopens grows by at least $n from $reopens), last_error says why,
+# and the session goes on (reconnects stays $reconnects).
+sub check_reopened
+{
+	my ($label, $reopens, $reconnects, $n, $error, $lsn) = @_;
+	wait_stat("stream_reopens >= $reopens + $n AND last_error ~ '$error'",
+		"$label: worker reopened the stream, last_error says why");
+	check_all($label, $lsn);
+	is(zb_stat('reconnects'), $reconnects, "$label: no reconnect needed");
+	return;
+}
+
 wait_stat("state = 'streaming'", 'worker is streaming');
 check_all('baseline', write_rows(200));
 is(zb_stat('reconnects'), '0', 'baseline: no reconnect');
 
 # Connection dropped after some records: every later request of a stream
-# of t1 kills the connection, until the fault is cleared.
+# of t1 kills the connection, until the fault is cleared.  The worker
+# reopens the stream, or resets the session when the reopens make no
+# progress (a request of more than 50 records).
 my $rc = zb_stat('reconnects');
+my $ro = zb_stat('stream_reopens');
 emulator_api($emu, 'POST', '/admin/faults',
 	{ table => 'main.cdc.t1', drop_after_records => 50 });
 my $lsn = write_rows(300);
-wait_stat("reconnects > $rc", 'drop: worker reconnects');
+wait_stat("(reconnects > $rc OR stream_reopens > $ro) AND last_error ~ 'connection failed'",
+	'drop: worker reopens or reconnects, last_error says why');
 emulator_api($emu, 'DELETE', '/admin/faults');
-check_recovered('drop', $rc, 'connection failed', $lsn);
+check_all('drop', $lsn);
 ok(emulator_api($emu, 'GET', '/admin/stats')->{connections_dropped} > 0,
 	'drop: the emulator dropped the connection');
 
-# UNAVAILABLE on the next request of a live stream (counted: clears itself).
+# UNAVAILABLE on the next request of a live stream (counted: clears itself):
+# the stream is reopened alone and its unacked requests sent again.
 $rc = zb_stat('reconnects');
+$ro = zb_stat('stream_reopens');
 emulator_api($emu, 'POST', '/admin/faults',
 	{ table => 'main.cdc.t2', unavailable => 1 });
-check_recovered('unavailable', $rc, 'status 14', write_rows(100));
+check_reopened('unavailable', $ro, $rc, 1, 'status 14', write_rows(100));
 
-# UNAVAILABLE mid-stream, then twice on create.
+# UNAVAILABLE mid-stream, then twice on create: three reopens in a row,
+# with a backoff, still within the session.
 $rc = zb_stat('reconnects');
+$ro = zb_stat('stream_reopens');
 emulator_api($emu, 'POST', '/admin/faults',
 	{ table => 'main.cdc.t1', unavailable => 1, unavailable_on_create => 2 });
+check_reopened('unavailable on create', $ro, $rc, 3, 'status 14', write_rows(100));
+
+# UNAVAILABLE on every create: after four reopens without an ack the
+# session fails and starts again, until the fault is cleared.
+$rc = zb_stat('reconnects');
+$ro = zb_stat('stream_reopens');
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => 'main.cdc.t1', unavailable => 1, unavailable_on_create => JSON::PP::true });
 $lsn = write_rows(100);
-wait_stat("reconnects >= $rc + 3",
-	'unavailable on create: one reconnect per refusal');
-check_recovered('unavailable on create', $rc, 'status 14', $lsn);
+wait_stat("reconnects > $rc AND stream_reopens >= $ro + 4",
+	'unavailable always: the session is reset after four reopens');
+emulator_api($emu, 'DELETE', '/admin/faults');
+check_recovered('unavailable always', $rc, 'status 14', $lsn);
 
 # Acks withheld: records are sent, status updates go out, and the slot
 # stays behind the unacked transaction until the acks come.
@@ -238,9 +269,10 @@ ok(emulator_api($emu, 'GET', '/admin/stats')->{tokens_issued} > $tokens,
 emulator_api($emu, 'DELETE', '/admin/faults');
 
 # Emulator killed (kill -9) right after a write and started again on the
-# same ports and data directory: nothing acked is lost, the rest is resent.
-# It comes back issuing tokens that live 3 seconds.
-$rc = zb_stat('reconnects');
+# same ports and data directory: nothing acked is lost, the rest is resent
+# (on reopened streams, or after a reconnect if the restart took longer
+# than the reopens' backoff; streams that owed nothing are just opened
+# again).  It comes back issuing tokens that live 3 seconds.
 $lsn = write_rows(300);
 kill 'KILL', $emu->{pid};
 $emu->{handle}->finish;
@@ -250,10 +282,17 @@ $emu = start_emulator(
 	http_port => $emu->{http_port},
 	args => [ '--token-ttl-s', '3' ]);
 $lsn = write_rows(100);
-check_recovered('emulator restart', $rc, '.', $lsn);
+check_all('emulator restart', $lsn);
 
 # Short-lived tokens: the worker replaces each before it expires (moving
 # to a new stream), without a rejected stream and so without reconnecting.
+# A new session (the worker restarted by a setting) fetches the first
+# ones; its cached tokens from before the restart live an hour.
+$pid = zb_stat('pid');
+$node->safe_psql('postgres',
+	"SELECT zerobus.alter_stream('s1', ack_timeout => 30000)");
+wait_stat("pid <> $pid AND state = 'streaming'",
+	'token refresh: worker restarted');
 $rc = zb_stat('reconnects');
 $tokens = emulator_api($emu, 'GET', '/admin/stats')->{tokens_issued};
 my $timer = IPC::Run::timer($PostgreSQL::Test::Utils::timeout_default);

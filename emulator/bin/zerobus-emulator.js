@@ -8,14 +8,23 @@
  *        [--grpc-port N] [--http-port N] [--tls-cert F --tls-key F [--grpc-tls-port N]]
  *        [--host 127.0.0.1] [--publish-interval-ms 2000] [--token-ttl-s 3600]
  *        [--compact-bytes 67108864] [--proto FILE]
+ *        [--profile fast|real] [--ttd-p50-ms N] [--ttd-p95-ms N]
+ *        [--stream-records-per-s N] [--stream-bytes-per-s N] [--stream-lifetime-ms N]
+ *        [--stream-close-signal-ms N] [--stream-end-status unavailable|ok]
+ *        [--rst-after-trailers true|false] [--max-message-bytes N]
+ *        [--require-write-operation true|false]
  *
- * Prints one JSON line on stdout when ready (the ports actually bound, so 0
- * works); logs go to stderr.  SIGTERM/SIGINT stop it after publishing.
+ * The profile sets the service model (lib/settings.js, README "Profiles");
+ * each of the options after it overrides one of its settings, whatever
+ * their order.  Prints one JSON line on stdout when ready (the ports
+ * actually bound, so 0 works); logs go to stderr.  SIGTERM/SIGINT stop it
+ * after publishing.
  */
 
 const fs = require('node:fs');
 const { Emulator } = require('../lib/server');
 const { startHttp } = require('../lib/http');
+const { Settings, KNOBS, cliName, fromText } = require('../lib/settings');
 
 function parseArgs(argv) {
 	const opts = { host: '127.0.0.1', grpcPort: 0, httpPort: 0, publishIntervalMs: 2000, tokenTtlS: 3600 };
@@ -23,14 +32,16 @@ function parseArgs(argv) {
 		'--data-dir': 'dataDir', '--config': 'config', '--grpc-port': 'grpcPort', '--http-port': 'httpPort',
 		'--tls-cert': 'tlsCert', '--tls-key': 'tlsKey', '--grpc-tls-port': 'tlsPort', '--host': 'host',
 		'--publish-interval-ms': 'publishIntervalMs', '--token-ttl-s': 'tokenTtlS', '--proto': 'protoFile',
-		'--compact-bytes': 'compactBytes',
+		'--compact-bytes': 'compactBytes', '--profile': 'profile',
 	};
+	const knobs = Object.fromEntries(Object.keys(KNOBS).map(k => [cliName(k), k]));
 	const numeric = new Set(['grpcPort', 'httpPort', 'tlsPort', 'publishIntervalMs', 'tokenTtlS', 'compactBytes']);
+	const overrides = {};
 	for (let i = 0; i < argv.length; i++) {
 		let a = argv[i], v;
 		if (a === '-h' || a === '--help') {
-			process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(4, 13)
-				.map(l => l.replace(/^ \*/, '')).join('\n') + '\n');
+			const head = /\/\*\n([\s\S]*?)\n \*\//.exec(fs.readFileSync(__filename, 'utf8'))[1];
+			process.stdout.write(head.split('\n').slice(1).map(l => l.replace(/^ \*/, '')).join('\n') + '\n');
 			process.exit(0);
 		}
 		const eq = a.indexOf('=');
@@ -40,8 +51,12 @@ function parseArgs(argv) {
 		} else
 			v = argv[++i];
 		const key = names[a];
-		if (!key || v === undefined)
+		if (!(key || knobs[a]) || v === undefined)
 			throw new Error(`unknown option or missing value: ${a}`);
+		if (knobs[a]) {
+			overrides[knobs[a]] = fromText(knobs[a], v);
+			continue;
+		}
 		opts[key] = numeric.has(key) ? Number(v) : v;
 		if (numeric.has(key) && !Number.isInteger(opts[key]))
 			throw new Error(`${a} needs an integer`);
@@ -50,6 +65,7 @@ function parseArgs(argv) {
 		throw new Error('--data-dir is required');
 	if (!!opts.tlsCert !== !!opts.tlsKey)
 		throw new Error('--tls-cert and --tls-key go together');
+	opts.settings = new Settings(opts.profile, overrides);
 	return opts;
 }
 

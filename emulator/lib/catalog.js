@@ -7,7 +7,8 @@
  *
  * Tables and clients persist in <data-dir>/catalog.json.  Tokens are signed
  * (HMAC-SHA256 with a key kept in the data directory), so they stay valid
- * across an emulator restart until they expire, like real ones.
+ * across an emulator restart until they expire, like real ones; their claims
+ * say whether the token request granted the zerobuswrite operation.
  */
 
 const fs = require('node:fs');
@@ -134,16 +135,16 @@ class Catalog {
 		return crypto.timingSafeEqual(a, b) ? c : null;
 	}
 
-	mintToken(clientId, table, ttlS = this.tokenTtlS) {
+	mintToken(clientId, table, zerobuswrite, ttlS = this.tokenTtlS) {
 		const now = Date.now();
-		const claims = { client_id: clientId, table, iat: now, exp: now + ttlS * 1000,
-			jti: crypto.randomUUID() };
+		const claims = { client_id: clientId, table, zerobuswrite: !!zerobuswrite, iat: now,
+			exp: now + ttlS * 1000, jti: crypto.randomUUID() };
 		const body = b64u(JSON.stringify(claims));
 		const sig = b64u(crypto.createHmac('sha256', this.key).update(body).digest());
 		return { token: `zbemu.${body}.${sig}`, expiresIn: ttlS };
 	}
 
-	/* {ok, client_id, table} or {ok: false, reason}. */
+	/* {ok, client_id, table, zerobuswrite} or {ok: false, reason}. */
 	verifyToken(token, faults) {
 		const parts = token.split('.');
 		if (parts.length !== 3 || parts[0] !== 'zbemu')

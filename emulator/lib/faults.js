@@ -10,10 +10,19 @@
  *                           stream past this many records
  *   close_stream_signal_ms  send CloseStreamSignal{duration} to matching streams
  *                           (live ones at once, new ones at creation), then end the
- *                           call with UNAVAILABLE after the duration
+ *                           call after the duration as the server's stream timeout
+ *                           does (UNAVAILABLE, unless the stream_end_status setting
+ *                           says ok)
  *   unavailable_on_create   answer create_stream with UNAVAILABLE (count: N times, or true = always)
+ *   permission_denied_on_create  answer create_stream with PERMISSION_DENIED (count or true)
  *   unavailable             end the stream with UNAVAILABLE at its next request (count or true)
  *   unauthenticated         answer create_stream with UNAUTHENTICATED (count or true)
+ *   http_status_on_create   answer a new call to the table at the HTTP level with
+ *                           this :status and no grpc-status, as a proxy in front
+ *                           of the service would (table from the call's header)
+ *   rst_after_trailers      true/false: override the setting of that name (reset
+ *                           the HTTP/2 stream with NO_ERROR after the trailers of
+ *                           a call the client has not half-closed)
  *   lie                     a hostile server's protocol violation, for the
  *                           client's tests: "ack_ahead" (every ack claims
  *                           1,000,000 offsets beyond what arrived),
@@ -32,13 +41,16 @@
  *                           wait on it
  * Token expiry is separate: expireTokens() makes every token issued so far
  * (or a client's) expired.  A stream fault overrides the same knob of its table.
+ * A knob set to null is cleared; so is one set to false or a count of 0,
+ * except rst_after_trailers, for which false is a value.
  */
 
 const KNOBS = new Set(['ack_delay_ms', 'withhold_acks', 'drop_after_records', 'close_stream_signal_ms',
-	'unavailable_on_create', 'unavailable', 'unauthenticated', 'lie', 'token_body_b64', 'token_status',
-	'token_hold']);
+	'unavailable_on_create', 'permission_denied_on_create', 'unavailable', 'unauthenticated',
+	'http_status_on_create', 'rst_after_trailers', 'lie', 'token_body_b64', 'token_status', 'token_hold']);
 const LIES = new Set(['ack_ahead', 'ack_backwards', 'ack_before_create', 'second_create']);
-const COUNTED = new Set(['unavailable_on_create', 'unavailable', 'unauthenticated']);
+const COUNTED = new Set(['unavailable_on_create', 'permission_denied_on_create', 'unavailable', 'unauthenticated']);
+const BOOLEAN = new Set(['withhold_acks', 'token_hold', 'rst_after_trailers']);
 
 class FaultError extends Error {}
 
@@ -57,19 +69,20 @@ class Faults {
 		for (const [k, v] of Object.entries(knobs)) {
 			if (!KNOBS.has(k))
 				throw new FaultError(`unknown fault "${k}" (known: ${[...KNOBS].join(', ')})`);
-			if (COUNTED.has(k) ? !(v === true || v === false || (Number.isInteger(v) && v >= 0))
-				: k === 'withhold_acks' || k === 'token_hold' ? typeof v !== 'boolean'
+			if (v !== null && (COUNTED.has(k) ? !(v === true || v === false || (Number.isInteger(v) && v >= 0))
+				: BOOLEAN.has(k) ? typeof v !== 'boolean'
 				: k === 'lie' ? !(v === false || LIES.has(v))
 				: k === 'token_body_b64' ? !(v === false || (typeof v === 'string' && /^[A-Za-z0-9+/=]*$/.test(v)))
 				: k === 'token_status' ? !(Number.isInteger(v) && v >= 100 && v <= 599)
-				: !(Number.isInteger(v) && v >= 0))
+				: k === 'http_status_on_create' ? !(v === false || (Number.isInteger(v) && v >= 200 && v <= 599))
+				: !(Number.isInteger(v) && v >= 0)))
 				throw new FaultError(`bad value for fault "${k}": ${JSON.stringify(v)}`);
 		}
 		const map = table ? this.byTable : this.byStream;
 		const key = table || streamId;
 		const cur = { ...(map.get(key) || {}), ...knobs };
 		for (const k of Object.keys(cur))
-			if (cur[k] === false || cur[k] === 0 && COUNTED.has(k))
+			if (cur[k] === null || cur[k] === false && k !== 'rst_after_trailers' || cur[k] === 0 && COUNTED.has(k))
 				delete cur[k];
 		if (Object.keys(cur).length)
 			map.set(key, cur);

@@ -3,12 +3,14 @@
  * http.js
  *    The emulator's HTTP side: the OAuth token endpoint the SDKs call
  *    (POST /oidc/v1/token), the Unity Catalog table lookup the SDK schema
- *    tools use, and the admin/test API (JSON) under /admin/.
+ *    tools use, and the admin/test API (JSON) under /admin/: tables,
+ *    clients, faults, settings, tokens, flush, stats, streams.
  */
 
 const http = require('node:http');
 const { CatalogError, checkTableName } = require('./catalog');
 const { FaultError } = require('./faults');
+const { SettingsError } = require('./settings');
 const T = require('./types');
 
 class HttpError extends Error {
@@ -57,9 +59,14 @@ function parseJson(text) {
 
 /*
  * OAuth client-credentials grant.  Checks Basic auth, the form fields the
- * SDKs send, and derives the token's table from authorization_details.
+ * SDKs send, and derives the token's table from authorization_details, and
+ * from the "operations" of its TABLE entry whether it grants zerobuswrite
+ * (which create_stream requires when the require_write_operation setting
+ * is on: the token itself is issued either way, as the operation only
+ * matters to writes).
  */
 async function oauthToken(emu, req, body) {
+	emu.tokenUserAgent = req.headers['user-agent'] || '';
 	const auth = req.headers.authorization || '';
 	const m = /^Basic\s+(\S+)$/i.exec(auth);
 	if (!m)
@@ -100,6 +107,11 @@ async function oauthToken(emu, req, body) {
 	} catch (e) {
 		throw new HttpError(400, e.message, 'invalid_request');
 	}
+	const ops = tbl.operations;
+	if (ops !== undefined && !(Array.isArray(ops) && ops.every(o => typeof o === 'string')))
+		throw new HttpError(400, 'authorization_details: "operations" of the TABLE entry must be an array of strings',
+			'invalid_request');
+	const write = !!ops && ops.includes('zerobuswrite');
 	const [c, s] = table.split('.');
 	const has = (d, privs) => Array.isArray(d.privileges) && privs.every(p => d.privileges.includes(p));
 	if (cat.object_full_path !== c || sch.object_full_path !== `${c}.${s}` ||
@@ -116,13 +128,13 @@ async function oauthToken(emu, req, body) {
 		let body = Buffer.from(fault.token_body_b64, 'base64');
 		const mark = body.indexOf('{{token}}');
 		if (mark >= 0)
-			body = Buffer.concat([body.subarray(0, mark), Buffer.from(emu.catalog.mintToken(id, table).token),
+			body = Buffer.concat([body.subarray(0, mark), Buffer.from(emu.catalog.mintToken(id, table, write).token),
 				body.subarray(mark + 9)]);
 		throw new RawReply(fault.token_status || 400, body);
 	}
 	if (!emu.catalog.clientMayWrite(id, table))
 		throw new HttpError(403, `client "${id}" has no MODIFY privilege on "${table}"`, 'access_denied');
-	const { token, expiresIn } = emu.catalog.mintToken(id, table);
+	const { token, expiresIn } = emu.catalog.mintToken(id, table, write);
 	emu.counters.tokens_issued = (emu.counters.tokens_issued || 0) + 1;
 	return { access_token: token, token_type: 'Bearer', expires_in: expiresIn, scope: 'all-apis' };
 }
@@ -211,6 +223,12 @@ async function route(emu, req, url, body) {
 			return emu.faults.list();
 		}
 	}
+	if (p === '/admin/settings') {
+		if (method === 'GET')
+			return emu.settings.toJSON();
+		if (method === 'PUT')
+			return emu.settings.update(parseJson(body));
+	}
 	if (p === '/admin/tokens/expire' && method === 'POST') {
 		const b = parseJson(body);
 		emu.faults.expireTokens(b.client_id);
@@ -249,7 +267,8 @@ function startHttp(emu, host, port) {
 				status = e.status;
 				out = url.pathname.startsWith('/oidc/') ? { error: e.code || 'invalid_request', error_description: e.message }
 					: { error_code: e.code || (status === 404 ? 'NOT_FOUND' : 'INVALID_PARAMETER_VALUE'), message: e.message };
-			} else if (e instanceof CatalogError || e instanceof FaultError || e instanceof T.TypeError_) {
+			} else if (e instanceof CatalogError || e instanceof FaultError || e instanceof SettingsError ||
+				e instanceof T.TypeError_) {
 				status = e.httpStatus || 400;
 				out = { error_code: status === 404 ? 'NOT_FOUND' : 'INVALID_PARAMETER_VALUE', message: e.message };
 			} else {

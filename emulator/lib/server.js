@@ -2,14 +2,17 @@
 /*
  * server.js
  *    The Zerobus Ingest emulator: gRPC EphemeralStream service, durable log,
- *    publication into Delta tables, faults and counters.
+ *    publication into Delta tables, the service model of settings.js
+ *    (latency, quotas, stream lifetime, limits), faults and counters.
  *
  * Life of a record: a stream is opened by create_stream (auth, table,
- * descriptor checks); each ingest request is checked for its offset_id
- * (0, 1, 2, ... per call), every record in it is checked against the table
- * (PROTO records without building rows; the publication worker decodes them),
- * then the request is appended to the durable log; once the group fsync
- * covering it returns, the stream's cumulative ack moves up to its offset.
+ * descriptor checks); each ingest request is checked for its size and
+ * offset_id (0, 1, 2, ... per call), every record in it is checked against
+ * the table (PROTO records without building rows; the publication worker
+ * decodes them), then the request is appended to the durable log; once the
+ * group fsync covering it returns and its modelled time to durability and
+ * the stream's quota allow, the stream's cumulative ack moves up to its
+ * offset.
  * A timer (and the admin flush call) publishes durable records into the
  * Delta table; a restart republishes whatever the log holds beyond the
  * position recorded in each table's last commit.
@@ -29,6 +32,7 @@ const { RecordSet } = require('./recordset');
 const { PublisherClient } = require('./publisher');
 const { Catalog } = require('./catalog');
 const { Faults } = require('./faults');
+const { Settings, RECEIVE_CAP } = require('./settings');
 
 const Status = grpc.status;
 const REC_OPEN = 1;
@@ -37,13 +41,23 @@ const COMPACT_BYTES = 64 * 1024 * 1024;
 const WINDOW_BYTES = 16 * 1024 * 1024;
 const widened = new WeakSet();	/* HTTP/2 sessions whose windows are open */
 
-function loadService(protoFile) {
+/*
+ * The service definition from the proto.  maxBytes (a function, for the
+ * server) gives the request size limit: a larger request is not decoded but
+ * handed on as {payload: 'oversize', size, limit}, for the service to refuse.
+ */
+function loadService(protoFile, maxBytes) {
 	const def = protoLoader.loadSync(protoFile, {
 		keepCase: true, longs: String, enums: String, defaults: false, oneofs: true, bytes: Buffer,
 	});
 	const method = def['databricks.zerobus.Zerobus'].EphemeralStream;
 	const generic = method.requestDeserialize;
-	method.requestDeserialize = (buf) => decodeProtoBatch(buf) || generic(buf);
+	method.requestDeserialize = (buf) => {
+		const limit = maxBytes ? maxBytes() : Infinity;
+		if (buf.length > limit)
+			return { payload: 'oversize', size: buf.length, limit };
+		return decodeProtoBatch(buf) || generic(buf);
+	};
 	return grpc.loadPackageDefinition(def).databricks.zerobus;
 }
 
@@ -108,15 +122,30 @@ class StatusError extends Error {
 	}
 }
 
-/* The HTTP/2 session under a grpc-js server call, to drop the connection. */
-function sessionOf(call) {
+/* The HTTP/2 stream under a grpc-js server call (its session is the connection). */
+function http2StreamOf(call) {
 	let c = call.call;
 	for (let i = 0; c && i < 5; i++) {
 		if (c.stream && c.stream.session)
-			return c.stream.session;
+			return c.stream;
 		c = c.nextCall;
 	}
 	return null;
+}
+
+/* The table a call is for, from its header (known before any message). */
+function headerTable(call) {
+	return (call.metadata.get('x-databricks-zerobus-table-name')[0] || '').toString();
+}
+
+/*
+ * A draw from the log-normal distribution with this median and 95th
+ * percentile: mu = ln p50, sigma = ln(p95 / p50) / 1.645 (z of 0.95); the
+ * normal deviate by Box-Muller.
+ */
+function logNormal(p50, p95) {
+	const z = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+	return p50 * Math.exp(Math.log(p95 / p50) / 1.645 * z);
 }
 
 /*
@@ -129,7 +158,7 @@ function sessionOf(call) {
  * up to 16 MiB), which this stands for.
  */
 function widenWindows(call) {
-	const sess = sessionOf(call);
+	const sess = http2StreamOf(call)?.session;
 	if (!sess || sess.destroyed || widened.has(sess))
 		return;
 	widened.add(sess);
@@ -144,12 +173,7 @@ function widenWindows(call) {
  * whose two halves are closed.
  */
 function resetAfterTrailers(call) {
-	let c = call.call, st = null;
-	for (let i = 0; c && i < 5 && !st; i++) {
-		if (c.stream && c.stream.session)
-			st = c.stream;
-		c = c.nextCall;
-	}
+	const st = http2StreamOf(call);
 	if (!st || st.destroyed || st.closed)
 		return;
 	st.once('wantTrailers', () => setImmediate(() => {
@@ -162,14 +186,15 @@ function newCounters() {
 	return { streams_opened: 0, streams_active: 0, streams_failed: 0, requests_received: 0,
 		records_received: 0, requests_durable: 0, records_durable: 0, acks_sent: 0, duplicates: 0,
 		invalid_requests: 0, records_published: 0, records_rejected_parquet: 0, connections_dropped: 0,
-		close_signals_sent: 0, token_requests_held: 0 };
+		close_signals_sent: 0, streams_expired: 0, token_requests_held: 0 };
 }
 
 class Emulator {
 	/*
 	 * opts: dataDir (required), protoFile, publishIntervalMs, tokenTtlS,
-	 * compactBytes (log size that triggers compaction), log (function for
-	 * stderr lines).
+	 * compactBytes (log size that triggers compaction), settings (a
+	 * Settings; the fast profile by default), log (function for stderr
+	 * lines).
 	 */
 	constructor(opts) {
 		this.opts = opts;
@@ -178,6 +203,7 @@ class Emulator {
 		this.log = opts.log || (() => {});
 		this.catalog = new Catalog(this.dataDir, opts.tokenTtlS);
 		this.faults = new Faults();
+		this.settings = opts.settings || new Settings();
 		this.streams = new Map();		/* stream id -> live stream */
 		this.streamInfo = new Map();	/* stream number -> {table, columns, ...} from OPEN */
 		this.lastChunkEnd = new Map();	/* table -> end position of the last chunk sent */
@@ -186,10 +212,11 @@ class Emulator {
 		this.seen = new Map();			/* table -> RecordSet of the records received */
 		this.published = new Map();		/* table -> last published log position */
 		this.versions = new Map();		/* table -> Delta version */
+		this.tokenUserAgent = null;		/* user-agent of the last token request */
 		this.nextSn = 1;
 		this.inflight = 0;
 		this.publishing = Promise.resolve();
-		this.service = loadService(opts.protoFile || defaultProtoPath());
+		this.service = loadService(opts.protoFile || defaultProtoPath(), () => this.settings.values.max_message_bytes);
 	}
 
 	tc(table) {
@@ -302,16 +329,30 @@ class Emulator {
 	/* ---- gRPC ---- */
 
 	handleStream(call) {
+		const httpStatus = this.faults.forTable(headerTable(call))?.http_status_on_create;
+		if (httpStatus)
+			return this.answerHttp(call, httpStatus);
 		widenWindows(call);
 		call.sendMetadata(new grpc.Metadata());
+		/*
+		 * durable: highest offset fsynced (with all before it); held: the
+		 * requests whose modelled ready time (ms, performance.now()) is still
+		 * ahead, [{offset, at}] in offset order; quotaAt: the stream's quota
+		 * clock; timers: its lifetime timers.
+		 */
 		const s = {
 			call, id: null, info: null, table: null, nextOffset: 0, durable: -1, sentAck: -1,
 			received: 0, outstanding: 0, ended: false, halfClosed: false, closeSignalled: false,
+			userAgent: (call.metadata.get('user-agent')[0] || '').toString(),
+			held: [], readyTimer: null, quotaAt: 0, timers: [],
 		};
 		call.on('data', (msg) => {
 			try {
 				if (s.ended)
 					return;
+				if (msg.payload === 'oversize')
+					throw new StatusError(Status.INVALID_ARGUMENT, `Batch size exceeds maximum allowed size: ` +
+						`request ${s.id ? `with offset_id ${s.nextOffset} ` : ''}is ${msg.size} bytes, the limit is ${msg.limit} bytes`);
 				if (!s.id)
 					this.openStream(s, msg);
 				else
@@ -342,28 +383,57 @@ class Emulator {
 			if (s.table)
 				this.count(s.table, 'streams_failed');
 		}
+		this.release(s);
+	}
+
+	/* A stream that has ended: no longer live, its timers stopped. */
+	release(s) {
+		s.timers.forEach(clearTimeout);
+		clearTimeout(s.readyTimer);
 		if (s.id && this.streams.get(s.id) === s) {
 			this.streams.delete(s.id);
 			this.count(s.table, 'streams_active', -1);
 		}
 	}
 
-	/* End the call with a status (OK after a clean half-close). */
+	/* End the call with a status (OK after a clean half-close, or from the server). */
 	endStream(s, code, message) {
 		if (s.ended)
 			return;
 		s.ended = true;
-		if (s.id && this.streams.get(s.id) === s) {
-			this.streams.delete(s.id);
-			this.count(s.table, 'streams_active', -1);
-		}
+		this.release(s);
+		if (code !== Status.OK || !s.halfClosed)
+			this.log(`stream ${s.id || '(not created)'} ends: ${Object.keys(Status).find(k => Status[k] === code)}: ${message}`);
 		if (code === Status.OK)
 			s.call.end();
-		else {
-			this.log(`stream ${s.id || '(not created)'} ends: ${Object.keys(Status).find(k => Status[k] === code)}: ${message}`);
+		else
 			s.call.emit('error', { code, details: message, metadata: new grpc.Metadata() });
-		}
-		resetAfterTrailers(s.call);
+		if (this.rstAfterTrailers(s.id, s.table || headerTable(s.call)))
+			resetAfterTrailers(s.call);
+	}
+
+	/* Whether calls end with RST_STREAM(NO_ERROR): the fault knob, else the setting. */
+	rstAfterTrailers(id, table) {
+		return this.faults.forStream(id, table)?.rst_after_trailers ?? this.settings.values.rst_after_trailers;
+	}
+
+	/*
+	 * Answer a new call at the HTTP level, as a proxy or load balancer in
+	 * front of the service would: ":status N", no grpc-status, the end of the
+	 * stream (then RST_STREAM(NO_ERROR) while the client still sends, as
+	 * after trailers).  grpc-js has sent nothing yet: it calls the handler
+	 * before any response header.
+	 */
+	answerHttp(call, status) {
+		const st = http2StreamOf(call);
+		const table = headerTable(call);
+		this.log(`call for table "${table}": injected fault: HTTP status ${status}`);
+		if (!st)	/* grpc-js changed: fail the call rather than the emulator */
+			return call.emit('error', { code: Status.INTERNAL, details: 'emulator: no HTTP/2 stream under the call',
+				metadata: new grpc.Metadata() });
+		st.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' }, { endStream: true });
+		if (this.rstAfterTrailers(null, table))
+			st.close(http2.constants.NGHTTP2_NO_ERROR);
 	}
 
 	authenticate(call, tableName) {
@@ -375,7 +445,7 @@ class Emulator {
 		const claims = this.catalog.verifyToken(m[1], this.faults);
 		if (!claims.ok)
 			throw new StatusError(Status.UNAUTHENTICATED, claims.reason);
-		const hdr = (md.get('x-databricks-zerobus-table-name')[0] || '').toString();
+		const hdr = headerTable(call);
 		if (!hdr)
 			throw new StatusError(Status.INVALID_ARGUMENT, 'missing x-databricks-zerobus-table-name header');
 		if (hdr !== tableName)
@@ -387,6 +457,9 @@ class Emulator {
 		if (!this.catalog.clientMayWrite(claims.client_id, tableName))
 			throw new StatusError(Status.PERMISSION_DENIED,
 				`client "${claims.client_id}" lacks MODIFY on table "${tableName}"`);
+		if (this.settings.values.require_write_operation && !claims.zerobuswrite)
+			throw new StatusError(Status.PERMISSION_DENIED, `token of client "${claims.client_id}" does not grant the ` +
+				'zerobuswrite operation: its authorization_details TABLE entry must carry "operations": ["zerobuswrite"]');
 		return claims;
 	}
 
@@ -402,6 +475,8 @@ class Emulator {
 			throw new StatusError(Status.UNAUTHENTICATED, 'injected fault: token rejected');
 		if (this.faults.take(fault, 'unavailable_on_create'))
 			throw new StatusError(Status.UNAVAILABLE, 'injected fault: service unavailable');
+		if (this.faults.take(fault, 'permission_denied_on_create'))
+			throw new StatusError(Status.PERMISSION_DENIED, 'injected fault: permission denied');
 		const claims = this.authenticate(s.call, table);
 		const t = this.catalog.table(table);
 		if (!t)
@@ -436,6 +511,7 @@ class Emulator {
 		if (lie === 'second_create')
 			s.call.write({ create_stream_response: { stream_id: id } });
 		this.log(`stream ${id} opened on ${table} (${recordType}) by client ${claims.client_id}`);
+		this.startLifetime(s);
 		this.applyStreamFaults(s);
 	}
 
@@ -504,7 +580,7 @@ class Emulator {
 		if (fault && fault.drop_after_records !== undefined && s.received + n > fault.drop_after_records) {
 			this.count(s.table, 'connections_dropped');
 			this.log(`stream ${s.id}: injected fault: dropping the connection after ${s.received} records`);
-			const sess = sessionOf(s.call);
+			const sess = http2StreamOf(s.call)?.session;
 			if (sess)
 				sess.destroy();	/* also destroys its TCP socket, without GOAWAY */
 			else
@@ -532,6 +608,9 @@ class Emulator {
 		s.received += n;
 		this.count(s.table, 'requests_received');
 		this.count(s.table, 'records_received', n);
+		const at = this.readyTime(s, n, size - 9 - 4 * n);
+		if (at)
+			s.held.push({ offset, at });
 
 		const payload = Buffer.allocUnsafe(size);
 		payload[0] = REC_RECORDS;
@@ -585,22 +664,72 @@ class Emulator {
 			this.count(table, 'duplicates', dup);
 	}
 
-	/* Send the cumulative ack now, later (delay fault) or not (withhold). */
+	/*
+	 * The earliest time (performance.now() ms) the ack of a request that
+	 * has just arrived may go out, or 0 if nothing holds it back beyond its
+	 * fsync: its time to durability, drawn from the log-normal of
+	 * ttd_p50_ms/ttd_p95_ms, and the time the stream's quota has room for its
+	 * records and bytes.  The quota is a virtual clock: each request costs
+	 * records / stream_records_per_s or bytes / stream_bytes_per_s seconds,
+	 * whichever is longer, and may go once the requests before it are paid
+	 * for, so a stream that keeps sending has its acks paced at the quota.
+	 */
+	readyTime(s, records, bytes) {
+		const v = this.settings.values;
+		if (!v.ttd_p50_ms && !v.stream_records_per_s && !v.stream_bytes_per_s)
+			return 0;
+		const now = performance.now();
+		let at = v.ttd_p50_ms ? now + logNormal(v.ttd_p50_ms, v.ttd_p95_ms) : 0;
+		const cost = Math.max(v.stream_records_per_s ? records * 1000 / v.stream_records_per_s : 0,
+			v.stream_bytes_per_s ? bytes * 1000 / v.stream_bytes_per_s : 0);
+		if (cost > 0) {
+			const start = Math.max(now, s.quotaAt);
+			s.quotaAt = start + cost;
+			at = Math.max(at, start);
+		}
+		return at > now ? at : 0;
+	}
+
+	/*
+	 * The offset the cumulative ack may reach now: the highest one whose
+	 * every request is fsynced and past its ready time.  Never decreases.
+	 */
+	ackable(s) {
+		if (!s.held.length)
+			return s.durable;
+		const now = performance.now();
+		while (s.held.length && s.held[0].at <= now)
+			s.held.shift();
+		return s.held.length ? Math.min(s.durable, s.held[0].offset - 1) : s.durable;
+	}
+
+	/*
+	 * Send the cumulative ack now, later (delay fault) or not (withhold);
+	 * when a request not yet ready holds back durable ones, again at its
+	 * ready time.
+	 */
 	scheduleAck(s) {
-		if (s.ended || s.durable <= s.sentAck)
+		if (s.ended)
+			return;
+		const upTo = this.ackable(s);
+		if (s.held.length && s.held[0].offset <= s.durable && !s.readyTimer)
+			s.readyTimer = setTimeout(() => {
+				s.readyTimer = null;
+				this.scheduleAck(s);
+			}, s.held[0].at - performance.now());
+		if (upTo <= s.sentAck)
 			return this.maybeFinish(s);
 		const fault = this.faults.forStream(s.id, s.table);
 		if (fault && fault.withhold_acks)
 			return;
 		const delay = fault && fault.ack_delay_ms ? fault.ack_delay_ms : 0;
-		if (delay > 0) {
-			const upTo = s.durable;
+		if (delay > 0)
 			setTimeout(() => this.sendAck(s, upTo), delay);
-		} else if (!s.ackQueued) {
+		else if (!s.ackQueued) {
 			s.ackQueued = true;
 			setImmediate(() => {
 				s.ackQueued = false;
-				this.sendAck(s, s.durable);
+				this.sendAck(s, this.ackable(s));
 			});
 		}
 	}
@@ -636,20 +765,48 @@ class Emulator {
 		this.endStream(s, Status.OK, 'OK');
 	}
 
+	/*
+	 * The server's stream timeout: a new stream ends after
+	 * stream_lifetime_ms, announced stream_close_signal_ms before (at most
+	 * the whole lifetime) by a CloseStreamSignal unless that is 0.
+	 */
+	startLifetime(s) {
+		const { stream_lifetime_ms: life, stream_close_signal_ms: lead } = this.settings.values;
+		if (!life)
+			return;
+		if (lead)
+			s.timers.push(setTimeout(() => this.signalClose(s, Math.min(lead, life)), life - Math.min(lead, life)));
+		else
+			s.timers.push(setTimeout(() => this.expire(s), life));
+	}
+
+	/* Send CloseStreamSignal{duration ms}, then end the stream after ms (once per stream). */
+	signalClose(s, ms) {
+		if (s.ended || s.closeSignalled)
+			return;
+		s.closeSignalled = true;
+		s.call.write({ close_stream_signal: { duration: { seconds: String(Math.floor(ms / 1000)),
+			nanos: (ms % 1000) * 1e6 } } });
+		this.count(s.table, 'close_signals_sent');
+		s.timers.push(setTimeout(() => this.expire(s), ms));
+	}
+
+	/* End a stream on the server's timeout, with the status stream_end_status says. */
+	expire(s) {
+		if (s.ended)
+			return;
+		this.count(s.table, 'streams_expired');
+		this.endStream(s, this.settings.values.stream_end_status === 'ok' ? Status.OK : Status.UNAVAILABLE,
+			`Stream timeout reached. Closing the stream (ID: ${s.id}). Error Code: 6002, Error State: 0.`);
+	}
+
 	/* Faults that act on a stream without waiting for a request. */
 	applyStreamFaults(s) {
 		if (s.ended || !s.id)
 			return;
 		const fault = this.faults.forStream(s.id, s.table);
-		if (fault && fault.close_stream_signal_ms !== undefined && !s.closeSignalled) {
-			s.closeSignalled = true;
-			const ms = fault.close_stream_signal_ms;
-			s.call.write({ close_stream_signal: { duration: { seconds: String(Math.floor(ms / 1000)),
-				nanos: (ms % 1000) * 1e6 } } });
-			this.count(s.table, 'close_signals_sent');
-			setTimeout(() => this.endStream(s, Status.UNAVAILABLE,
-				`Stream timeout reached. Closing the stream (ID: ${s.id}). Error Code: 6002, Error State: 0.`), ms);
-		}
+		if (fault && fault.close_stream_signal_ms !== undefined)
+			this.signalClose(s, fault.close_stream_signal_ms);
 		if (!fault || !fault.withhold_acks)
 			this.scheduleAck(s);
 	}
@@ -672,6 +829,7 @@ class Emulator {
 			...this.counters,
 			log_syncs: this.wal.syncs,
 			log_bytes: this.wal.size(),
+			token_user_agent: this.tokenUserAgent,
 			tables: Object.fromEntries(this.catalog.tableNames().map(t => [t, {
 				...this.tc(t), delta_version: this.versions.get(t),
 				published_log_position: this.published.get(t) || 0,
@@ -683,13 +841,14 @@ class Emulator {
 		return [...this.streams.values()].map(s => ({
 			stream_id: s.id, table: s.table, client_id: s.client, record_type: s.info.recordType,
 			next_offset: s.nextOffset, acked_up_to: s.sentAck, durable_up_to: s.durable, records: s.received,
+			user_agent: s.userAgent,
 		}));
 	}
 
 	/* Bind gRPC (h2c and optionally TLS) ports; returns the bound ports. */
 	async listen({ host = '127.0.0.1', grpcPort = 0, tlsPort, tlsCert, tlsKey }) {
 		const server = new grpc.Server({
-			'grpc.max_receive_message_length': 4 * 1024 * 1024,
+			'grpc.max_receive_message_length': RECEIVE_CAP,
 			'grpc.max_send_message_length': 4 * 1024 * 1024,
 		});
 		server.addService(this.service.Zerobus.service, { EphemeralStream: (call) => this.handleStream(call) });

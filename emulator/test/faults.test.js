@@ -124,6 +124,47 @@ test('unavailable_on_create answers UNAVAILABLE N times', async () => {
 	assert.strictEqual((await c.status).code, S.OK);
 });
 
+test('permission_denied_on_create answers PERMISSION_DENIED N times', async () => {
+	const t = await freshTable();
+	await fault({ table: t, permission_denied_on_create: 2 });
+	for (let i = 0; i < 2; i++) {
+		const st = await open(t).status;
+		assert.strictEqual(st.code, S.PERMISSION_DENIED);
+		assert.match(st.details, /injected fault/);
+	}
+	const c = open(t);
+	await created(c);
+	c.call.end();
+	assert.strictEqual((await c.status).code, S.OK);
+});
+
+test('http_status_on_create: a proxy\'s HTTP status, no grpc-status, then the stream ends', async () => {
+	const t = await freshTable();
+	const other = await freshTable();
+	await fault({ table: t, http_status_on_create: 503 });
+	const raw = H.rawCall(emu.ports.grpc_port, { token: tokens[t], table: t });
+	const res = await raw.response;
+	assert.strictEqual(res[':status'], 503);
+	assert.strictEqual(res['grpc-status'], undefined);
+	assert.deepStrictEqual(await raw.closed, { rstCode: 0, aborted: true }, 'RST_STREAM(NO_ERROR) while the client still sends');
+	raw.session.close();
+	/* what a gRPC client makes of it; another table is served as usual */
+	assert.strictEqual((await open(t).status).code, S.UNAVAILABLE);
+	const c = open(other);
+	await created(c);
+	c.call.end();
+	assert.strictEqual((await c.status).code, S.OK);
+	await fault({ table: t, http_status_on_create: 401 });
+	assert.strictEqual((await open(t).status).code, S.UNAUTHENTICATED);
+	assert.strictEqual((await emu.http('POST', '/admin/faults', { table: t, http_status_on_create: 99 })).status, 400);
+	await fault({ table: t, http_status_on_create: null });
+	assert.deepStrictEqual((await emu.http('GET', '/admin/faults')).body.tables[t], undefined, 'null clears the knob');
+	const d = open(t);
+	await created(d);
+	d.call.end();
+	assert.strictEqual((await d.status).code, S.OK);
+});
+
 test('unavailable ends a live stream at its next request', async () => {
 	const t = await freshTable();
 	const c = open(t);

@@ -2,11 +2,13 @@
 /*
  * helpers.js
  *    Shared test helpers: start an emulator process, talk to its admin API,
- *    open gRPC streams with a grpc-js client generated from the shared proto.
+ *    open gRPC streams with a grpc-js client generated from the shared proto,
+ *    or make a gRPC call with node:http2 itself to see the HTTP/2 layer.
  */
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
+const http2 = require('node:http2');
 const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
@@ -68,8 +70,11 @@ async function httpJson(base, method, p, body) {
 	return { status: res.status, body: text ? JSON.parse(text) : null };
 }
 
-/* OAuth form body the SDKs send for a table. */
-function tokenForm(table, workspace = '1234') {
+/*
+ * OAuth form body the SDKs send for a table; operations (e.g.
+ * ["zerobuswrite"], as the SDKs send it from 2.2.0) goes into the TABLE entry.
+ */
+function tokenForm(table, { workspace = '1234', operations } = {}) {
 	const [c, s] = table.split('.');
 	return new URLSearchParams({
 		grant_type: 'client_credentials', scope: 'all-apis',
@@ -77,17 +82,19 @@ function tokenForm(table, workspace = '1234') {
 		authorization_details: JSON.stringify([
 			{ type: 'unity_catalog_privileges', privileges: ['USE CATALOG'], object_type: 'CATALOG', object_full_path: c },
 			{ type: 'unity_catalog_privileges', privileges: ['USE SCHEMA'], object_type: 'SCHEMA', object_full_path: `${c}.${s}` },
-			{ type: 'unity_catalog_privileges', privileges: ['SELECT', 'MODIFY'], object_type: 'TABLE', object_full_path: table },
+			{ type: 'unity_catalog_privileges', privileges: ['SELECT', 'MODIFY'], object_type: 'TABLE', object_full_path: table,
+				...(operations === undefined ? {} : { operations }) },
 		]),
 	}).toString();
 }
 
-async function getToken(emu, clientId, secret, table) {
+/* opts: operations (see tokenForm), userAgent (the request's user-agent header). */
+async function getToken(emu, clientId, secret, table, { operations, userAgent } = {}) {
 	const res = await fetch(`${emu.base}/oidc/v1/token`, {
 		method: 'POST',
 		headers: { authorization: 'Basic ' + Buffer.from(`${clientId}:${secret}`).toString('base64'),
-			'content-type': 'application/x-www-form-urlencoded' },
-		body: tokenForm(table),
+			'content-type': 'application/x-www-form-urlencoded', ...(userAgent ? { 'user-agent': userAgent } : {}) },
+		body: tokenForm(table, { operations }),
 	});
 	return { status: res.status, body: await res.json() };
 }
@@ -138,14 +145,53 @@ function openCall(cli, { token, table, headerTable }) {
 			const a = result.acks();
 			return a.length ? a[a.length - 1] : -1;
 		},
+		/* The timer is unref'd: a wait that lost a race (Promise.race with the status) does not hold the process. */
 		waitFor: (pred, ms = 10000) => new Promise((resolve, reject) => {
 			if (pred())
 				return resolve();
 			const t = setTimeout(() => reject(new Error('timed out waiting: ' + pred.toString())), ms);
+			t.unref();
 			waiters.push({ pred, resolve: () => { clearTimeout(t); resolve(); } });
 		}),
 	};
 	return result;
+}
+
+/*
+ * An EphemeralStream call made with node:http2 (h2c), to see what grpc-js
+ * clients hide: the HTTP status, trailers and whether the server resets the
+ * stream.  Returns {session, req, send(msg), ping(), response (promise of
+ * the response headers), trailers (promise), closed (promise of {rstCode,
+ * aborted}; aborted: the stream closed while this side was still open, i.e.
+ * by the server's RST_STREAM)}.  Close session when done.
+ */
+function rawCall(port, { token, table } = {}) {
+	service = service || loadService(defaultProtoPath());
+	const session = http2.connect(`http://127.0.0.1:${port}`);
+	session.on('error', () => {});
+	const req = session.request({
+		':method': 'POST', ':path': '/databricks.zerobus.Zerobus/EphemeralStream',
+		'content-type': 'application/grpc', te: 'trailers',
+		...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+		...(table === undefined ? {} : { 'x-databricks-zerobus-table-name': table }),
+	});
+	req.on('error', () => {});
+	let aborted = false;
+	req.on('aborted', () => { aborted = true; });
+	req.resume();
+	return {
+		session, req,
+		send: (msg) => {
+			const body = service.Zerobus.service.EphemeralStream.requestSerialize(msg);
+			const head = Buffer.alloc(5);
+			head.writeUInt32BE(body.length, 1);
+			req.write(Buffer.concat([head, body]));
+		},
+		ping: () => new Promise((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve()))),
+		response: new Promise(resolve => req.once('response', resolve)),
+		trailers: new Promise(resolve => req.once('trailers', resolve)),
+		closed: new Promise(resolve => req.once('close', () => resolve({ rstCode: req.rstCode, aborted }))),
+	};
 }
 
 async function readTable(dataDir, table) {
@@ -167,4 +213,5 @@ async function until(fn, ms = 10000, step = 25) {
 	}
 }
 
-module.exports = { startEmulator, tmpDir, httpJson, getToken, tokenForm, client, openCall, readTable, until, READ, BIN };
+module.exports = { startEmulator, tmpDir, httpJson, getToken, tokenForm, client, openCall, rawCall, readTable, until,
+	READ, BIN };

@@ -109,8 +109,8 @@ zerobus_stream_shared_state(PG_FUNCTION_ARGS)
 	for (i = 0; i < nstreams; i++)
 	{
 		ZerobusStreamShared *s = &streams[i];
-		Datum		values[18];
-		bool		nulls[18] = {0};
+		Datum		values[19];
+		bool		nulls[19] = {0};
 
 		values[0] = Int32GetDatum(s->stream_id);
 		values[1] = Int32GetDatum(s->pid);
@@ -134,6 +134,7 @@ zerobus_stream_shared_state(PG_FUNCTION_ARGS)
 		put_time(values, nulls, 15, s->last_error_time);
 		put_time(values, nulls, 16, s->started_at);
 		values[17] = Int64GetDatum((int64) s->truncates);
+		values[18] = Int64GetDatum((int64) s->stream_reopens);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

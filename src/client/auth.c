@@ -33,6 +33,7 @@
 #include "utils/json.h"
 
 #include "token_reply.h"
+#include "zerobus.h"
 
 #define ZB_AUTH_MAX_REPLY (256 * 1024)
 
@@ -85,16 +86,22 @@ append_form_field(StringInfo form, const char *name, const char *value)
 	curl_free(esc);
 }
 
-/* Appends one unity_catalog_privileges entry of authorization_details. */
+/*
+ * Appends one unity_catalog_privileges entry of authorization_details;
+ * operations (a JSON array's items) is NULL for none.
+ */
 static void
 append_privilege(StringInfo json, const char *privileges,
-				 const char *object_type, const char *path)
+				 const char *object_type, const char *path,
+				 const char *operations)
 {
 	appendStringInfo(json,
 					 "{\"type\":\"unity_catalog_privileges\",\"privileges\":[%s],"
 					 "\"object_type\":\"%s\",\"object_full_path\":",
 					 privileges, object_type);
 	escape_json(json, path);
+	if (operations != NULL)
+		appendStringInfo(json, ",\"operations\":[%s]", operations);
 	appendStringInfoChar(json, '}');
 }
 
@@ -124,11 +131,13 @@ authorization_details(const char *table_name, char *errbuf, size_t errlen)
 
 	initStringInfo(&json);
 	appendStringInfoChar(&json, '[');
-	append_privilege(&json, "\"USE CATALOG\"", "CATALOG", catalog);
+	append_privilege(&json, "\"USE CATALOG\"", "CATALOG", catalog, NULL);
 	appendStringInfoChar(&json, ',');
-	append_privilege(&json, "\"USE SCHEMA\"", "SCHEMA", schema);
+	append_privilege(&json, "\"USE SCHEMA\"", "SCHEMA", schema, NULL);
 	appendStringInfoChar(&json, ',');
-	append_privilege(&json, "\"SELECT\",\"MODIFY\"", "TABLE", table_name);
+	/* the write operation, as the official SDKs ask for it since 2.2.0 */
+	append_privilege(&json, "\"SELECT\",\"MODIFY\"", "TABLE", table_name,
+					 "\"zerobuswrite\"");
 	appendStringInfoChar(&json, ']');
 	pfree(catalog);
 	pfree(schema);
@@ -223,6 +232,7 @@ zerobus_auth_start(const char *workspace_url, const char *workspace_id,
 	req->started = GetCurrentTimestamp();
 	curl_easy_setopt(req->easy, CURLOPT_URL, req->url);
 	curl_easy_setopt(req->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(req->easy, CURLOPT_USERAGENT, ZEROBUS_USER_AGENT);
 	curl_easy_setopt(req->easy, CURLOPT_ERRORBUFFER, req->curl_error);
 	curl_easy_setopt(req->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(req->easy, CURLOPT_FOLLOWLOCATION, 0L);

@@ -5,11 +5,13 @@
  *	  libcurl's multi interface with HTTP/2 multiplexing.
  *
  * One ZerobusGrpc owns one curl multi handle.  Every call is an easy handle
- * doing a POST whose request body never ends: the read callback hands curl
- * whatever the call's send queue holds and pauses the upload when the queue
- * is empty; zerobus_grpc_send() appends to the queue and unpauses it.  All
- * calls share one HTTP/2 connection (CURLPIPE_MULTIPLEX, CURLOPT_PIPEWAIT,
- * one connection per host).  The response body is a sequence of gRPC
+ * doing a POST whose request body ends only when the call is half-closed:
+ * the read callback hands curl whatever the call's send queue holds and
+ * pauses the upload when the queue is empty; zerobus_grpc_send() appends to
+ * the queue and unpauses it.  Each call has a connection of its own
+ * (CURLOPT_FRESH_CONNECT, CURLOPT_FORBID_REUSE), or all share one HTTP/2
+ * connection (CURLPIPE_MULTIPLEX, CURLOPT_PIPEWAIT, one connection per
+ * host).  The response body is a sequence of gRPC
  * messages (1 flag byte, 4-byte big-endian length, protobuf bytes) parsed
  * incrementally; the final status arrives as trailers through the header
  * callback.
@@ -131,6 +133,7 @@ struct ZerobusGrpcCall
 	size_t		send_len;
 	size_t		send_cap;
 	bool		upload_paused;
+	bool		half_closed;	/* the upload ends once the queue is sent */
 	int64		sent_offset;	/* offset_id of the last request queued */
 
 	/* response body not yet parsed into messages */
@@ -141,7 +144,8 @@ struct ZerobusGrpcCall
 	bool		grpc_content;	/* content-type is application/grpc */
 	int			grpc_status;	/* -1 until a grpc-status header arrives */
 	char		grpc_message[512];
-	char		failure[512];	/* protocol error found in a callback */
+	char		failure[512];	/* why the call failed, found by us */
+	bool		violation;		/* failure is the server's protocol error */
 	char		curl_error[CURL_ERROR_SIZE];
 };
 
@@ -160,6 +164,7 @@ call_fail(ZerobusGrpcCall *call, const char *fmt,...)
 
 	if (call->failure[0] != '\0')
 		return;
+	call->violation = true;
 	va_start(ap, fmt);
 	vsnprintf(call->failure, sizeof(call->failure), fmt, ap);
 	va_end(ap);
@@ -302,7 +307,8 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
 
 /*
  * CURLOPT_READFUNCTION: feeds the upload from the send queue.  An empty
- * queue pauses the upload; zerobus_grpc_send() resumes it.
+ * queue pauses the upload, which zerobus_grpc_send() resumes, or ends it
+ * after zerobus_grpc_half_close().
  */
 static size_t
 read_cb(char *dest, size_t size, size_t nitems, void *userp)
@@ -313,6 +319,8 @@ read_cb(char *dest, size_t size, size_t nitems, void *userp)
 
 	if (n == 0)
 	{
+		if (call->half_closed)
+			return 0;			/* END_STREAM */
 		call->upload_paused = true;
 		return CURL_READFUNC_PAUSE;
 	}
@@ -549,7 +557,7 @@ zerobus_curl_init(char *errbuf, size_t errlen)
  */
 ZerobusGrpc *
 zerobus_grpc_create(const char *endpoint, bool allow_plaintext,
-					const char *ca_file, char *errbuf, size_t errlen)
+					const char *ca_file, bool shared, char *errbuf, size_t errlen)
 {
 	CURLU	   *u;
 	char	   *url = NULL;
@@ -604,11 +612,12 @@ zerobus_grpc_create(const char *endpoint, bool allow_plaintext,
 	 * libcurl before 7.89 fails every transfer after the first on a reused
 	 * h2c prior-knowledge connection ("Error in the HTTP2 framing layer",
 	 * curl issue 10634), so there each plaintext call gets a fresh
-	 * connection of its own (see zerobus_grpc_open).  TLS connections (ALPN
-	 * h2) multiplex fine.
+	 * connection of its own (see zerobus_grpc_open) even when asked to
+	 * share.  TLS connections (ALPN h2) multiplex fine.
 	 */
-	grpc->multiplex = !grpc->plaintext ||
-		curl_version_info(CURLVERSION_NOW)->version_num >= 0x075900;
+	grpc->multiplex = shared &&
+		(!grpc->plaintext ||
+		 curl_version_info(CURLVERSION_NOW)->version_num >= 0x075900);
 	curl_multi_setopt(grpc->multi, CURLMOPT_PIPELINING,
 					  grpc->multiplex ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
 	if (grpc->multiplex)
@@ -751,7 +760,6 @@ zerobus_grpc_open(ZerobusGrpc *grpc, const char *table_name, const char *token,
 
 		ok = add_header(&call->headers, "content-type: application/grpc") &&
 			add_header(&call->headers, "te: trailers") &&
-			add_header(&call->headers, "x-zerobus-sdk: zerobus-pg/" ZEROBUS_VERSION) &&
 			add_header(&call->headers, "Expect:");
 		sprintf(line, "x-databricks-zerobus-table-name: %s", table_name);
 		ok = ok && add_header(&call->headers, line);
@@ -783,6 +791,7 @@ zerobus_grpc_open(ZerobusGrpc *grpc, const char *table_name, const char *token,
 	curl_easy_setopt(call->easy, CURLOPT_URL, grpc->url);
 	curl_easy_setopt(call->easy, CURLOPT_PRIVATE, call);
 	curl_easy_setopt(call->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(call->easy, CURLOPT_USERAGENT, ZEROBUS_USER_AGENT);
 	curl_easy_setopt(call->easy, CURLOPT_ERRORBUFFER, call->curl_error);
 	curl_easy_setopt(call->easy, CURLOPT_PROTOCOLS_STR, grpc->plaintext ? "http" : "https");
 	curl_easy_setopt(call->easy, CURLOPT_HTTP_VERSION,
@@ -896,6 +905,18 @@ zerobus_grpc_send(ZerobusGrpcCall *call, int64 offset_id, int nrecords,
 	resume_upload(call);
 }
 
+/*
+ * Half-closes the call: once its queued requests are sent, the upload ends
+ * (END_STREAM), which tells the server that nothing more comes; it then
+ * ends the call, with OK once everything is acked.
+ */
+void
+zerobus_grpc_half_close(ZerobusGrpcCall *call)
+{
+	call->half_closed = true;
+	resume_upload(call);
+}
+
 /* Bytes queued on the call and not yet taken by curl. */
 size_t
 zerobus_grpc_queued_bytes(ZerobusGrpcCall *call)
@@ -988,12 +1009,13 @@ finish_call(ZerobusGrpc *grpc, ZerobusGrpcCall *call, CURLcode result)
 
 	if (call->failure[0] != '\0')
 	{
-		ev.status = ZB_GRPC_TRANSPORT_ERROR;
+		ev.status = call->violation ? ZB_GRPC_PROTOCOL_ERROR :
+			ZB_GRPC_TRANSPORT_ERROR;
 		strlcpy(ev.message, call->failure, sizeof(ev.message));
 	}
 	else if (call->grpc_status == ZB_GRPC_OK && call->reader.len > 0)
 	{
-		ev.status = ZB_GRPC_TRANSPORT_ERROR;
+		ev.status = ZB_GRPC_PROTOCOL_ERROR;
 		snprintf(ev.message, sizeof(ev.message),
 				 "server ended the call with status OK in the middle of a message");
 	}

@@ -4,9 +4,11 @@
  *	  A minimal gRPC client for the Zerobus EphemeralStream RPC, over HTTP/2
  *	  with libcurl's multi interface (grpc.c).
  *
- * One ZerobusGrpc is one connection to a Zerobus endpoint (a curl multi
- * handle with HTTP/2 multiplexing); each ZerobusGrpcCall is one
- * EphemeralStream call on it, i.e. one Zerobus stream writing one table.
+ * One ZerobusGrpc is a curl multi handle talking to one Zerobus endpoint;
+ * each ZerobusGrpcCall is one EphemeralStream call on it, i.e. one Zerobus
+ * stream writing one table.  Each call has an HTTP/2 connection of its own
+ * (as the official SDKs do: one connection carries a limited rate), or all
+ * share one (multiplexed).
  * Nothing here blocks: the caller waits on zerobus_grpc_sockets() together
  * with its latch, calls zerobus_grpc_perform() when a socket is ready or the
  * timeout it returned has passed, and then drains zerobus_grpc_next_event().
@@ -17,8 +19,8 @@
  * each wait.
  *
  * Every call ends with exactly one ENDED event (unless closed first).  A
- * transport error (status ZB_GRPC_TRANSPORT_ERROR) on a multiplexed
- * connection ends every call on it: treat it as the connection lost.
+ * transport error (status ZB_GRPC_TRANSPORT_ERROR) on a shared connection
+ * ends every call on it.
  * The server must reset the HTTP/2 stream after the trailers of a call the
  * client has not half-closed (grpc-go and grpc-core servers do); with
  * libcurl 7.88 a status that comes only as END_STREAM trailers is not seen
@@ -54,8 +56,10 @@
 #define ZB_GRPC_INTERNAL			13
 #define ZB_GRPC_UNAVAILABLE			14
 #define ZB_GRPC_UNAUTHENTICATED		16
-/* not a gRPC code: the transport failed (connect, TLS, reset, HTTP error) */
+/* not gRPC codes: the transport failed (connect, TLS, reset), or the server
+ * broke the protocol (a malformed response, an ack of what was not sent) */
 #define ZB_GRPC_TRANSPORT_ERROR		(-1)
+#define ZB_GRPC_PROTOCOL_ERROR		(-2)
 
 /* events queued between two reads by the caller; a flood fails its call */
 #define ZB_GRPC_MAX_EVENTS			4096
@@ -81,8 +85,9 @@ typedef struct ZerobusGrpcEvent
 								 * zerobus_grpc_add_transfer() */
 	int64		offset;			/* ACK */
 	int64		close_after_ms; /* CLOSE_SIGNAL */
-	int			status;			/* ENDED: gRPC status or
-								 * ZB_GRPC_TRANSPORT_ERROR */
+	int			status;			/* ENDED: gRPC status,
+								 * ZB_GRPC_TRANSPORT_ERROR or
+								 * ZB_GRPC_PROTOCOL_ERROR */
 	void	   *transfer;		/* TRANSFER_DONE: its CURL easy handle */
 	int			result;			/* TRANSFER_DONE: its CURLcode */
 	char		stream_id[64];	/* CREATED */
@@ -93,13 +98,14 @@ typedef struct ZerobusGrpcEvent
  * Connects lazily to endpoint ("https://host[:port]"; a bare "host[:port]"
  * means https; "http://host:port" for h2c with prior knowledge only when
  * allow_plaintext is true and the host is localhost, 127.0.0.0/8 or [::1]).
- * A path or query is refused.  ca_file may be NULL (system roots).  On a bad
- * endpoint returns NULL with errbuf filled; nothing connects, so this also
- * serves to validate an endpoint.
+ * A path or query is refused.  ca_file may be NULL (system roots).  With
+ * shared, the calls are multiplexed over one connection, else each opens
+ * its own.  On a bad endpoint returns NULL with errbuf filled; nothing
+ * connects, so this also serves to validate an endpoint.
  */
 extern ZerobusGrpc *zerobus_grpc_create(const char *endpoint,
 										bool allow_plaintext,
-										const char *ca_file,
+										const char *ca_file, bool shared,
 										char *errbuf, size_t errlen);
 extern void zerobus_grpc_destroy(ZerobusGrpc *grpc);
 
@@ -127,6 +133,14 @@ extern ZerobusGrpcCall *zerobus_grpc_open(ZerobusGrpc *grpc,
 extern void zerobus_grpc_send(ZerobusGrpcCall *call, int64 offset_id,
 							  int nrecords, const char *const *records,
 							  const size_t *lens);
+
+/*
+ * Ends the call's requests after those queued (the client's half of the
+ * HTTP/2 stream is closed), as gRPC clients finish a call: the server then
+ * ends it with a status, OK once it acked everything, and its ENDED event
+ * follows.  Nothing may be sent on the call afterwards.
+ */
+extern void zerobus_grpc_half_close(ZerobusGrpcCall *call);
 
 /* Bytes queued on the call and not yet handed to the network. */
 extern size_t zerobus_grpc_queued_bytes(ZerobusGrpcCall *call);

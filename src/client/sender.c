@@ -5,15 +5,16 @@
  *	  EphemeralStream call per target table and lane, batching, acks and
  *	  backpressure.
  *
- * Sending.  One HTTP/2 connection (grpc.c) carries one EphemeralStream call
- * per target table and lane (changes, snapshot).  A call is opened lazily,
+ * Sending.  There is one EphemeralStream call (grpc.c) per target table and
+ * lane (changes, snapshot), each on an HTTP/2 connection of its own unless
+ * the stream shares one.  A call is opened lazily,
  * with a token fetched for its table (auth.c) and the DescriptorProto the
  * caller gives for its records.  Token requests never block the worker:
  * they run on the same multi handle as the calls, so the other tables'
  * traffic goes on while one table waits for its token; a call without a
  * usable token takes records all the same and holds its flushed batches
- * (offsets assigned, counted in flight) until the token comes and it
- * starts.  Records of a call are appended to its open
+ * (offsets assigned, counted in flight) until the token comes, it starts
+ * and Zerobus has created its stream.  Records of a call are appended to its open
  * batch, which is sent when it holds batch_max_records records or
  * batch_max_bytes bytes, when batch_max_delay_ms has passed since its first
  * record, or when the caller flushes (the worker does as soon as the
@@ -25,7 +26,8 @@
  * quiet stream sends each change at once, and a busy one sends few large
  * requests instead of many small ones.  A batch takes the next offset_id
  * of its call (0, 1, 2, ...).  A call is retired, i.e. takes no new
- * records and is closed once its last batch is acked, when records of its
+ * records and is half-closed once its last batch is acked (the server then
+ * ends it), when records of its
  * table and lane come with another descriptor, when the new token
  * requested as its token neared expiry (less than min(5 minutes, 20% of
  * its lifetime) left) has come, or when the server announces a close
@@ -45,8 +47,13 @@
  * walsender then blocks on a full socket.  Memory thus stays bounded
  * whatever the size of a transaction or the ack delay.
  *
- * Failures.  A transient one raises an ERROR, which makes the worker reset
- * its session.  A permanent one (see "Recovery" in worker.c) raises an
+ * Failures.  A call the server ends before it acked everything (a stream
+ * timeout, UNAVAILABLE, a dropped connection) is reopened alone and its
+ * unacked batches sent again (reopen_call), as the official SDKs recover a
+ * stream; each batch keeps its records until acked for that.  Another
+ * transient failure (an ack timeout, a protocol violation, a call reopened
+ * too often) raises an ERROR, which makes the worker reset its session.
+ * A permanent one (see "Recovery" in worker.c) raises an
  * ERROR too, after which zerobus_sender_failed_for_good() is true and the
  * worker marks the stream failed, unless it concerns one target table only
  * (its call ended with INVALID_ARGUMENT, NOT_FOUND or PERMISSION_DENIED,
@@ -103,6 +110,15 @@
  */
 #define ZB_FLUSH_MAX_INFLIGHT	2
 
+/*
+ * A call the server ended before it acked everything is reopened at most
+ * this many times in a row without an ack (the official SDKs' default
+ * number of recovery retries); the first time at once, then after
+ * ZB_REOPEN_BACKOFF_MS, doubling.  Past that, the session fails.
+ */
+#define ZB_MAX_REOPENS			4
+#define ZB_REOPEN_BACKOFF_MS	1000
+
 /* A batch of records of one call: open, then sent, then acked. */
 typedef struct ZbBatch
 {
@@ -113,9 +129,9 @@ typedef struct ZbBatch
 	int			ngroups;		/* the ack groups it holds records of, */
 	int			maxgroups;		/* in the order they came */
 	ZerobusAckGroup **groups;
-	char	   *held;			/* flushed before its call started: its
-								 * records, sent when the call starts */
-	size_t	   *held_lens;
+	char	   *held;			/* once flushed: its records, back to back, */
+	size_t	   *held_lens;		/* kept until acked (see reopen_call) */
+	bool		on_wire;		/* sent on its call's current gRPC call */
 } ZbBatch;
 
 /* One EphemeralStream call, writing one target table. */
@@ -137,8 +153,11 @@ typedef struct ZbCall
 	dlist_head	inflight;		/* sent batches awaiting their ack */
 	int			ninflight;		/* how many */
 	bool		retiring;		/* takes no new records */
+	bool		closing;		/* half-closed: the server ends it */
 	bool		created;		/* Zerobus accepted its descriptor */
 	bool		fresh_token;	/* its token was fetched for it */
+	int			reopens;		/* reopen_call() since its last ack */
+	TimestampTz reopen_at;		/* reopened: not started before then */
 	TimestampTz last_heard;		/* last event, or when batches went in
 								 * flight */
 } ZbCall;
@@ -182,9 +201,9 @@ struct ZerobusSender
 };
 
 static void flush_batch(ZerobusSender *sender, ZbCall *call);
-static void send_batch(ZerobusSender *sender, ZbCall *call, ZbBatch *batch,
-					   const char *data, const size_t *lens);
+static void send_batch(ZerobusSender *sender, ZbCall *call, ZbBatch *batch);
 static void start_call(ZerobusSender *sender, ZbCall *call);
+static void drop_call(ZerobusSender *sender, ZbCall *call);
 static void retire_call(ZerobusSender *sender, ZbCall *call);
 
 /* Appends text with every occurrence of secret (if long enough) redacted */
@@ -262,7 +281,8 @@ zerobus_sender_create(ZerobusStreamConfig *config, ZerobusStreamShared *shared,
 	MemoryContext cxt;
 
 	grpc = zerobus_grpc_create(config->endpoint, config->insecure,
-							   config->ca_file, errbuf, errlen);
+							   config->ca_file, config->shared_connection,
+							   errbuf, errlen);
 	if (grpc == NULL)
 		return NULL;
 
@@ -541,7 +561,10 @@ token_done(ZerobusSender *sender, ZerobusTarget *target, int result)
 		if (call->target != target)
 			continue;
 		if (call->grpc == NULL)
-			start_call(sender, call);
+		{
+			if (sender->now >= call->reopen_at)
+				start_call(sender, call);
+		}
 		else if (!call->retiring)
 			retire_call(sender, call);	/* started with the old token */
 	}
@@ -582,15 +605,15 @@ open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 }
 
 /*
- * Starts the EphemeralStream call of call with its target's token, and
- * sends the batches held while it waited for the token, in order.
+ * Starts the EphemeralStream call of call with its target's token.  Its
+ * batches go out once Zerobus has created the stream (send_waiting), as
+ * the official SDKs wait for create_stream_response.
  */
 static void
 start_call(ZerobusSender *sender, ZbCall *call)
 {
 	ZerobusTarget *target = call->target;
 	char		errbuf[512];
-	dlist_iter	iter;
 
 	Assert(call->grpc == NULL && token_usable(sender, target));
 	call->grpc = zerobus_grpc_open(sender->grpc, target->name, target->token,
@@ -605,16 +628,50 @@ start_call(ZerobusSender *sender, ZbCall *call)
 	call->fresh_token = target->token_fresh;
 	target->token_fresh = false;
 	call->last_heard = sender->now;
+}
+
+/* Whether call's batches can go on the wire: Zerobus created its stream. */
+static inline bool
+call_ready(const ZbCall *call)
+{
+	return call->grpc != NULL && call->created;
+}
+
+/*
+ * Sends, in order, the flushed batches of a call that just became ready
+ * (its stream created, or created again by reopen_call).
+ */
+static void
+send_waiting(ZerobusSender *sender, ZbCall *call)
+{
+	dlist_iter	iter;
+
 	dlist_foreach(iter, &call->inflight)
 	{
 		ZbBatch    *batch = dlist_container(ZbBatch, node, iter.cur);
 
-		send_batch(sender, call, batch, batch->held, batch->held_lens);
-		pfree(batch->held);
-		pfree(batch->held_lens);
-		batch->held = NULL;
-		batch->held_lens = NULL;
+		if (!batch->on_wire)
+			send_batch(sender, call, batch);
 	}
+}
+
+/*
+ * Ends a retired call that owes nothing as gRPC clients finish a call: it
+ * is half-closed, and the server ends it (with OK); its ENDED event then
+ * drops it, or zerobus_sender_check_timers() does after ack_timeout.  A
+ * call whose stream was never created is dropped at once.
+ */
+static void
+close_call(ZerobusSender *sender, ZbCall *call)
+{
+	if (!call_ready(call))
+	{
+		drop_call(sender, call);
+		return;
+	}
+	zerobus_grpc_half_close(call->grpc);
+	call->closing = true;
+	call->last_heard = sender->now;
 }
 
 /* Cancels a call and frees it, with whatever it still holds. */
@@ -700,7 +757,7 @@ zerobus_sender_paused(ZerobusTarget *target)
 
 /*
  * Stops routing records to a call: its open batch is sent, and it is
- * closed once everything it sent is acked.
+ * closed (close_call) once everything it sent is acked.
  */
 static void
 retire_call(ZerobusSender *sender, ZbCall *call)
@@ -711,7 +768,7 @@ retire_call(ZerobusSender *sender, ZbCall *call)
 	if (call->target->call[call->lane] == call)
 		call->target->call[call->lane] = NULL;
 	if (dlist_is_empty(&call->inflight))
-		drop_call(sender, call);
+		close_call(sender, call);
 }
 
 /*
@@ -745,27 +802,29 @@ call_for(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 	return call;
 }
 
-/* Queues batch (records back to back in data, sizes in lens) on its call. */
+/* Queues a flushed batch on its call's gRPC call. */
 static void
-send_batch(ZerobusSender *sender, ZbCall *call, ZbBatch *batch,
-		   const char *data, const size_t *lens)
+send_batch(ZerobusSender *sender, ZbCall *call, ZbBatch *batch)
 {
 	const char **records = palloc(sizeof(char *) * batch->nrecords);
-	const char *p = data;
+	const char *p = batch->held;
 
 	for (int i = 0; i < batch->nrecords; i++)
 	{
 		records[i] = p;
-		p += lens[i];
+		p += batch->held_lens[i];
 	}
-	zerobus_grpc_send(call->grpc, batch->offset, batch->nrecords, records, lens);
+	zerobus_grpc_send(call->grpc, batch->offset, batch->nrecords, records,
+					  batch->held_lens);
 	pfree(records);
+	batch->on_wire = true;
 	sender->unsent = true;
 }
 
 /*
- * Sends call's open batch with the next offset_id; a call still waiting
- * for its token holds a copy of the records until it starts.
+ * Sends call's open batch with the next offset_id, or holds it until the
+ * call is ready.  The batch keeps a copy of its records until acked, so
+ * that a reopened call can send it again.
  */
 static void
 flush_batch(ZerobusSender *sender, ZbCall *call)
@@ -775,16 +834,13 @@ flush_batch(ZerobusSender *sender, ZbCall *call)
 	Assert(batch != NULL && !call->retiring);
 
 	batch->offset = call->next_offset++;
-	if (call->grpc != NULL)
-		send_batch(sender, call, batch, call->buf.data, call->lens);
-	else
-	{
-		batch->held = MemoryContextAlloc(sender->batch_cxt, call->buf.len);
-		memcpy(batch->held, call->buf.data, call->buf.len);
-		batch->held_lens = MemoryContextAlloc(sender->batch_cxt,
-											  sizeof(size_t) * batch->nrecords);
-		memcpy(batch->held_lens, call->lens, sizeof(size_t) * batch->nrecords);
-	}
+	batch->held = MemoryContextAlloc(sender->batch_cxt, call->buf.len);
+	memcpy(batch->held, call->buf.data, call->buf.len);
+	batch->held_lens = MemoryContextAlloc(sender->batch_cxt,
+										  sizeof(size_t) * batch->nrecords);
+	memcpy(batch->held_lens, call->lens, sizeof(size_t) * batch->nrecords);
+	if (call_ready(call))
+		send_batch(sender, call, batch);
 
 	if (dlist_is_empty(&call->inflight))
 		call->last_heard = sender->now;
@@ -974,75 +1030,157 @@ handle_ack(ZerobusSender *sender, ZbCall *call, int64 offset)
 		dlist_delete(&batch->node);
 		call->ninflight--;
 		release_batch(sender, batch, true);
+		call->reopens = 0;
 	}
 	sender->got_ack = true;
 	SpinLockAcquire(&sender->shared->mutex);
 	sender->shared->last_ack_time = sender->now;
 	SpinLockRelease(&sender->shared->mutex);
 
-	if (call->retiring && dlist_is_empty(&call->inflight))
-		drop_call(sender, call);
+	if (call->retiring && !call->closing && dlist_is_empty(&call->inflight))
+		close_call(sender, call);
 }
 
-/* A call ended: fine when it owed nothing, else a failure. */
+/*
+ * What a call's end says, for messages: "connection failed", or the
+ * status the server ended it with.  palloc'd.
+ */
+static char *
+describe_end(ZbCall *call, int status, const char *message)
+{
+	if (status == ZB_GRPC_TRANSPORT_ERROR)
+		return psprintf("Zerobus connection failed for table %s: %s",
+						call->target->name, message);
+	if (status == ZB_GRPC_PROTOCOL_ERROR)
+		return psprintf("Zerobus broke the protocol on the stream for table %s: %s",
+						call->target->name, message);
+	return psprintf("Zerobus ended the stream for table %s with status %d (%s)%s: %s",
+					call->target->name, status, status_name(status),
+					call->created ? " before acking every batch" : "",
+					message);
+}
+
+/*
+ * Replaces the gRPC call of a call that ended before it acked everything,
+ * as the official SDKs recover a stream: a new call with the same
+ * descriptor takes the batches in flight again, in order and with offsets
+ * from 0, once Zerobus has created it; the session and the other calls go
+ * on, and the ack groups of those batches stay pending until the new call
+ * acks them.  The first reopen is at once (a server's stream timeout is
+ * routine), the next ones wait ZB_REOPEN_BACKOFF_MS, doubling.  Returns
+ * false, changing nothing, when the call was reopened ZB_MAX_REOPENS times
+ * without an ack in between: the caller then fails the session.
+ */
+static bool
+reopen_call(ZerobusSender *sender, ZbCall *call, const char *why)
+{
+	int64		offset = 0;
+	dlist_iter	iter;
+
+	if (call->reopens >= ZB_MAX_REOPENS)
+		return false;
+	if (call->grpc != NULL)
+		zerobus_grpc_close(call->grpc);
+	call->grpc = NULL;
+	call->created = false;
+	dlist_foreach(iter, &call->inflight)
+	{
+		ZbBatch    *batch = dlist_container(ZbBatch, node, iter.cur);
+
+		batch->offset = offset++;
+		batch->on_wire = false;
+	}
+	call->next_offset = offset;
+	call->reopen_at = call->reopens == 0 ? sender->now :
+		TimestampTzPlusMilliseconds(sender->now,
+									ZB_REOPEN_BACKOFF_MS << (call->reopens - 1));
+	call->reopens++;
+	call->last_heard = sender->now;
+
+	ereport(call->reopens > 1 ? LOG : DEBUG1,
+			(errmsg("%s; reopening the stream (attempt %d)", why, call->reopens)));
+	zerobus_stream_note_error(sender->shared, why);
+	SpinLockAcquire(&sender->shared->mutex);
+	sender->shared->stream_reopens++;
+	SpinLockRelease(&sender->shared->mutex);
+	return true;
+}
+
+/*
+ * A call ended.  One that owed nothing is simply over (it is opened again
+ * when records come).  Otherwise: a descriptor rejected at creation goes
+ * to the worker; a token refused is fetched anew and the call reopened,
+ * once; a failure of the table alone pauses it; a permanent failure fails
+ * the stream; anything else reopens the call alone (reopen_call), and
+ * fails the session when that was tried too often.
+ */
 static void
 handle_ended(ZerobusSender *sender, ZbCall *call, int status,
 			 const char *server_message)
 {
-	const char *table = call->target->name;
+	ZerobusTarget *target = call->target;
 	const char *message;
+	char	   *why;
 
-	if (status == ZB_GRPC_OK && call->open == NULL &&
+	if (status != ZB_GRPC_PROTOCOL_ERROR && call->open == NULL &&
 		dlist_is_empty(&call->inflight))
 	{
 		drop_call(sender, call);
 		return;
 	}
-	message = server_words(sender, call->target, server_message);
+	message = server_words(sender, target, server_message);
 
 	/* a descriptor rejected at creation: the worker explains it */
 	if (status == ZB_GRPC_INVALID_ARGUMENT && !call->created)
 	{
-		queue_outcome(sender, ZB_OUTCOME_REJECTED, call->target,
+		queue_outcome(sender, ZB_OUTCOME_REJECTED, target,
 					  call->descriptor, call->descriptor_len,
 					  psprintf("%d (%s)", status, status_name(status)),
 					  message);
 		return;
 	}
-	if (status_pauses_table(status))
-	{
-		pause_for(sender, call->target,
-				  psprintf("Zerobus ended the stream for table %s with status %d (%s): %s",
-						   table, status, status_name(status), message));
-		return;
-	}
+	why = describe_end(call, status, message);
 
 	/*
 	 * A cached token may have expired or been revoked early; only the
-	 * rejection of one fetched for this very call is final.  The session
-	 * reset that follows the ERROR drops the cached tokens, so the retry
-	 * fetches new ones.
+	 * refusal of one fetched for this very call is final.  So the token is
+	 * fetched again and the call reopened with it, as the SDKs retry once.
 	 */
-	if (status_is_permanent(status) &&
-		!(status == ZB_GRPC_UNAUTHENTICATED &&
-		  (!call->fresh_token || sender->now >= call->target->token_expires)))
+	if ((status == ZB_GRPC_UNAUTHENTICATED ||
+		 status == ZB_GRPC_PERMISSION_DENIED) &&
+		(!call->fresh_token || sender->now >= target->token_expires) &&
+		reopen_call(sender, call, why))
+	{
+		if (target->token)
+			free(target->token);
+		target->token = NULL;
+		request_token(sender, target);
+		return;
+	}
+	if (status_pauses_table(status))
+	{
+		pause_for(sender, target, why);
+		return;
+	}
+	if (status_is_permanent(status))
 	{
 		sender->failed_for_good = true;
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("Zerobus ended the stream for table %s with status %d (%s): %s",
-						table, status, status_name(status), message)));
+				 errmsg("%s", why)));
 	}
-
-	if (status == ZB_GRPC_TRANSPORT_ERROR)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("Zerobus connection failed for table %s: %s",
-						table, message)));
+	if (status != ZB_GRPC_PROTOCOL_ERROR && reopen_call(sender, call, why))
+	{
+		if (sender->now >= call->reopen_at && token_usable(sender, target))
+			start_call(sender, call);
+		return;
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
-			 errmsg("Zerobus ended the stream for table %s with status %d (%s) before acking every batch: %s",
-					table, status, status_name(status), message)));
+			 errmsg("%s", why),
+			 call->reopens > 0 ?
+			 errdetail("The stream was reopened %d times without an ack.",
+					   call->reopens) : 0));
 }
 
 /*
@@ -1078,6 +1216,7 @@ zerobus_sender_process(ZerobusSender *sender)
 				queue_outcome(sender, ZB_OUTCOME_ACCEPTED, call->target,
 							  call->descriptor, call->descriptor_len,
 							  NULL, NULL);
+				send_waiting(sender, call);
 				break;
 			case ZB_GRPC_EV_ACK:
 				handle_ack(sender, call, ev.offset);
@@ -1101,10 +1240,11 @@ zerobus_sender_process(ZerobusSender *sender)
 /*
  * Timers: sends batches older than batch_max_delay_ms, fails the session
  * when a started call with batches in flight has been silent for
- * ack_timeout_ms, and requests a new token for the targets whose token is
- * due for refresh (the calls started with the old one retire when it
- * comes, see token_done).  Lowers *timeout to the time until the next
- * timer is due.
+ * ack_timeout_ms, drops a half-closed call the server has not ended in
+ * that time, starts the calls whose reopen backoff is over, and requests a
+ * new token for the targets whose token is due for refresh (the calls
+ * started with the old one retire when it comes, see token_done).  Lowers
+ * *timeout to the time until the next timer is due.
  */
 void
 zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
@@ -1118,6 +1258,25 @@ zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
 		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
 		TimestampTz due;
 
+		if (call->closing)
+		{
+			due = TimestampTzPlusMilliseconds(call->last_heard,
+											  config->ack_timeout_ms);
+			if (sender->now >= due)
+				drop_call(sender, call);
+			else
+				zerobus_timeout_until(timeout, sender->now, due);
+			continue;
+		}
+		if (call->grpc == NULL && call->reopens > 0)
+		{
+			if (sender->now < call->reopen_at)
+				zerobus_timeout_until(timeout, sender->now, call->reopen_at);
+			else if (token_usable(sender, call->target))
+				start_call(sender, call);
+			else
+				request_token(sender, call->target);
+		}
 		if (call->grpc != NULL && !dlist_is_empty(&call->inflight))
 		{
 			due = TimestampTzPlusMilliseconds(call->last_heard,

@@ -81,6 +81,8 @@ const ZerobusStreamOption zerobus_stream_options[] = {
 	0, CONFIG_FIELD(drop_missing_columns)},
 	{"snapshot", ZB_OPT_BOOL, BOOLOID,
 	ZB_OPT_CREATE_ONLY, NOT_LOADED},	/* initial_snapshot.c reads it */
+	{"shared_connection", ZB_OPT_BOOL, BOOLOID,
+	0, CONFIG_FIELD(shared_connection)},
 };
 
 const int	zerobus_stream_noptions = lengthof(zerobus_stream_options);

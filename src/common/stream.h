@@ -55,6 +55,8 @@ typedef struct ZerobusStreamShared
 	uint64		records_acked;
 	uint64		bytes_acked;
 	uint64		reconnects;
+	uint64		stream_reopens; /* Zerobus streams reopened within a
+								 * session (sender.c: reopen_call) */
 	uint64		truncates;		/* truncated tables seen, not sent */
 	TimestampTz last_error_time;
 	char		last_error[1024];
@@ -80,6 +82,8 @@ typedef struct ZerobusStreamConfig
 	char	   *target_catalog; /* default catalog of target tables */
 	char	   *target_schema;	/* default schema; NULL = source schema */
 	bool		insecure;		/* allow http:// (h2c) to a loopback host */
+	bool		shared_connection;	/* all Zerobus streams on one HTTP/2
+									 * connection, not one each */
 	char	   *ca_file;		/* NULL: system roots */
 	char	   *conninfo;		/* replication connection; NULL: default */
 	int			batch_max_records;

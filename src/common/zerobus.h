@@ -31,6 +31,12 @@
 #define ZEROBUS_VERSION "0.1.0"
 
 /*
+ * The user-agent of our requests (gRPC calls, token requests): the
+ * official SDKs identify themselves there, and so do we.
+ */
+#define ZEROBUS_USER_AGENT "zerobus-postgres/" ZEROBUS_VERSION " PostgreSQL/" PG_VERSION
+
+/*
  * Protobuf wire scalar kinds a PostgreSQL value can be encoded as.  The
  * Delta type of a column determines its kind (see zerobus-wire.md).
  */
