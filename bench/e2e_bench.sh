@@ -48,7 +48,7 @@
 #
 # Needs the extension installed (make install), PostgreSQL 15 binaries
 # (through pg_config or PG_BINDIR) with pgbench and pg_recvlogical, and node
-# with the emulator's modules (npm ci --prefix emulator).  When run as root,
+# (the emulator's npm modules are installed when missing).  When run as root,
 # the server runs as BENCH_OS_USER (default postgres).  Figures are only
 # meaningful on an otherwise idle machine.  The cluster and the emulator
 # come from scripts/lib/pgcluster.sh and scripts/lib/emulator.sh.

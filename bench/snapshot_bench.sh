@@ -23,7 +23,7 @@
 # Usage: bench/snapshot_bench.sh [--rows N] [--chunk-rows N] [--keep]
 #
 # Needs the extension installed (make install), PostgreSQL 15 binaries and
-# node with the emulator's modules (npm ci --prefix emulator).  The report
+# node (the emulator's npm modules are installed when missing).  The report
 # is printed and written to bench/out/snapshot-<date>.txt.
 #
 # bench/snapshot_bench.sh

@@ -15,6 +15,7 @@ PKGS=(
 	python3 python3-protobuf
 	libipc-run-perl
 	ca-certificates openssl
+	tinyproxy-bin
 	clang libclang-rt-14-dev
 )
 
@@ -40,16 +41,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
 		$(printf '%s\n' "${missing[@]}" | grep -E '^(nodejs|npm)$' || true) >/dev/null
 fi
 
-# The emulator's npm dependencies, exactly as locked.  npm ci wipes
-# node_modules first, which would pull the rug from under a running emulator,
-# so it runs only when the lock file changed since the last install (a stamp
-# in node_modules records the lock file's checksum).
-lock="$top/emulator/package-lock.json"
-stamp="$top/emulator/node_modules/.zerobus-lock.sha256"
-if [ -f "$lock" ]; then
-	sum=$(sha256sum "$lock" | cut -d' ' -f1)
-	if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
-		npm ci --prefix "$top/emulator" --no-audit --no-fund --loglevel=error
-		echo "$sum" >"$stamp"
-	fi
-fi
+# The emulator's npm dependencies, exactly as locked.
+"$top/scripts/emulator-modules.sh"

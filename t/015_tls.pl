@@ -6,7 +6,8 @@
 # switched to an unrelated CA the handshake must fail: stat_streams shows a
 # certificate error, nothing more is delivered and the slot stays behind
 # the undelivered transaction; back on the right CA (now naming the host
-# localhost) the stream catches up.
+# localhost) the stream catches up.  Each Zerobus stream has a TLS
+# connection of its own, unless the stream shares one (shared_connection).
 # Plain http:// to the TLS port without insecure is refused by
 # create_stream.
 
@@ -19,31 +20,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use ZerobusTest;
 
-# A test CA, an unrelated one, and a server certificate for 127.0.0.1 and
-# localhost signed by the first.
-my $dir = PostgreSQL::Test::Utils::tempdir();
-for my $ca ('ca', 'other_ca')
-{
-	system_or_bail(
-		'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
-		'-keyout', "$dir/$ca.key", '-out', "$dir/$ca.pem", '-days', '1',
-		'-subj', "/CN=zerobus TAP test $ca",
-		'-addext', 'basicConstraints=critical,CA:TRUE',
-		'-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-}
-system_or_bail(
-	'openssl', 'req', '-newkey', 'rsa:2048', '-nodes',
-	'-keyout', "$dir/server.key", '-out', "$dir/server.csr",
-	'-subj', '/CN=localhost');
-PostgreSQL::Test::Utils::append_to_file("$dir/ext.cnf",
-	    "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-	  . "basicConstraints=CA:FALSE\n"
-	  . "keyUsage=digitalSignature,keyEncipherment\n"
-	  . "extendedKeyUsage=serverAuth\n");
-system_or_bail(
-	'openssl', 'x509', '-req', '-in', "$dir/server.csr",
-	'-CA', "$dir/ca.pem", '-CAkey', "$dir/ca.key", '-CAcreateserial',
-	'-out', "$dir/server.pem", '-days', '1', '-extfile', "$dir/ext.cnf");
+my $dir = make_test_certs();
 
 my $node = zb_node('tls');
 my $emu = start_emulator(
@@ -54,9 +31,11 @@ my $tls_port = $emu->{grpc_tls_port};
 $node->safe_psql(
 	'postgres', q{
 	CREATE TABLE t1 (id int PRIMARY KEY, val text);
-	CREATE PUBLICATION pub FOR TABLE t1;
+	CREATE TABLE t2 (id int PRIMARY KEY, val text);
+	CREATE PUBLICATION pub FOR TABLE t1, t2;
 });
 declare_target($node, $emu, 't1', 'main.cdc.t1');
+declare_target($node, $emu, 't2', 'main.cdc.t2');
 
 # http:// to the TLS port without insecure: refused up front.
 my ($ret, $stdout, $stderr) = $node->psql(
@@ -106,6 +85,37 @@ is( $node->safe_psql(
 	),
 	't|t',
 	'every record sent was acked, with no error');
+
+# Established TCP connections to the emulator's TLS port (the worker's).
+sub tls_connections
+{
+	my $out = `ss -Htn state established '( dport = :$tls_port )'`;
+	return scalar grep { /\S/ } split /\n/, $out;
+}
+
+# t1 and t2 both have a live Zerobus stream: one connection each, by
+# default; one for both with shared_connection.
+$node->safe_psql('postgres', "INSERT INTO t2 VALUES (1, 'two')");
+wait_acked($node, 's1', $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
+ok(poll_until(sub { tls_connections() == 2 }),
+	'a TLS connection per Zerobus stream by default')
+  or diag 'connections: ' . tls_connections();
+my $pid = stream_stat($node, 's1', 'pid');
+$node->safe_psql('postgres',
+	"SELECT zerobus.alter_stream('s1', shared_connection => true)");
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT pid <> $pid AND state = 'streaming' FROM zerobus.stat_streams WHERE name = 's1'"
+	),
+	'shared_connection: the worker restarted');
+$node->safe_psql('postgres',
+	"INSERT INTO t1 VALUES (3000, 'shared'); INSERT INTO t2 VALUES (2, 'shared')");
+wait_acked($node, 's1', $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
+ok(poll_until(sub { tls_connections() == 1 }),
+	'shared_connection: both streams on one TLS connection')
+  or diag 'connections: ' . tls_connections();
+$node->safe_psql('postgres',
+	"SELECT zerobus.alter_stream('s1', reset => '{shared_connection}')");
 
 # An unrelated CA: the server certificate must not verify.
 my $delivered = source_rows($node, 't1', 'id, val', 'id');

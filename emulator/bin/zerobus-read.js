@@ -9,9 +9,12 @@
  *
  * One JSON object per row (jsonl, the default), in commit order.  BIGINT and
  * TIMESTAMP/TIMESTAMP_NTZ values are exact integers (microseconds since
- * 1970-01-01 UTC for timestamps), DATE is "YYYY-MM-DD", DECIMAL is its text,
- * BINARY is base64, VARIANT is its JSON text, MAP is an object.
- * --rejected prints the rows of _zerobus/table_rejected_parquets/ instead.
+ * 1970-01-01 UTC for timestamps, any int64), DATE is "YYYY-MM-DD" from
+ * 0001-01-01 to 9999-12-31 and the integer day count (days since 1970-01-01)
+ * beyond, DECIMAL is its text, BINARY is base64, VARIANT is its JSON text,
+ * MAP is an object.  --rejected prints the rows of
+ * _zerobus/table_rejected_parquets/ instead, in the same forms (typed by the
+ * Parquet files: VARIANT reads as its text).
  */
 
 const fs = require('node:fs');
@@ -37,12 +40,7 @@ async function main() {
 		const dir = path.join(root, '_zerobus', 'table_rejected_parquets');
 		const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter(f => f.endsWith('.parquet')).sort()
 			.map(f => path.join(dir, f)) : [];
-		rows = [];
-		for (const f of files) {
-			const conn = await D.duck();
-			const res = await conn.runAndReadAll(`SELECT * FROM read_parquet('${f.replace(/'/g, "''")}')`);
-			rows.push(...res.getRowObjectsJson());
-		}
+		rows = await D.readParquetFiles(files);
 	} else
 		rows = (await D.readTable(root)).rows;
 	if (opt.format === 'json')

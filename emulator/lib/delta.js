@@ -17,19 +17,48 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { DuckDBInstance } = require('@duckdb/node-api');
+const N = require('@duckdb/node-api');
 const T = require('./types');
 const { fsyncDir } = require('./wal');
 
 let duckPromise = null;
 
+/*
+ * Register `name`(from) -> to: the same integer, unchecked, as a DATE (days)
+ * or a TIMESTAMP / TIMESTAMPTZ (microseconds).  A Delta DATE (Parquet INT32
+ * DATE) holds any int32 and a TIMESTAMP (Parquet INT64 TIMESTAMP(MICROS))
+ * any int64, but DuckDB's own conversions refuse values beyond its range
+ * (make_timestamp(), date + n, casts from text) and none can make INT64_MIN
+ * or the four hours above it; text staging also tied the emulator to the
+ * years JavaScript formats.  These functions put the integer into the
+ * result vector as it is, and DuckDB's Parquet writer copies it into the
+ * file: INT64_MAX, INT64_MIN + 1 (DuckDB's own infinity and -infinity) and
+ * INT64_MIN included.
+ */
+function registerRaw(conn, name, from, to, Value) {
+	conn.registerScalarFunction(N.DuckDBScalarFunction.create({
+		name, returnType: to, parameterTypes: [from], specialHandling: true,
+		mainFunction: (info, input, out) => {
+			const v = input.getColumnVector(0);
+			for (let i = 0, n = input.rowCount; i < n; i++) {
+				const x = v.getItem(i);
+				out.setItem(i, x === null ? null : new Value(x));
+			}
+			out.flush();
+		},
+	}));
+}
+
 /* One in-process DuckDB connection, created on first use. */
 function duck() {
 	if (!duckPromise)
 		duckPromise = (async () => {
-			const inst = await DuckDBInstance.create(':memory:', { threads: '2' });
+			const inst = await N.DuckDBInstance.create(':memory:', { threads: '2' });
 			const conn = await inst.connect();
 			await conn.run("SET TimeZone='UTC'");
+			registerRaw(conn, 'zb_date', N.INTEGER, N.DATE, N.DuckDBDateValue);
+			registerRaw(conn, 'zb_timestamp', N.BIGINT, N.TIMESTAMP, N.DuckDBTimestampValue);
+			registerRaw(conn, 'zb_timestamptz', N.BIGINT, N.TIMESTAMPTZ, N.DuckDBTimestampTZValue);
 			return conn;
 		})();
 	return duckPromise;
@@ -140,13 +169,26 @@ function ensureTable(root, columns, tableName) {
 	return v;
 }
 
-/* SQL turning a staged column (BINARY staged as base64 text) into its type. */
+/* Kinds that are staged as something else (see stagedType()). */
+const RESTAGED = ['BINARY', 'DATE', 'TIMESTAMP', 'TIMESTAMP_NTZ'];
+const restaged = (t) => RESTAGED.some(k => T.usesKind(t, k));
+
+/*
+ * SQL turning a staged column (BINARY staged as base64 text, DATE and
+ * TIMESTAMP(_NTZ) as their integers) into its type.
+ */
 function castExpr(expr, t) {
-	if (!T.usesKind(t, 'BINARY'))
+	if (!restaged(t))
 		return expr;
 	switch (t.kind) {
 		case 'BINARY':
 			return `from_base64(${expr})`;
+		case 'DATE':
+			return `zb_date(${expr})`;
+		case 'TIMESTAMP':
+			return `zb_timestamptz(${expr})`;
+		case 'TIMESTAMP_NTZ':
+			return `zb_timestamp(${expr})`;
 		case 'ARRAY':
 			return `list_transform(${expr}, x -> ${castExpr('x', t.element)})`;
 		case 'MAP':
@@ -161,10 +203,18 @@ function castExpr(expr, t) {
 	}
 }
 
-/* The type DuckDB reads from staging text: BINARY arrives as base64 text. */
+/*
+ * The type DuckDB reads from staging text: BINARY arrives as base64 text,
+ * DATE as its day count (INTEGER), TIMESTAMP and TIMESTAMP_NTZ as their
+ * microseconds (BIGINT), so that every value of the column's Parquet type
+ * gets through exactly.
+ */
 function stagedType(t) {
 	switch (t.kind) {
 		case 'BINARY': return { kind: 'STRING' };
+		case 'DATE': return { kind: 'INT' };
+		case 'TIMESTAMP':
+		case 'TIMESTAMP_NTZ': return { kind: 'BIGINT' };
 		case 'ARRAY': return { kind: 'ARRAY', element: stagedType(t.element) };
 		case 'MAP': return { kind: 'MAP', key: stagedType(t.key), value: stagedType(t.value) };
 		case 'STRUCT': return { kind: 'STRUCT', fields: t.fields.map(f => ({ ...f, type: stagedType(f.type) })) };
@@ -172,7 +222,10 @@ function stagedType(t) {
 	}
 }
 
-/* Staging JSON for one value: BINARY as base64 text, nested types recursively. */
+/*
+ * Staging JSON for one value: BINARY as base64 text, DATE and TIMESTAMP*
+ * as integers (T.duckJson()), nested types recursively.
+ */
 function stageValue(v, t) {
 	if (v === null || v === undefined)
 		return 'null';
@@ -305,8 +358,11 @@ function decimalText(d) {
 
 /*
  * DuckDB value to the reader's output form: BIGINT and TIMESTAMP* as exact
- * integers (microseconds), DATE as "YYYY-MM-DD", DECIMAL as text, BINARY as
- * base64, VARIANT as its JSON text, MAP as an object.
+ * integers (microseconds, whatever the int64: the value's raw micros, never
+ * DuckDB's text, which calls INT64_MAX "infinity"), DATE as "YYYY-MM-DD"
+ * from 0001-01-01 to 9999-12-31 and as the integer day count otherwise
+ * (T.dateOut()), DECIMAL as text, BINARY as base64, VARIANT as its JSON
+ * text, MAP as an object.
  */
 function outValue(v, t) {
 	if (v === null || v === undefined)
@@ -320,7 +376,7 @@ function outValue(v, t) {
 		case 'BIGINT':
 			return Number.isSafeInteger(Number(v)) ? Number(v) : v;
 		case 'DATE':
-			return T.dateText(v.days);
+			return T.dateOut(v.days);
 		case 'DECIMAL':
 			return decimalText(v);
 		case 'BINARY':
@@ -350,15 +406,43 @@ function columnsOf(metaData) {
 	}));
 }
 
-/* Rows of Parquet files with the given columns (rejected files, tests). */
+/*
+ * Our type for a DuckDB result column's type, for Parquet files whose Delta
+ * schema is not at hand (rejected files): TIMESTAMP WITH TIME ZONE is
+ * TIMESTAMP, TIMESTAMP is TIMESTAMP_NTZ, VARIANT reads as STRING.
+ */
+const FROM_DUCK = { BOOLEAN: 'BOOLEAN', TINYINT: 'TINYINT', SMALLINT: 'SMALLINT', INTEGER: 'INT',
+	BIGINT: 'BIGINT', FLOAT: 'FLOAT', DOUBLE: 'DOUBLE', VARCHAR: 'STRING', BLOB: 'BINARY', DATE: 'DATE',
+	TIMESTAMP: 'TIMESTAMP_NTZ', TIMESTAMP_TZ: 'TIMESTAMP' };
+
+function fromDuckType(d) {
+	const id = N.DuckDBTypeId[d.typeId];
+	switch (id) {
+		case 'DECIMAL': return { kind: 'DECIMAL', p: d.width, s: d.scale };
+		case 'LIST': return { kind: 'ARRAY', element: fromDuckType(d.valueType) };
+		case 'MAP': return { kind: 'MAP', key: fromDuckType(d.keyType), value: fromDuckType(d.valueType) };
+		case 'STRUCT': return { kind: 'STRUCT', fields: d.entryNames.map((name, i) => ({
+			name, type: fromDuckType(d.entryTypes[i]), nullable: true })) };
+		default:
+			if (!FROM_DUCK[id])
+				throw new Error(`unexpected Parquet column type ${d}`);
+			return { kind: FROM_DUCK[id] };
+	}
+}
+
+/*
+ * Rows of Parquet files with the given columns, or without columns with
+ * the types each file has (rejected files, tests), in the reader's forms.
+ */
 async function readParquetFiles(files, columns) {
 	const conn = await duck();
 	const rows = [];
 	for (const f of files) {
 		const res = await conn.runAndReadAll(`SELECT * FROM read_parquet(${sqlString(f)})`);
+		const cols = columns || res.columnNames().map((name, i) => ({ name, type: fromDuckType(res.columnTypes()[i]) }));
 		for (const r of res.getRowObjects()) {
 			const o = {};
-			for (const c of columns)
+			for (const c of cols)
 				o[c.name] = outValue(r[c.name] === undefined ? null : r[c.name], c.type);
 			rows.push(o);
 		}

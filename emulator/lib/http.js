@@ -236,8 +236,9 @@ async function route(emu, req, url, body) {
 	}
 	if (p === '/admin/flush' && method === 'POST') {
 		await emu.wal.idle();
-		await emu.publish();
-		return { versions: Object.fromEntries(emu.catalog.tableNames().map(n => [n, emu.versions.get(n)])) };
+		const errors = await emu.publish();
+		const versions = Object.fromEntries(emu.catalog.tableNames().map(n => [n, emu.versions.get(n)]));
+		return Object.keys(errors).length ? { versions, errors } : { versions };
 	}
 	if (p === '/admin/stats' && method === 'GET')
 		return emu.stats();

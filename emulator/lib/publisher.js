@@ -108,23 +108,38 @@ class Publisher {
 
 	/*
 	 * Publish everything pending, at most MAX_ROWS_PER_FILE rows per data
-	 * file and commit (bounded memory); returns per-table results.
+	 * file and commit (bounded memory); returns per-table results.  A table
+	 * whose file or commit fails keeps its chunks pending, in order, for the
+	 * next round (its result carries `error`): leaving them out would let the
+	 * next commit's log position pass records that were never published.
+	 * Other tables are published all the same.  (A retry may write the
+	 * rejected Parquet files of that round again.)
 	 */
 	async publish() {
 		const out = {};
 		for (const [table, chunks] of [...this.pending]) {
 			const t = this.tables.get(table);
-			while (t && chunks.length) {
+			if (!t) {
+				this.pending.delete(table);
+				continue;
+			}
+			while (chunks.length) {
 				let n = 0, k = 0;
 				while (k < chunks.length && (k === 0 || n < MAX_ROWS_PER_FILE))
 					n += chunks[k++].payload.readUInt32LE(5);
-				const r = await this.publishTable(table, t, chunks.splice(0, k));
-				const acc = out[table];
-				out[table] = acc ? { ...r, published: acc.published + r.published, rejected: acc.rejected + r.rejected,
-					rejectedFiles: acc.rejectedFiles.concat(r.rejectedFiles) } : r;
+				const acc = out[table] || { version: t.version, position: t.position, published: 0, rejected: 0,
+					rejectedFiles: [] };
+				let r;
+				try {
+					r = await this.publishTable(table, t, chunks.slice(0, k));
+				} catch (e) {
+					out[table] = { ...acc, error: e.message };
+					break;
+				}
+				chunks.splice(0, k);
+				out[table] = { ...r, published: acc.published + r.published, rejected: acc.rejected + r.rejected,
+					rejectedFiles: acc.rejectedFiles.concat(r.rejectedFiles) };
 			}
-			if (!t)
-				this.pending.delete(table);
 		}
 		return out;
 	}

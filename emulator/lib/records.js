@@ -504,6 +504,9 @@ function jsonValue(v, t, path, nullable) {
 			const d = typeof v === 'string' ? T.parseDateText(v) : Number.isInteger(v) ? v : null;
 			if (d === null)
 				throw bad(`expected "YYYY-MM-DD" or days since 1970-01-01, got ${JSON.stringify(v)}`);
+			/* Days are an int32, as in a PROTO record (and in the Parquet file). */
+			if (d < -2147483648 || d > 2147483647)
+				throw bad(`value ${v} out of range (days since 1970-01-01 must fit 32 bits)`);
 			return d;
 		}
 		case 'TIMESTAMP':

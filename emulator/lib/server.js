@@ -185,7 +185,8 @@ function resetAfterTrailers(call) {
 function newCounters() {
 	return { streams_opened: 0, streams_active: 0, streams_failed: 0, requests_received: 0,
 		records_received: 0, requests_durable: 0, records_durable: 0, acks_sent: 0, duplicates: 0,
-		invalid_requests: 0, records_published: 0, records_rejected_parquet: 0, connections_dropped: 0,
+		invalid_requests: 0, records_published: 0, records_rejected_parquet: 0, publish_failures: 0,
+		connections_dropped: 0,
 		close_signals_sent: 0, streams_expired: 0, token_requests_held: 0 };
 }
 
@@ -286,10 +287,16 @@ class Emulator {
 
 	/* ---- publication ---- */
 
-	/* Publish every durable record to its Delta table (in the worker); serialized. */
+	/*
+	 * Publish every durable record to its Delta table (in the worker);
+	 * serialized.  Resolves with {table: message} for the tables whose
+	 * publication failed this round (their records stay pending and are
+	 * tried again next round).
+	 */
 	publish() {
 		this.publishing = this.publishing.then(async () => {
 			const res = await this.publisher.call('publish');
+			const errors = {};
 			for (const [table, r] of Object.entries(res)) {
 				this.versions.set(table, r.version);
 				this.published.set(table, r.position);
@@ -299,10 +306,18 @@ class Emulator {
 				}
 				for (const f of r.rejectedFiles)
 					this.log(`table ${table} changed incompatibly: durable records written to ${f}`);
+				if (r.error !== undefined) {
+					errors[table] = r.error;
+					if (this.catalog.table(table))
+						this.count(table, 'publish_failures');
+					this.log(`publication of table ${table} failed, its durable records stay pending: ${r.error}`);
+				}
 			}
 			await this.maybeCompact();
+			return errors;
 		}).catch((e) => {
 			this.log(`publication failed: ${e.stack || e}`);
+			return { '*': e.message };
 		});
 		return this.publishing;
 	}

@@ -261,48 +261,25 @@ function duckType(t) {
 	}
 }
 
-const pad = (n, w) => String(n).padStart(w, '0');
-
-/* Days since 1970-01-01 to "YYYY-MM-DD". */
-function dateText(days) {
-	const d = new Date(Number(days) * 86400000);
-	if (Number.isNaN(d.getTime()))
-		throw new TypeError_(`DATE ${days} out of range`);
-	return d.toISOString().slice(0, 10);
-}
+/*
+ * DATE days that the reader prints as "YYYY-MM-DD": 0001-01-01 (-719162)
+ * to 9999-12-31 (2932896), the years written with four digits and no sign
+ * in every convention (no year 0 or BCE question).  A DATE column stores
+ * any int32; days outside this range are printed as the day count itself.
+ */
+const DATE_TEXT_MIN = -719162;
+const DATE_TEXT_MAX = 2932896;
 
 /*
- * The "YYYY-MM-DD HH:MM:SS" text of the last second formatted: rows of one
- * file mostly share their seconds, and Date formatting dominates otherwise.
+ * The reader's form of a DATE (days since 1970-01-01, any int32):
+ * "YYYY-MM-DD" (proleptic Gregorian) from 0001-01-01 to 9999-12-31, else
+ * the integer day count.  Both are exact.
  */
-let lastSec = null;
-let lastSecText = '';
-
-/* Microseconds since the epoch to "YYYY-MM-DD HH:MM:SS.ffffff" (UTC). */
-function timestampText(us) {
-	let sec, frac;
-	if (typeof us === 'bigint') {
-		sec = us / 1000000n;
-		frac = us % 1000000n;
-		if (frac < 0n) {
-			frac += 1000000n;
-			sec -= 1n;
-		}
-		sec = Number(sec);
-		frac = Number(frac);
-	} else {
-		sec = Math.floor(us / 1e6);
-		frac = us - sec * 1e6;
-	}
-	if (sec !== lastSec) {
-		const d = new Date(sec * 1000);
-		if (Number.isNaN(d.getTime()))
-			throw new TypeError_(`TIMESTAMP ${us} out of range`);
-		const iso = d.toISOString();
-		lastSecText = `${iso.slice(0, 10)} ${iso.slice(11, 19)}.`;
-		lastSec = sec;
-	}
-	return lastSecText + pad(frac, 6);
+function dateOut(days) {
+	const n = Number(days);
+	if (n < DATE_TEXT_MIN || n > DATE_TEXT_MAX)
+		return n;
+	return new Date(n * 86400000).toISOString().slice(0, 10);
 }
 
 /* "YYYY-MM-DD" to days since 1970-01-01, or null when malformed. */
@@ -310,11 +287,12 @@ function parseDateText(s) {
 	const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(s);
 	if (!m)
 		return null;
-	const ms = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
-	const d = new Date(ms);
-	if (d.getUTCDate() !== Number(m[3]))
+	/* Not Date.UTC(), which takes years 0-99 for 1900-1999. */
+	const d = new Date(0);
+	d.setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+	if (d.getUTCDate() !== Number(m[3]) || d.getUTCMonth() !== Number(m[2]) - 1)
 		return null;
-	return ms / 86400000;
+	return d.getTime() / 86400000;
 }
 
 /* ISO-8601 timestamp text to microseconds, or null when malformed. */
@@ -356,8 +334,9 @@ function checkDecimal(text, t) {
 
 /*
  * Format a scalar value of type t as JSON text that DuckDB's read_json
- * converts exactly to duckType(t).  Nested types and BINARY are staged by
- * delta.js, which calls this for the scalars inside them.
+ * converts exactly to duckType(t), or for DATE and TIMESTAMP(_NTZ) to the
+ * integer type delta.js stages them as.  Nested types and BINARY are staged
+ * by delta.js, which calls this for the scalars inside them.
  */
 function duckJson(v, t) {
 	if (v === null || v === undefined)
@@ -377,11 +356,14 @@ function duckJson(v, t) {
 		case 'DECIMAL':
 			return JSON.stringify(v);
 		case 'DATE':
-			return `"${dateText(v)}"`;
 		case 'TIMESTAMP':
-			return `"${timestampText(v)}+00"`;
 		case 'TIMESTAMP_NTZ':
-			return `"${timestampText(v)}"`;
+			/*
+			 * The integer itself (days, microseconds): delta.js stages these
+			 * as INTEGER / BIGINT and turns them into DATE / TIMESTAMP(TZ)
+			 * bit for bit, whatever the value (see stagedType()).
+			 */
+			return String(v);
 		default:
 			throw new TypeError_(`cannot format ${t.kind}`);
 	}
@@ -389,6 +371,6 @@ function duckJson(v, t) {
 
 module.exports = {
 	TypeError_, parseType, typeText, parseColumns, deltaType, deltaStruct,
-	fromDeltaType, usesKind, duckType, quoteIdent, duckJson, dateText,
-	timestampText, parseDateText, parseTimestampText, checkDecimal, IDENT,
+	fromDeltaType, usesKind, duckType, quoteIdent, duckJson, dateOut,
+	parseDateText, parseTimestampText, checkDecimal, IDENT, DATE_TEXT_MIN, DATE_TEXT_MAX,
 };

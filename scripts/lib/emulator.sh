@@ -26,6 +26,10 @@ emu_start()
 
 	EMU_DIR="$WORK/emulator"
 	mkdir -p "$EMU_DIR"
+	"$TOP/scripts/emulator-modules.sh" || {
+		echo "$PROG: could not install the emulator's npm modules" >&2
+		return 1
+	}
 	# setsid: it must be able to outlive this terminal session (quickstart.sh
 	# --keep); disown: no job notice when it is stopped.
 	setsid node "$TOP/emulator/bin/zerobus-emulator.js" --data-dir "$EMU_DIR" \

@@ -240,6 +240,7 @@ zerobus_auth_start(const char *workspace_url, const char *workspace_id,
 	curl_easy_setopt(req->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(timeout_ms, 10000));
 	if (ca_file != NULL)
 		curl_easy_setopt(req->easy, CURLOPT_CAINFO, ca_file);
+	zerobus_curl_set_proxy(req->easy, false);
 	curl_easy_setopt(req->easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
 	curl_easy_setopt(req->easy, CURLOPT_USERNAME, client_id);
 	curl_easy_setopt(req->easy, CURLOPT_PASSWORD, client_secret);

@@ -54,6 +54,7 @@
 #include <curl/curl.h>
 
 #include "grpc.h"
+#include "stream.h"
 #include "zerobus.h"
 #include "zerobus_service.pb-c.h"
 #include "port/pg_bswap.h"
@@ -552,6 +553,26 @@ zerobus_curl_init(char *errbuf, size_t errlen)
 }
 
 /*
+ * Proxy settings of a transfer.  See grpc.h.  An empty zerobus.proxy sets
+ * nothing, so that libcurl reads https_proxy, http_proxy, all_proxy and
+ * no_proxy from the server's environment.
+ */
+void
+zerobus_curl_set_proxy(void *easy, bool tunnel)
+{
+	if (zerobus_proxy != NULL && zerobus_proxy[0] != '\0')
+		curl_easy_setopt(easy, CURLOPT_PROXY, zerobus_proxy);
+	if (zerobus_no_proxy != NULL && zerobus_no_proxy[0] != '\0')
+		curl_easy_setopt(easy, CURLOPT_NOPROXY, zerobus_no_proxy);
+	if (tunnel)
+	{
+		curl_easy_setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
+		/* the proxy's CONNECT reply is no response of the call */
+		curl_easy_setopt(easy, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+	}
+}
+
+/*
  * Parses and checks the endpoint, then sets up the multi handle.  Nothing
  * connects yet.  See grpc.h.
  */
@@ -811,6 +832,7 @@ zerobus_grpc_open(ZerobusGrpc *grpc, const char *table_name, const char *token,
 	curl_easy_setopt(call->easy, CURLOPT_TCP_NODELAY, 1L);
 	if (grpc->ca_file != NULL)
 		curl_easy_setopt(call->easy, CURLOPT_CAINFO, grpc->ca_file);
+	zerobus_curl_set_proxy(call->easy, true);
 	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, call->headers);
 	curl_easy_setopt(call->easy, CURLOPT_POST, 1L);
 	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) -1);

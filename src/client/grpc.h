@@ -164,6 +164,13 @@ extern bool zerobus_grpc_add_transfer(ZerobusGrpc *grpc, void *easy,
 extern void zerobus_grpc_remove_transfer(ZerobusGrpc *grpc, void *easy);
 
 /*
+ * Sets the proxy of a transfer from zerobus.proxy and zerobus.no_proxy
+ * (each left to libcurl's environment variables when empty).  With tunnel,
+ * the transfer goes through a CONNECT tunnel, as HTTP/2 must.
+ */
+extern void zerobus_curl_set_proxy(void *easy, bool tunnel);
+
+/*
  * Initializes libcurl once per process, before its first handle.  Returns
  * false, with errbuf filled, when it cannot.
  */

@@ -62,6 +62,8 @@ int			zerobus_ack_timeout = 60000;
 int			zerobus_restart_backoff_max = 60;
 int			zerobus_snapshot_chunk_rows = 10000;
 char	   *zerobus_ca_file = NULL;
+char	   *zerobus_proxy = NULL;
+char	   *zerobus_no_proxy = NULL;
 
 /*
  * The integer settings.  Those marked per_stream are also options of
@@ -178,6 +180,34 @@ zerobus_shmem_startup(void)
 }
 
 /*
+ * GUC check hook of zerobus.proxy: empty, or a URL with a scheme libcurl
+ * takes for a proxy and a host, with no line break (it becomes a curl
+ * option as it is).  The value may hold credentials: the message does not
+ * show it.
+ */
+static bool
+check_proxy(char **newval, void **extra, GucSource source)
+{
+	static const char *const schemes[] = {
+		"http://", "https://", "socks4://", "socks4a://", "socks5://", "socks5h://"
+	};
+	const char *v = *newval;
+
+	if (v == NULL || v[0] == '\0')
+		return true;
+	for (int i = 0; i < (int) lengthof(schemes); i++)
+	{
+		size_t		len = strlen(schemes[i]);
+
+		if (pg_strncasecmp(v, schemes[i], len) == 0 && v[len] != '\0' &&
+			v[len] != '/' && strpbrk(v, " \t\r\n") == NULL)
+			return true;
+	}
+	GUC_check_errdetail("The proxy must be a URL of scheme http, https, socks4, socks4a, socks5 or socks5h with a host, such as http://proxy.example.com:3128.");
+	return false;
+}
+
+/*
  * Module load.  Only the postmaster loading us from shared_preload_libraries
  * sets up settings, shared memory and the launcher; a walsender using the
  * output plugin gets none of it.
@@ -211,6 +241,17 @@ _PG_init(void)
 							   "File of trusted certificate authorities for TLS to Zerobus and OAuth; empty for the system's.",
 							   "A stream's own ca_file overrides it.",
 							   &zerobus_ca_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("zerobus.proxy",
+							   "Proxy for the connections to Zerobus and to the OAuth endpoint; empty for the server's environment (https_proxy, http_proxy, all_proxy).",
+							   "A URL such as http://proxy.example.com:3128 (credentials may be given as user:password@); gRPC goes through a CONNECT tunnel.",
+							   &zerobus_proxy, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_proxy, NULL, NULL);
+	DefineCustomStringVariable("zerobus.no_proxy",
+							   "Hosts reached without the proxy, comma-separated; empty for the server's no_proxy environment variable.",
+							   "\"*\" bypasses every proxy, also those of the environment.",
+							   &zerobus_no_proxy, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("zerobus");
 

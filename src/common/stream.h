@@ -122,6 +122,8 @@ extern int	zerobus_ack_timeout;
 extern int	zerobus_restart_backoff_max;
 extern int	zerobus_snapshot_chunk_rows;
 extern char *zerobus_ca_file;
+extern char *zerobus_proxy;
+extern char *zerobus_no_proxy;
 
 extern void zerobus_check_stream_option(const char *name, int value);
 

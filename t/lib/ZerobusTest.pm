@@ -22,7 +22,7 @@ use Exporter 'import';
 our @EXPORT = qw(zb_node start_emulator stop_emulator emulator_api
   declare_target create_stream wait_streaming wait_failed wait_table_paused
   wait_acked delta_rows fold_changes source_rows check_slot_behind_acks
-  stream_stat poll_until one_table_stream);
+  stream_stat poll_until one_table_stream make_test_certs);
 
 my $srcdir =
   File::Spec->rel2abs(File::Spec->catdir(dirname(__FILE__), '..', '..'));
@@ -120,6 +120,38 @@ sub emulator_api
 	die "emulator $method $path: $res->{status} $res->{content}"
 	  unless $res->{success};
 	return decode_json($res->{content} || '{}');
+}
+
+# Makes, in a new temporary directory that it returns, a test CA (ca.pem),
+# an unrelated one (other_ca.pem) and a server certificate for 127.0.0.1
+# and localhost signed by the first (server.pem, server.key), with the
+# openssl command; no key is kept in the repository.
+sub make_test_certs
+{
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	for my $ca ('ca', 'other_ca')
+	{
+		system_or_bail(
+			'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+			'-keyout', "$dir/$ca.key", '-out', "$dir/$ca.pem", '-days', '1',
+			'-subj', "/CN=zerobus TAP test $ca",
+			'-addext', 'basicConstraints=critical,CA:TRUE',
+			'-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+	}
+	system_or_bail(
+		'openssl', 'req', '-newkey', 'rsa:2048', '-nodes',
+		'-keyout', "$dir/server.key", '-out', "$dir/server.csr",
+		'-subj', '/CN=localhost');
+	PostgreSQL::Test::Utils::append_to_file("$dir/ext.cnf",
+		    "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+		  . "basicConstraints=CA:FALSE\n"
+		  . "keyUsage=digitalSignature,keyEncipherment\n"
+		  . "extendedKeyUsage=serverAuth\n");
+	system_or_bail(
+		'openssl', 'x509', '-req', '-in', "$dir/server.csr",
+		'-CA', "$dir/ca.pem", '-CAkey', "$dir/ca.key", '-CAcreateserial',
+		'-out', "$dir/server.pem", '-days', '1', '-extfile', "$dir/ext.cnf");
+	return $dir;
 }
 
 # Declares target table $target in the emulator with the columns
