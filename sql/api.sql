@@ -64,7 +64,7 @@ SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
 SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
 	'https://w.example.com', 'id', 'secret', 'main', table_map => '[]');
 SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
-	'https://w.example.com', 'id', 'secret', 'main', batch_max_bytes => 4194304);
+	'https://w.example.com', 'id', 'secret', 'main', batch_max_bytes => 10485760);
 SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
 	'https://w.example.com', 'id', 'secret', 'main', ack_timeout => 0);
 SET output_plugin_libraries = 'pgoutput';

@@ -61,6 +61,12 @@
 #define ZB_GRPC_TRANSPORT_ERROR		(-1)
 #define ZB_GRPC_PROTOCOL_ERROR		(-2)
 
+/*
+ * Largest request message Zerobus takes (10 MiB; a larger one ends the
+ * call with INVALID_ARGUMENT).
+ */
+#define ZB_GRPC_MAX_REQUEST			(10 * 1024 * 1024)
+
 /* events queued between two reads by the caller; a flood fails its call */
 #define ZB_GRPC_MAX_EVENTS			4096
 
@@ -127,7 +133,7 @@ extern ZerobusGrpcCall *zerobus_grpc_open(ZerobusGrpc *grpc,
  * Queues one ingest request: a batch of nrecords (> 0) serialized records
  * (sent as ingest_record when nrecords == 1) with the given offset_id.  The
  * bytes are copied.  The caller keeps each request under
- * ZB_GRPC_MAX_MESSAGE.  A request on a call that has ended is dropped (its
+ * ZB_GRPC_MAX_REQUEST.  A request on a call that has ended is dropped (its
  * ENDED event is queued).  Raises ERROR only when out of memory.
  */
 extern void zerobus_grpc_send(ZerobusGrpcCall *call, int64 offset_id,

@@ -16,7 +16,10 @@
 #ifndef ZEROBUS_GRPC_READER_H
 #define ZEROBUS_GRPC_READER_H
 
-/* Maximum size of one gRPC message Zerobus accepts (4 MiB). */
+/*
+ * Largest gRPC response message taken from the server (4 MiB, gRPC's
+ * default); Zerobus's responses are a few bytes.
+ */
 #define ZB_GRPC_MAX_MESSAGE			(4 * 1024 * 1024)
 /* receive room a call keeps after a larger message */
 #define ZB_GRPC_RECV_KEEP			(64 * 1024)

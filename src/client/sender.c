@@ -92,7 +92,7 @@
 
 /* Room left in a gRPC message for the request framing around the records */
 #define ZB_REQUEST_OVERHEAD		(64 * 1024)
-#define ZB_MAX_RECORD			(ZB_GRPC_MAX_MESSAGE - ZB_REQUEST_OVERHEAD)
+#define ZB_MAX_RECORD			(ZB_GRPC_MAX_REQUEST - ZB_REQUEST_OVERHEAD)
 
 /*
  * Most record bytes held in the transport's send queues before the worker

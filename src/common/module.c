@@ -91,7 +91,7 @@ static const IntSetting int_settings[] = {
 		&zerobus_batch_max_records, 1000, 1, 100000, PGC_SIGHUP, 0, true},
 	{"batch_max_bytes",
 		"Maximum size of the records of one request to Zerobus.",
-		&zerobus_batch_max_bytes, 1024 * 1024, 1024, 4 * 1024 * 1024 - 64 * 1024,
+		&zerobus_batch_max_bytes, 1024 * 1024, 1024, 10 * 1024 * 1024 - 64 * 1024,
 		PGC_SIGHUP, GUC_UNIT_BYTE, true},
 	{"batch_max_delay",
 		"Maximum time a record waits for its batch to fill.",
