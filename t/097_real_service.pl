@@ -14,6 +14,7 @@
 #    UNAVAILABLE;
 #  - a request over the service's message limit gets INVALID_ARGUMENT and
 #    pauses its table, losing nothing;
+#  - a busy table is spread over several streams;
 #  - a server that ends a call without RST_STREAM (which libcurl 7.88
 #    cannot see) is caught by the ack timeout.
 # After each, the Delta tables folded equal the source tables and the slot
@@ -93,13 +94,13 @@ sub check_all
 	return;
 }
 
-# Writes rows every 100 ms until $cond (a code ref) holds; returns the
-# last WAL position written.
+# Writes $n rows (default 5) every 100 ms until $cond (a code ref) holds;
+# returns the last WAL position written.
 sub write_until
 {
-	my ($cond, $what) = @_;
+	my ($cond, $what, $n) = @_;
 	my $lsn;
-	ok(poll_until(sub { $lsn = write_rows(5); $cond->() }), $what);
+	ok(poll_until(sub { $lsn = write_rows($n // 5); $cond->() }), $what);
 	return $lsn;
 }
 
@@ -211,6 +212,23 @@ is( $node->safe_psql('postgres',
 emulator_api($emu, 'PUT', '/admin/settings', { max_message_bytes => 10485760 });
 $node->safe_psql('postgres', "SELECT zerobus.resume_stream('s1')");
 check_all('oversize, resumed', write_rows(10));
+
+# A busy table is spread over several Zerobus streams: with a per-stream
+# quota of 500 records/s, a few thousand rows a second take several
+# streams of t1 at once; everything arrives and folds to the source.
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET zerobus.stream_max_records_per_second = 500; SELECT pg_reload_conf()");
+sub live_streams
+{
+	my ($table) = @_;
+	return scalar grep { $_->{table} eq $table }
+	  @{ emulator_api($emu, 'GET', '/admin/streams') };
+}
+$lsn = write_until(sub { live_streams('main.cdc.t1') >= 3 },
+	'several streams: t1 is spread over three streams or more', 500);
+check_all('several streams', $lsn);
+$node->safe_psql('postgres',
+	"ALTER SYSTEM RESET zerobus.stream_max_records_per_second; SELECT pg_reload_conf()");
 
 # A server that ends a call with trailers but no RST_STREAM while the
 # client still sends: libcurl 7.88 never reports it, so the ack timeout

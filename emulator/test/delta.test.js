@@ -108,7 +108,7 @@ test('schema changes: compatible ones publish, incompatible ones go to table_rej
 		assert.strictEqual(fs.readdirSync(dir).filter(f => f.endsWith('.parquet')).length, 1);
 		const out = execFileSync(process.execPath, [H.READ, '--data-dir', emu.dataDir, '--table', table, '--rejected'],
 			{ encoding: 'utf8' }).trim();
-		assert.deepStrictEqual(JSON.parse(out), { id: '3', name: 'kept as durable', extra: 7 });
+		assert.deepStrictEqual(JSON.parse(out), { id: 3, name: 'kept as durable', extra: 7 });
 		const stats = (await emu.http('GET', '/admin/stats')).body.tables[table];
 		assert.strictEqual(stats.records_rejected_parquet, 1);
 		assert.strictEqual(stats.records_published, 2);

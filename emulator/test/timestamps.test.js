@@ -136,7 +136,7 @@ test('reader DATE forms: "YYYY-MM-DD" from 0001-01-01 to 9999-12-31, the day cou
 	assert.strictEqual(T.DATE_TEXT_MAX, T.parseDateText('9999-12-31'));
 });
 
-test('TIMESTAMP, TIMESTAMP_NTZ and DATE at and beyond their integer ranges: acked, published and read back exactly', async () => {
+test('TIMESTAMP, TIMESTAMP_NTZ and DATE at and beyond their integer ranges: acked, published and read back exactly', { timeout: 60000 }, async () => {
 	const emu = await H.startEmulator({ args: ['--publish-interval-ms', '3600000'] });
 	const table = 'main.edge.values';
 	try {
@@ -212,7 +212,7 @@ test('TIMESTAMP, TIMESTAMP_NTZ and DATE at and beyond their integer ranges: acke
 	}
 });
 
-test('JSON records: DATE days beyond 32 bits are refused at ingest, int32 and µs limits published, years below 100 parsed as such', async () => {
+test('JSON records: DATE days beyond 32 bits are refused at ingest, int32 and µs limits published, years below 100 parsed as such', { timeout: 60000 }, async () => {
 	const emu = await H.startEmulator({ args: ['--publish-interval-ms', '3600000'] });
 	const table = 'main.edge.json';
 	try {
@@ -242,7 +242,7 @@ test('JSON records: DATE days beyond 32 bits are refused at ingest, int32 and µ
 	}
 });
 
-test('edge values diverted to table_rejected_parquets keep their exact integers (--rejected)', async () => {
+test('edge values diverted to table_rejected_parquets keep their exact integers (--rejected)', { timeout: 60000 }, async () => {
 	const emu = await H.startEmulator({ args: ['--publish-interval-ms', '3600000'] });
 	const table = 'main.edge.altered';
 	try {
@@ -273,7 +273,7 @@ test('edge values diverted to table_rejected_parquets keep their exact integers 
 	}
 });
 
-test('a table whose publication fails keeps its records pending, in order; other tables publish', async () => {
+test('a table whose publication fails keeps its records pending, in order; other tables publish', { timeout: 60000 }, async () => {
 	const emu = await H.startEmulator({ args: ['--publish-interval-ms', '3600000'] });
 	const A = 'main.edge.stuck', B = 'main.edge.free';
 	const rec = (id) => E.encodeMessage(SPEC, { id, ts: BigInt(id) - 2n ** 63n, d: id });

@@ -71,6 +71,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "lib/ilist.h"
 #include "common/base64.h"
 #include "lib/stringinfo.h"
@@ -141,6 +143,7 @@ typedef struct ZbCall
 	ZerobusGrpcCall *grpc;
 	ZerobusTarget *target;
 	ZerobusLane lane;
+	int			shard;			/* which of its target's calls of lane */
 	uint64		serial;			/* unique in the sender */
 	char	   *descriptor;		/* DescriptorProto it was opened with */
 	int			descriptor_len;
@@ -167,7 +170,16 @@ struct ZerobusTarget
 {
 	dlist_node	node;			/* in ZerobusSender.targets */
 	char	   *name;			/* catalog.schema.table */
-	ZbCall	   *call[ZB_NLANES];	/* current calls, NULL until needed */
+	/* current calls, per lane and shard; NULL until needed */
+	ZbCall	   *call[ZB_NLANES][ZB_MAX_STREAMS_PER_TABLE];
+	char	   *descriptor[ZB_NLANES];	/* of the lane's current calls */
+	int			descriptor_len[ZB_NLANES];
+	uint64		epoch[ZB_NLANES];	/* changes with the lane's descriptor */
+	int			nshards;		/* calls per lane its records are spread over */
+	TimestampTz window_start;	/* the rate measured (adjust_shards) */
+	int64		window_records;
+	int64		window_bytes;
+	int			quiet_windows;	/* windows in a row that wanted fewer */
 	char	   *token;			/* malloc'd by auth.c, NULL when none */
 	TimestampTz token_expires;
 	TimestampTz token_refresh;	/* when to replace the token */
@@ -365,6 +377,7 @@ zerobus_sender_target(ZerobusSender *sender, const char *name)
 	}
 	target = MemoryContextAllocZero(sender->cxt, sizeof(ZerobusTarget));
 	target->name = MemoryContextStrdup(sender->cxt, name);
+	target->nshards = 1;
 	dlist_push_tail(&sender->targets, &target->node);
 	return target;
 }
@@ -572,14 +585,14 @@ token_done(ZerobusSender *sender, ZerobusTarget *target, int result)
 
 /*
  * Opens a new call for target with the given descriptor and makes it the
- * target's current call of lane.  Any previous current call of that lane
+ * target's current call of lane and shard.  Any previous current call there
  * must have been retired.  Without a usable token the call waits for one
  * (its batches are held, see flush_batch) and a token request starts.
  * Returns NULL when the target is paused.
  */
 static ZbCall *
 open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
-		  const char *descriptor, int descriptor_len)
+		  int shard, const char *descriptor, int descriptor_len)
 {
 	ZbCall	   *call;
 
@@ -590,6 +603,7 @@ open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 	call = MemoryContextAllocZero(sender->cxt, sizeof(ZbCall));
 	call->target = target;
 	call->lane = lane;
+	call->shard = shard;
 	call->serial = ++sender->next_serial;
 	call->descriptor = MemoryContextAlloc(sender->cxt, descriptor_len);
 	memcpy(call->descriptor, descriptor, descriptor_len);
@@ -598,7 +612,7 @@ open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 	dlist_init(&call->inflight);
 	call->buf.data = NULL;
 	dlist_push_tail(&sender->calls, &call->node);
-	target->call[lane] = call;
+	target->call[lane][shard] = call;
 	if (token_usable(sender, target))
 		start_call(sender, call);
 	return call;
@@ -680,8 +694,8 @@ drop_call(ZerobusSender *sender, ZbCall *call)
 {
 	dlist_mutable_iter iter;
 
-	if (call->target->call[call->lane] == call)
-		call->target->call[call->lane] = NULL;
+	if (call->target->call[call->lane][call->shard] == call)
+		call->target->call[call->lane][call->shard] = NULL;
 	if (call->grpc)
 		zerobus_grpc_close(call->grpc);
 	if (call->open)
@@ -765,40 +779,60 @@ retire_call(ZerobusSender *sender, ZbCall *call)
 	if (call->open)
 		flush_batch(sender, call);
 	call->retiring = true;
-	if (call->target->call[call->lane] == call)
-		call->target->call[call->lane] = NULL;
+	if (call->target->call[call->lane][call->shard] == call)
+		call->target->call[call->lane][call->shard] = NULL;
 	if (dlist_is_empty(&call->inflight))
 		close_call(sender, call);
 }
 
+/* Retires target's current calls of lane from shard from on. */
+static void
+retire_shards(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
+			  int from)
+{
+	for (int shard = from; shard < ZB_MAX_STREAMS_PER_TABLE; shard++)
+		if (target->call[lane][shard] != NULL)
+			retire_call(sender, target->call[lane][shard]);
+}
+
 /*
- * The call records with the given descriptor go to on target's lane: the
- * current call when it was opened with that descriptor, else a new one
- * (retiring the old).  *call_serial caches the serial of the call known to
- * take the descriptor, so that the descriptor is compared only once per
- * call; 0 means none.  NULL when the target was paused meanwhile.
+ * The call a record with the given descriptor and key hash goes to: the
+ * current call of target's lane for the hash's shard, opened when there
+ * is none.  All current calls of a lane share one descriptor; a record
+ * with another retires them.  *epoch caches the lane's descriptor epoch
+ * the caller's descriptor is known to match, so that the descriptor is
+ * compared only once per change of it; 0 means none.  NULL when the target
+ * was paused meanwhile.
  */
 static ZbCall *
 call_for(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
-		 const char *descriptor, int descriptor_len, uint64 *call_serial)
+		 const char *descriptor, int descriptor_len, uint64 *epoch,
+		 uint32 key_hash)
 {
-	ZbCall	   *call = target->call[lane];
+	int			shard = target->nshards > 1 ? key_hash % target->nshards : 0;
+	ZbCall	   *call;
 
-	if (call)
+	if (*epoch == 0 || *epoch != target->epoch[lane])
 	{
-		if (call->serial == *call_serial)
-			return call;
-		if (call->descriptor_len == descriptor_len &&
-			memcmp(call->descriptor, descriptor, descriptor_len) == 0)
+		if (target->descriptor[lane] == NULL ||
+			target->descriptor_len[lane] != descriptor_len ||
+			memcmp(target->descriptor[lane], descriptor, descriptor_len) != 0)
 		{
-			*call_serial = call->serial;
-			return call;
+			retire_shards(sender, target, lane, 0);
+			if (target->descriptor[lane] != NULL)
+				pfree(target->descriptor[lane]);
+			target->descriptor[lane] = MemoryContextAlloc(sender->cxt,
+														  descriptor_len);
+			memcpy(target->descriptor[lane], descriptor, descriptor_len);
+			target->descriptor_len[lane] = descriptor_len;
+			target->epoch[lane] = ++sender->next_serial;
 		}
-		retire_call(sender, call);
+		*epoch = target->epoch[lane];
 	}
-	call = open_call(sender, target, lane, descriptor, descriptor_len);
-	if (call != NULL)
-		*call_serial = call->serial;
+	call = target->call[lane][shard];
+	if (call == NULL)
+		call = open_call(sender, target, lane, shard, descriptor,
+						 descriptor_len);
 	return call;
 }
 
@@ -876,7 +910,8 @@ zerobus_sender_flush_all(ZerobusSender *sender)
 
 /*
  * Appends one record, encoded with descriptor, to the current call of
- * target's lane (see call_for for call_serial), and counts its batch as
+ * target's lane for its key_hash (see call_for for epoch; the hash matters
+ * only while zerobus_sender_shards() is above 1), and counts its batch as
  * pending in group until the batch is acked.  source names the source
  * table in the error about a record too large.  The record is copied;
  * group must outlive the batch.  Returns false, taking nothing, when the
@@ -885,8 +920,8 @@ zerobus_sender_flush_all(ZerobusSender *sender)
 bool
 zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 				   ZerobusLane lane, const char *descriptor, int descriptor_len,
-				   uint64 *call_serial, const char *record, size_t len,
-				   ZerobusAckGroup *group, const char *source)
+				   uint64 *epoch, uint32 key_hash, const char *record,
+				   size_t len, ZerobusAckGroup *group, const char *source)
 {
 	ZerobusStreamConfig *config = sender->config;
 	ZbCall	   *call;
@@ -903,10 +938,14 @@ zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 						source, len, ZB_MAX_RECORD)));
 	}
 
-	call = call_for(sender, target, lane, descriptor, descriptor_len,
-					call_serial);
+	call = call_for(sender, target, lane, descriptor, descriptor_len, epoch,
+					key_hash);
 	if (call == NULL)
 		return false;
+	if (target->window_records == 0 && target->nshards == 1)
+		target->window_start = sender->now;	/* a quiet table wakes up */
+	target->window_records++;
+	target->window_bytes += len;
 	batch = call->open;
 	if (batch && batch->bytes + len > (size_t) config->batch_max_bytes)
 	{
@@ -962,6 +1001,79 @@ zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 	if (batch->nrecords >= config->batch_max_records)
 		flush_batch(sender, call);
 	return true;
+}
+
+/*
+ * How many calls per lane target's records are spread over, by a hash of
+ * their replica identity key (see adjust_shards).
+ */
+int
+zerobus_sender_shards(ZerobusTarget *target)
+{
+	return target->nshards;
+}
+
+/*
+ * Chooses, once a second, over how many Zerobus streams target's records
+ * are spread, from the rate they came at and the per-stream quotas
+ * (zerobus.stream_max_records_per_second, ..._bytes_per_second): as many
+ * as that rate needs at 70% of a quota each, up to
+ * zerobus.max_streams_per_table.  The service holds a stream back at its
+ * quota, so a table whose streams run near it (above 80%) gets more at
+ * once; it gets fewer only after ten seconds in a row that wanted fewer,
+ * so that a burst does not make the streams come and go.  The calls of
+ * the shards given up are retired.  A quiet table keeps one stream and
+ * costs no timer.
+ */
+static void
+adjust_shards(ZerobusSender *sender, ZerobusTarget *target, long *timeout)
+{
+	TimestampTz due = TimestampTzPlusMilliseconds(target->window_start, 1000);
+	double		secs;
+	double		records_rate;
+	double		bytes_rate;
+	double		quota_records = zerobus_stream_max_records_per_second;
+	double		quota_bytes = zerobus_stream_max_bytes_per_second;
+	int			n = target->nshards;
+	int			want;
+
+	if (target->window_records == 0 && n == 1)
+		return;
+	if (sender->now < due)
+	{
+		zerobus_timeout_until(timeout, sender->now, due);
+		return;
+	}
+	secs = (double) (sender->now - target->window_start) / USECS_PER_SEC;
+	records_rate = target->window_records / secs;
+	bytes_rate = target->window_bytes / secs;
+	want = (int) ceil(Max(records_rate / (0.7 * quota_records),
+						  bytes_rate / (0.7 * quota_bytes)));
+	want = Max(1, Min(want, zerobus_max_streams_per_table));
+
+	if (want >= n)
+		target->quiet_windows = 0;
+	if (want < n && n <= zerobus_max_streams_per_table &&
+		++target->quiet_windows < 10)
+		want = n;				/* fewer, but not for long enough yet */
+	else if (want > n && records_rate <= 0.8 * n * quota_records &&
+			 bytes_rate <= 0.8 * n * quota_bytes)
+		want = n;				/* the streams keep up */
+	if (want != n)
+	{
+		elog(DEBUG1, "zerobus: table %s now spread over %d streams (%.0f records/s, %.0f bytes/s)",
+			 target->name, want, records_rate, bytes_rate);
+		target->nshards = want;
+		target->quiet_windows = 0;
+		for (int lane = 0; lane < ZB_NLANES; lane++)
+			retire_shards(sender, target, lane, want);
+	}
+	target->window_start = sender->now;
+	target->window_records = 0;
+	target->window_bytes = 0;
+	if (want > 1)
+		zerobus_timeout_until(timeout, sender->now,
+							  TimestampTzPlusMilliseconds(sender->now, 1000));
 }
 
 /* ----------------------------------------------------------------
@@ -1303,10 +1415,13 @@ zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
 		ZerobusTarget *target = dlist_container(ZerobusTarget, node, titer.cur);
 		bool		in_use = false;
 
+		if (!target->paused)
+			adjust_shards(sender, target, timeout);
 		if (target->token == NULL || target->fetch != NULL || target->paused)
 			continue;
 		for (int lane = 0; lane < ZB_NLANES; lane++)
-			in_use |= target->call[lane] != NULL;
+			for (int shard = 0; shard < target->nshards; shard++)
+				in_use |= target->call[lane][shard] != NULL;
 		if (!in_use)
 			continue;
 		if (sender->now >= target->token_refresh)

@@ -88,9 +88,10 @@ extern ZerobusTarget *zerobus_sender_target(ZerobusSender *sender,
 extern bool zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 							   ZerobusLane lane,
 							   const char *descriptor, int descriptor_len,
-							   uint64 *call_serial,
+							   uint64 *epoch, uint32 key_hash,
 							   const char *record, size_t len,
 							   ZerobusAckGroup *group, const char *source);
+extern int	zerobus_sender_shards(ZerobusTarget *target);
 extern void zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target);
 extern bool zerobus_sender_paused(ZerobusTarget *target);
 extern void zerobus_sender_flush_all(ZerobusSender *sender);

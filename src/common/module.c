@@ -64,6 +64,9 @@ int			zerobus_snapshot_chunk_rows = 10000;
 char	   *zerobus_ca_file = NULL;
 char	   *zerobus_proxy = NULL;
 char	   *zerobus_no_proxy = NULL;
+int			zerobus_stream_max_records_per_second = 15000;
+int			zerobus_stream_max_bytes_per_second = 100000000;
+int			zerobus_max_streams_per_table = 16;
 
 /*
  * The integer settings.  Those marked per_stream are also options of
@@ -109,6 +112,16 @@ static const IntSetting int_settings[] = {
 	{"snapshot_chunk_rows",
 		"Rows an initial snapshot reads per primary-key chunk (one short transaction each).",
 		&zerobus_snapshot_chunk_rows, 10000, 100, 1000000, PGC_SIGHUP, 0, false},
+	{"stream_max_records_per_second",
+		"Records per second one Zerobus stream carries (the service's per-stream quota); a busier table gets more streams.",
+		&zerobus_stream_max_records_per_second, 15000, 1, INT_MAX, PGC_SIGHUP, 0, false},
+	{"stream_max_bytes_per_second",
+		"Bytes per second one Zerobus stream carries (the service's per-stream quota); a busier table gets more streams.",
+		&zerobus_stream_max_bytes_per_second, 100000000, 1024, INT_MAX,
+		PGC_SIGHUP, GUC_UNIT_BYTE, false},
+	{"max_streams_per_table",
+		"Maximum number of Zerobus streams one table's records are spread over.",
+		&zerobus_max_streams_per_table, 16, 1, ZB_MAX_STREAMS_PER_TABLE, PGC_SIGHUP, 0, false},
 };
 
 /* Slots made by this server's zerobus functions, remembered for the sweep */

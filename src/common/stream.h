@@ -124,6 +124,12 @@ extern int	zerobus_snapshot_chunk_rows;
 extern char *zerobus_ca_file;
 extern char *zerobus_proxy;
 extern char *zerobus_no_proxy;
+extern int	zerobus_stream_max_records_per_second;
+extern int	zerobus_stream_max_bytes_per_second;
+extern int	zerobus_max_streams_per_table;
+
+/* upper limit of zerobus.max_streams_per_table */
+#define ZB_MAX_STREAMS_PER_TABLE	64
 
 extern void zerobus_check_stream_option(const char *name, int value);
 

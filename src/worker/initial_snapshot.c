@@ -175,8 +175,8 @@ typedef struct SnapTable
 	double		bytes_per_block;
 	int64		chunk_no;
 	ZerobusTarget *target;
-	uint64		call_serial;	/* the snapshot call known to take its
-								 * descriptor */
+	uint64		call_epoch;		/* sender's descriptor epoch known to
+								 * match (zerobus_sender_add) */
 } SnapTable;
 
 struct ZerobusSnapshot
@@ -946,14 +946,18 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller);
 
-	/* the locks are released: hand the records over */
+	/*
+	 * The locks are released: hand the records over.  Each row of a
+	 * snapshot is sent once, so a busy table's rows may go round its
+	 * Zerobus streams by their place in the chunk rather than by key.
+	 */
 	p = records.data;
 	for (i = 0; i < chunk->nrows; i++)
 	{
 		if (!zerobus_sender_add(snap->ws->sender, t->target, ZB_LANE_SNAPSHOT,
 								descriptor, descriptor_len,
-								&t->call_serial, p, lens[i], &chunk->group,
-								t->qualname))
+								&t->call_epoch, (uint32) i, p, lens[i],
+								&chunk->group, t->qualname))
 			break;				/* paused: zerobus_snapshot_progress drops it */
 		p += lens[i];
 	}

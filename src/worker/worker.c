@@ -98,10 +98,12 @@
 
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "common/hashfn.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
+#include "nodes/bitmapset.h"
 #include "pgstat.h"
 #include "port/pg_bswap.h"
 #include "postmaster/bgworker.h"
@@ -437,6 +439,35 @@ protocol_error(const char *what)
 			 errmsg("invalid message from the zerobus output plugin: %s", what)));
 }
 
+/*
+ * A hash of a record's replica identity key: the bytes of its key
+ * columns' fields as encoded (all its source columns' when the relation
+ * has no key, as under REPLICA IDENTITY FULL or NOTHING).  A table spread
+ * over several Zerobus streams sends each record on the stream of its
+ * key's hash, so that the changes of one key stay on one stream, in order
+ * (see zerobus_sender_add).  A malformed record hashes as far as it reads:
+ * Zerobus will refuse it anyway.
+ */
+static uint32
+key_hash(const ZerobusRelation *rel, const char *record, size_t len)
+{
+	const char *p = record;
+	const char *end = record + len;
+	uint32		h = 0;
+	ZerobusWireField f;
+
+	while (p < end && zerobus_wire_next(&p, end, &f) == NULL)
+	{
+		if (f.number >= ZB_META_FIELD_BASE ||
+			(rel->key_fields != NULL &&
+			 !bms_is_member((int) f.number, rel->key_fields)))
+			continue;
+		h = hash_combine(h, hash_bytes((const unsigned char *) f.start,
+									   (int) (p - f.start)));
+	}
+	return h;
+}
+
 /* A Change message (the hot path: its fields read by zerobus_output_read). */
 static void
 handle_change(const ZerobusOutputMessage *msg)
@@ -468,7 +499,10 @@ handle_change(const ZerobusOutputMessage *msg)
 	}
 	if (!zerobus_sender_add(ws.sender, rel->target, ZB_LANE_CHANGES,
 							rel->descriptor, rel->descriptor_len,
-							&rel->call_serial, record, record_len,
+							&rel->call_epoch,
+							zerobus_sender_shards(rel->target) > 1 ?
+							key_hash(rel, record, record_len) : 0,
+							record, record_len,
 							&zb->cur_txn->acks, rel->qualname))
 		freeze_confirm();		/* its target is paused: record not sent */
 }
@@ -500,6 +534,7 @@ handle_relation(const uint8 *data, size_t len)
 			pfree(rel->columns.columns[c].delta_type);
 		}
 		pfree(rel->columns.columns);
+		bms_free(rel->key_fields);
 	}
 	rel->qualname = quote_qualified_identifier(msg->schema_name,
 											   msg->table_name);
@@ -507,8 +542,9 @@ handle_relation(const uint8 *data, size_t len)
 	memcpy(rel->descriptor, msg->descriptor_proto.data,
 		   msg->descriptor_proto.len);
 	rel->descriptor_len = msg->descriptor_proto.len;
-	rel->call_serial = 0;
+	rel->call_epoch = 0;
 	rel->accepted_stored = false;
+	rel->key_fields = NULL;
 
 	/* the source columns, without the metadata columns */
 	rel->columns.ncolumns = 0;
@@ -521,6 +557,9 @@ handle_relation(const uint8 *data, size_t len)
 
 		if (col->field_number >= ZB_META_FIELD_BASE)
 			continue;
+		if (col->has_is_key && col->is_key)
+			rel->key_fields = bms_add_member(rel->key_fields,
+											 (int) col->field_number);
 		to->name = pstrdup(col->name ? col->name : "");
 		to->field_number = (int) col->field_number;
 		to->delta_type = pstrdup(col->delta_type ? col->delta_type : "");

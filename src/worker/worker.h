@@ -49,7 +49,10 @@ typedef struct ZerobusRelation
 	bool		accepted_stored;	/* the target accepted the descriptor,
 									 * and zerobus.stream_tables says so */
 	const ZerobusColumnDrop *drop;	/* columns left out, or NULL */
-	uint64		call_serial;	/* the call known to accept the descriptor */
+	uint64		call_epoch;		/* sender's descriptor epoch known to
+								 * match (zerobus_sender_add) */
+	Bitmapset  *key_fields;		/* field numbers of the replica identity
+								 * key's columns */
 } ZerobusRelation;
 
 /*
