@@ -10,7 +10,8 @@
  *    node bench/e2e_emulator.js api HTTP_PORT METHOD PATH [JSON]
  *        one admin API call; prints the JSON reply
  *    node bench/e2e_emulator.js durable HTTP_PORT TABLE
- *        prints TABLE's records_durable and duplicates counters
+ *        prints TABLE's records_durable, duplicates, streams_opened and
+ *        streams_active counters
  *
  * Exits non-zero (with the emulator's answer on stderr) unless it answers
  * 2xx.
@@ -66,7 +67,7 @@ async function main() {
 		const t = (stats.tables || {})[rest[0]];
 		if (!t)
 			throw new Error(`no table ${rest[0]} in the emulator's stats`);
-		process.stdout.write(`${t.records_durable} ${t.duplicates}\n`);
+		process.stdout.write(`${t.records_durable} ${t.duplicates} ${t.streams_opened} ${t.streams_active}\n`);
 	} else {
 		process.stderr.write('usage: e2e_emulator.js declare HTTP_PORT TABLE CLIENT SECRET < ddl\n' +
 			'       e2e_emulator.js api HTTP_PORT METHOD PATH [JSON]\n' +

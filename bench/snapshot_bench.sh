@@ -151,7 +151,7 @@ EMU_TICKS=$(($(cpu_ticks "$EMU_PID") - EMU_TICKS0))
 read -r SNAP_ROWS SNAP_SECS < <("${PSQL[@]}" -At -F ' ' -c "SELECT snapshot_rows,
 	round(extract(epoch FROM snapshot_finished_at - '$T0'::timestamptz), 3)
 	FROM zerobus.stream_tables")
-read -r REC_DURABLE REC_DUPS < <(node "$TOP/bench/e2e_emulator.js" durable "$HTTP_PORT" main.bench.bench)
+read -r REC_DURABLE REC_DUPS _ _ < <(node "$TOP/bench/e2e_emulator.js" durable "$HTTP_PORT" main.bench.bench)
 CHUNKS=$(( (ROWS + $("${PSQL[@]}" -Atc "SHOW zerobus.snapshot_chunk_rows") - 1) / $("${PSQL[@]}" -Atc "SHOW zerobus.snapshot_chunk_rows") ))
 RATE=$(awk -v n="$SNAP_ROWS" -v s="$SNAP_SECS" 'BEGIN { printf "%.0f", n / s }')
 HZ=$(getconf CLK_TCK)

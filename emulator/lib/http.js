@@ -242,6 +242,10 @@ async function route(emu, req, url, body) {
 	}
 	if (p === '/admin/stats' && method === 'GET')
 		return emu.stats();
+	if (p === '/admin/stats/ack_latency' && method === 'DELETE') {
+		emu.resetAckLatency();
+		return {};
+	}
 	if (p === '/admin/streams' && method === 'GET')
 		return emu.streamList();
 	throw new HttpError(404, `no route for ${method} ${p}`);

@@ -39,6 +39,7 @@ const REC_OPEN = 1;
 const REC_RECORDS = 2;
 const COMPACT_BYTES = 64 * 1024 * 1024;
 const WINDOW_BYTES = 16 * 1024 * 1024;
+const LATENCY_SAMPLES = 200000;	/* ack latencies kept for the stats */
 const widened = new WeakSet();	/* HTTP/2 sessions whose windows are open */
 
 /*
@@ -214,6 +215,8 @@ class Emulator {
 		this.published = new Map();		/* table -> last published log position */
 		this.versions = new Map();		/* table -> Delta version */
 		this.tokenUserAgent = null;		/* user-agent of the last token request */
+		this.ackLatency = [];			/* ring of ack latencies (noteAckLatency) */
+		this.ackLatencyNext = 0;
 		this.nextSn = 1;
 		this.inflight = 0;
 		this.publishing = Promise.resolve();
@@ -360,6 +363,7 @@ class Emulator {
 			received: 0, outstanding: 0, ended: false, halfClosed: false, closeSignalled: false,
 			userAgent: (call.metadata.get('user-agent')[0] || '').toString(),
 			held: [], readyTimer: null, quotaAt: 0, timers: [],
+			arrivals: [],	/* [offset, performance.now()] of the requests not acked yet */
 		};
 		call.on('data', (msg) => {
 			try {
@@ -626,6 +630,7 @@ class Emulator {
 		const at = this.readyTime(s, n, size - 9 - 4 * n);
 		if (at)
 			s.held.push({ offset, at });
+		s.arrivals.push([offset, performance.now()]);
 
 		const payload = Buffer.allocUnsafe(size);
 		payload[0] = REC_RECORDS;
@@ -762,6 +767,7 @@ class Emulator {
 			claimed = s.sentAck - 1;
 		s.sentAck = upTo;
 		this.count(s.table, 'acks_sent');
+		this.noteAckLatency(s, upTo);
 		s.call.write({ ingest_record_response: { durability_ack_up_to_offset: String(claimed) } });
 		this.maybeFinish(s);
 	}
@@ -839,9 +845,37 @@ class Emulator {
 				this.endStream(s, Status.FAILED_PRECONDITION, why);
 	}
 
+	/*
+	 * The time from each request's arrival to the ack that covers it: the
+	 * service's own time to durability as a client sees it (with acks
+	 * cumulative, a request waits for every earlier one).  The last
+	 * LATENCY_SAMPLES are kept for the stats.
+	 */
+	noteAckLatency(s, upTo) {
+		const now = performance.now();
+		let i = 0;
+		for (; i < s.arrivals.length && s.arrivals[i][0] <= upTo; i++) {
+			this.ackLatency[this.ackLatencyNext % LATENCY_SAMPLES] = now - s.arrivals[i][1];
+			this.ackLatencyNext++;
+		}
+		s.arrivals.splice(0, i);
+	}
+
+	/* {samples, p50, p95, p99} in ms of the kept ack latencies. */
+	ackLatencyStats() {
+		const v = this.ackLatency.slice(0, Math.min(this.ackLatencyNext, LATENCY_SAMPLES)).sort((a, b) => a - b);
+		const pct = (p) => (v.length ? Math.round(v[Math.min(v.length - 1, Math.floor(p * v.length))] * 10) / 10 : null);
+		return { samples: v.length, p50: pct(0.5), p95: pct(0.95), p99: pct(0.99) };
+	}
+
+	resetAckLatency() {
+		this.ackLatencyNext = 0;
+	}
+
 	stats() {
 		return {
 			...this.counters,
+			ack_latency_ms: this.ackLatencyStats(),
 			log_syncs: this.wal.syncs,
 			log_bytes: this.wal.size(),
 			token_user_agent: this.tokenUserAgent,

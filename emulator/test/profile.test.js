@@ -106,6 +106,7 @@ test('command line: --profile and a knob overriding it, in either order; bad val
 test('time to durability: log-normal percentiles; acks cumulative, never decreasing', async () => {
 	const t = await freshTable();
 	await settings({ ttd_p50_ms: 40, ttd_p95_ms: 120 });
+	assert.strictEqual((await emu.http('DELETE', '/admin/stats/ack_latency')).status, 200);
 	/* One request at a time per stream, so each ack times one request. */
 	const lat = [];
 	await Promise.all(Array.from({ length: 16 }, async () => {
@@ -123,6 +124,10 @@ test('time to durability: log-normal percentiles; acks cumulative, never decreas
 	const p50 = quantile(lat, 0.5), p95 = quantile(lat, 0.95);
 	assert.ok(p50 >= 30 && p50 <= 65, `median ${p50.toFixed(1)} ms (model 40)`);
 	assert.ok(p95 >= 80 && p95 <= 240, `95th percentile ${p95.toFixed(1)} ms (model 120)`);
+	/* The emulator's own measure of the same acks agrees with the client's. */
+	const own = (await emu.http('GET', '/admin/stats')).body.ack_latency_ms;
+	assert.strictEqual(own.samples, 400);
+	assert.ok(Math.abs(own.p50 - p50) < 10, `emulator's median ${own.p50} ms, client's ${p50.toFixed(1)} ms`);
 
 	/* Pipelined: the ack waits for the slowest request below it. */
 	const c = open(t);

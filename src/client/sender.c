@@ -121,6 +121,21 @@
 #define ZB_MAX_REOPENS			4
 #define ZB_REOPEN_BACKOFF_MS	1000
 
+/*
+ * A table's rate is measured over windows of this length, and it gets
+ * fewer streams only after this many windows in a row that wanted fewer
+ * (10 s); see adjust_shards.
+ */
+#define ZB_SHARD_WINDOW_MS		250
+#define ZB_SHARD_QUIET_WINDOWS	40
+
+/*
+ * Most records one call may have unacked, in seconds of its quota (see
+ * zerobus_sender_backpressured): enough to cover the service's time to
+ * durability (up to 500 ms at p95) and keep the stream at its quota.
+ */
+#define ZB_STREAM_BACKLOG_S		2
+
 /* A batch of records of one call: open, then sent, then acked. */
 typedef struct ZbBatch
 {
@@ -155,6 +170,7 @@ typedef struct ZbCall
 	TimestampTz open_since;		/* when the open batch got its first record */
 	dlist_head	inflight;		/* sent batches awaiting their ack */
 	int			ninflight;		/* how many */
+	int64		inflight_records;	/* records in them */
 	bool		retiring;		/* takes no new records */
 	bool		closing;		/* half-closed: the server ends it */
 	bool		created;		/* Zerobus accepted its descriptor */
@@ -880,6 +896,7 @@ flush_batch(ZerobusSender *sender, ZbCall *call)
 		call->last_heard = sender->now;
 	dlist_push_tail(&call->inflight, &batch->node);
 	call->ninflight++;
+	call->inflight_records += batch->nrecords;
 	call->open = NULL;
 	resetStringInfo(&call->buf);
 
@@ -1014,21 +1031,46 @@ zerobus_sender_shards(ZerobusTarget *target)
 }
 
 /*
- * Chooses, once a second, over how many Zerobus streams target's records
- * are spread, from the rate they came at and the per-stream quotas
+ * Whether a current call of target has half a second of its quota or more
+ * unacked: the service is holding it back (or is slow), so more streams
+ * would help.  A service that acks at once never gets there, and then a
+ * table stays on the streams it has, however busy.
+ */
+static bool
+acks_lag(ZerobusTarget *target, double quota_records)
+{
+	for (int lane = 0; lane < ZB_NLANES; lane++)
+		for (int shard = 0; shard < target->nshards; shard++)
+		{
+			ZbCall	   *call = target->call[lane][shard];
+
+			if (call != NULL && call->inflight_records >= quota_records / 2)
+				return true;
+		}
+	return false;
+}
+
+/*
+ * Chooses, every ZB_SHARD_WINDOW_MS, over how many Zerobus streams
+ * target's records are spread, from the rate they came at and the
+ * per-stream quotas
  * (zerobus.stream_max_records_per_second, ..._bytes_per_second): as many
  * as that rate needs at 70% of a quota each, up to
  * zerobus.max_streams_per_table.  The service holds a stream back at its
- * quota, so a table whose streams run near it (above 80%) gets more at
- * once; it gets fewer only after ten seconds in a row that wanted fewer,
- * so that a burst does not make the streams come and go.  The calls of
+ * quota (and zerobus_sender_backpressured() holds the worker back before
+ * a stream's backlog grows), so a table whose streams run near it (above
+ * 80%) while their acks lag (acks_lag) gets at least twice as many at
+ * once; it gets fewer only after
+ * ZB_SHARD_QUIET_WINDOWS windows in a row that wanted fewer, so that a
+ * burst does not make the streams come and go.  The calls of
  * the shards given up are retired.  A quiet table keeps one stream and
  * costs no timer.
  */
 static void
 adjust_shards(ZerobusSender *sender, ZerobusTarget *target, long *timeout)
 {
-	TimestampTz due = TimestampTzPlusMilliseconds(target->window_start, 1000);
+	TimestampTz due = TimestampTzPlusMilliseconds(target->window_start,
+												  ZB_SHARD_WINDOW_MS);
 	double		secs;
 	double		records_rate;
 	double		bytes_rate;
@@ -1054,15 +1096,24 @@ adjust_shards(ZerobusSender *sender, ZerobusTarget *target, long *timeout)
 	if (want >= n)
 		target->quiet_windows = 0;
 	if (want < n && n <= zerobus_max_streams_per_table &&
-		++target->quiet_windows < 10)
+		++target->quiet_windows < ZB_SHARD_QUIET_WINDOWS)
 		want = n;				/* fewer, but not for long enough yet */
-	else if (want > n && records_rate <= 0.8 * n * quota_records &&
-			 bytes_rate <= 0.8 * n * quota_bytes)
+	else if (want > n && ((records_rate <= 0.8 * n * quota_records &&
+							bytes_rate <= 0.8 * n * quota_bytes) ||
+						   !acks_lag(target, quota_records)))
 		want = n;				/* the streams keep up */
+	else if (want > n)
+		want = Min(Max(want, 2 * n), zerobus_max_streams_per_table);	/* held
+																		 * back:
+																		 * the
+																		 * need
+																		 * may be
+																		 * more */
 	if (want != n)
 	{
-		elog(DEBUG1, "zerobus: table %s now spread over %d streams (%.0f records/s, %.0f bytes/s)",
-			 target->name, want, records_rate, bytes_rate);
+		ereport(LOG,
+				(errmsg("zerobus: the changes of table %s now go over %d Zerobus streams (%.0f records/s, %.0f bytes/s)",
+						target->name, want, records_rate, bytes_rate)));
 		target->nshards = want;
 		target->quiet_windows = 0;
 		for (int lane = 0; lane < ZB_NLANES; lane++)
@@ -1073,7 +1124,8 @@ adjust_shards(ZerobusSender *sender, ZerobusTarget *target, long *timeout)
 	target->window_bytes = 0;
 	if (want > 1)
 		zerobus_timeout_until(timeout, sender->now,
-							  TimestampTzPlusMilliseconds(sender->now, 1000));
+							  TimestampTzPlusMilliseconds(sender->now,
+														  ZB_SHARD_WINDOW_MS));
 }
 
 /* ----------------------------------------------------------------
@@ -1141,6 +1193,7 @@ handle_ack(ZerobusSender *sender, ZbCall *call, int64 offset)
 			break;
 		dlist_delete(&batch->node);
 		call->ninflight--;
+		call->inflight_records -= batch->nrecords;
 		release_batch(sender, batch, true);
 		call->reopens = 0;
 	}
@@ -1437,8 +1490,14 @@ zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
  */
 
 /*
- * Whether reading more records must wait: too many bytes unacked, or too
- * many not even handed to the network yet.
+ * Whether reading more records must wait: too many bytes unacked, too
+ * many not even handed to the network yet, or a call with
+ * ZB_STREAM_BACKLOG_S seconds' worth of its quota
+ * (zerobus.stream_max_records_per_second) unacked.
+ * The last keeps a busy table from piling on one stream a backlog that
+ * the service lets through at its quota only: the table's rate then shows
+ * that it needs more streams (adjust_shards), and the records read after
+ * go to them.
  */
 bool
 zerobus_sender_backpressured(ZerobusSender *sender)
@@ -1452,6 +1511,9 @@ zerobus_sender_backpressured(ZerobusSender *sender)
 	{
 		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
 
+		if (call->inflight_records >=
+			(int64) ZB_STREAM_BACKLOG_S * zerobus_stream_max_records_per_second)
+			return true;
 		if (call->grpc != NULL)
 			queued += zerobus_grpc_queued_bytes(call->grpc);
 	}

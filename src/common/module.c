@@ -57,7 +57,7 @@ int			zerobus_max_streams = 16;
 int			zerobus_batch_max_records = 1000;
 int			zerobus_batch_max_bytes = 1024 * 1024;
 int			zerobus_batch_max_delay = 10;
-int			zerobus_max_inflight_bytes = 64 * 1024 * 1024;
+int			zerobus_max_inflight_bytes = 48 * 1024 * 1024;
 int			zerobus_ack_timeout = 60000;
 int			zerobus_restart_backoff_max = 60;
 int			zerobus_snapshot_chunk_rows = 10000;
@@ -101,7 +101,7 @@ static const IntSetting int_settings[] = {
 		&zerobus_batch_max_delay, 10, 0, 60000, PGC_SIGHUP, GUC_UNIT_MS, true},
 	{"max_inflight_bytes",
 		"Bytes sent or queued and not yet acknowledged after which a worker stops reading its slot.",
-		&zerobus_max_inflight_bytes, 64 * 1024 * 1024, 1024 * 1024, INT_MAX,
+		&zerobus_max_inflight_bytes, 48 * 1024 * 1024, 1024 * 1024, INT_MAX,
 		PGC_SIGHUP, GUC_UNIT_BYTE, true},
 	{"ack_timeout",
 		"Time without any acknowledgement, while records are in flight, after which a worker reconnects.",
