@@ -86,36 +86,6 @@ is( $node->safe_psql(
 	't|t',
 	'every record sent was acked, with no error');
 
-# Established TCP connections to the emulator's TLS port (the worker's).
-sub tls_connections
-{
-	my $out = `ss -Htn state established '( dport = :$tls_port )'`;
-	return scalar grep { /\S/ } split /\n/, $out;
-}
-
-# t1 and t2 both have a live Zerobus stream: one connection each, by
-# default; one for both with shared_connection.
-$node->safe_psql('postgres', "INSERT INTO t2 VALUES (1, 'two')");
-wait_acked($node, 's1', $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
-ok(poll_until(sub { tls_connections() == 2 }),
-	'a TLS connection per Zerobus stream by default')
-  or diag 'connections: ' . tls_connections();
-my $pid = stream_stat($node, 's1', 'pid');
-$node->safe_psql('postgres',
-	"SELECT zerobus.alter_stream('s1', shared_connection => true)");
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT pid <> $pid AND state = 'streaming' FROM zerobus.stat_streams WHERE name = 's1'"
-	),
-	'shared_connection: the worker restarted');
-$node->safe_psql('postgres',
-	"INSERT INTO t1 VALUES (3000, 'shared'); INSERT INTO t2 VALUES (2, 'shared')");
-wait_acked($node, 's1', $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
-ok(poll_until(sub { tls_connections() == 1 }),
-	'shared_connection: both streams on one TLS connection')
-  or diag 'connections: ' . tls_connections();
-$node->safe_psql('postgres',
-	"SELECT zerobus.alter_stream('s1', reset => '{shared_connection}')");
 
 # An unrelated CA: the server certificate must not verify.
 my $delivered = source_rows($node, 't1', 'id, val', 'id');
@@ -158,6 +128,35 @@ is_deeply(
 	source_rows($node, 't1', 'id, val', 'id'),
 	'Delta table equals the source table once the CA is right again');
 check_slot_behind_acks($node, 's1');
+
+# Established TCP connections to the emulator's TLS port (the worker's).
+sub tls_connections
+{
+	my $out = `ss -Htn state established '( dport = :$tls_port )'`;
+	return scalar grep { /\S/ } split /\n/, $out;
+}
+
+# t1 and t2 both have a live Zerobus stream: one connection each, by
+# default; one for both with shared_connection.
+$node->safe_psql('postgres', "INSERT INTO t2 VALUES (1, 'two')");
+wait_acked($node, 's1', $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
+ok(poll_until(sub { tls_connections() == 2 }),
+	'a TLS connection per Zerobus stream by default')
+  or diag 'connections: ' . tls_connections();
+my $pid = stream_stat($node, 's1', 'pid');
+$node->safe_psql('postgres',
+	"SELECT zerobus.alter_stream('s1', shared_connection => true)");
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT pid <> $pid AND state = 'streaming' FROM zerobus.stat_streams WHERE name = 's1'"
+	),
+	'shared_connection: the worker restarted');
+$node->safe_psql('postgres',
+	"INSERT INTO t1 VALUES (3000, 'shared'); INSERT INTO t2 VALUES (2, 'shared')");
+wait_acked($node, 's1', $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
+ok(poll_until(sub { tls_connections() == 1 }),
+	'shared_connection: both streams on one TLS connection')
+  or diag 'connections: ' . tls_connections();
 
 stop_emulator($emu);
 $node->stop;

@@ -25,34 +25,11 @@ use ZerobusTest;
 my $node = zb_node('faults');
 my $emu = start_emulator();
 
-$node->safe_psql(
-	'postgres', q{
-	CREATE TABLE t1 (id int PRIMARY KEY, val text);
-	CREATE TABLE t2 (k text PRIMARY KEY, n int);
-	CREATE PUBLICATION pub FOR TABLE t1, t2;
-});
-declare_target($node, $emu, 't1', 'main.cdc.t1');
-declare_target($node, $emu, 't2', 'main.cdc.t2');
+setup_t1_t2($node, $emu);
 create_stream($node, $emu, 's1', 'pub');
 
 my $next_id = 1;
-
-# Writes $n rows into each table (in one transaction per table, plus an
-# update and a delete) and returns the WAL position after it.
-sub write_rows
-{
-	my ($n) = @_;
-	my ($from, $to) = ($next_id, $next_id + $n - 1);
-	$next_id += $n;
-	$node->safe_psql(
-		'postgres', qq{
-		INSERT INTO t1 SELECT g, 'v' || g FROM generate_series($from, $to) g;
-		INSERT INTO t2 SELECT 'k' || g, g FROM generate_series($from, $to) g;
-		UPDATE t1 SET val = 'u' || id WHERE id = $from;
-		DELETE FROM t2 WHERE k = 'k$to';
-	});
-	return $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-}
+sub write_rows { return write_t1_t2($node, \$next_id, $_[0]); }
 
 sub zb_stat { return stream_stat($node, 's1', $_[0]); }
 
@@ -63,18 +40,7 @@ sub slot_lsn
 	);
 }
 
-# Waits for stat_streams to satisfy $cond.
-sub wait_stat
-{
-	my ($cond, $what) = @_;
-	ok( $node->poll_query_until(
-			'postgres',
-			"SELECT $cond FROM zerobus.stat_streams WHERE name = 's1'"),
-		$what)
-	  or diag $node->safe_psql('postgres',
-		"SELECT * FROM zerobus.stat_streams WHERE name = 's1'");
-	return;
-}
+sub wait_s1 { return wait_stat($node, 's1', @_); }
 
 # Waits until the emulator's counter $key exceeds $min.
 sub wait_emulator_stat
@@ -92,24 +58,17 @@ sub check_all
 {
 	my ($label, $lsn) = @_;
 	wait_acked($node, 's1', $lsn);
-	wait_stat("state = 'streaming'", "$label: stream is streaming again");
-	is_deeply(
-		fold_changes(delta_rows($emu, 'main.cdc.t1'), 'id'),
-		source_rows($node, 't1', 'id, val', 'id'),
-		"$label: Delta table t1 equals the source table");
-	is_deeply(
-		fold_changes(delta_rows($emu, 'main.cdc.t2'), 'k'),
-		source_rows($node, 't2', 'k, n', 'k'),
-		"$label: Delta table t2 equals the source table");
-	check_slot_behind_acks($node, 's1');
-	return;
+	wait_s1("state = 'streaming'", "$label: stream is streaming again");
+	return check_tables($node, $emu, 's1', $label, $lsn,
+		[ 't1', 'main.cdc.t1', 'id, val', 'id' ],
+		[ 't2', 'main.cdc.t2', 'k, n', 'k' ]);
 }
 
 # A transient fault: reconnects must grow and last_error must match.
 sub check_recovered
 {
 	my ($label, $reconnects, $error, $lsn) = @_;
-	wait_stat("reconnects > $reconnects AND last_error ~ '$error'",
+	wait_s1("reconnects > $reconnects AND last_error ~ '$error'",
 		"$label: worker reconnected, last_error says why");
 	check_all($label, $lsn);
 	return;
@@ -121,14 +80,14 @@ sub check_recovered
 sub check_reopened
 {
 	my ($label, $reopens, $reconnects, $n, $error, $lsn) = @_;
-	wait_stat("stream_reopens >= $reopens + $n AND last_error ~ '$error'",
+	wait_s1("stream_reopens >= $reopens + $n AND last_error ~ '$error'",
 		"$label: worker reopened the stream, last_error says why");
 	check_all($label, $lsn);
 	is(zb_stat('reconnects'), $reconnects, "$label: no reconnect needed");
 	return;
 }
 
-wait_stat("state = 'streaming'", 'worker is streaming');
+wait_s1("state = 'streaming'", 'worker is streaming');
 check_all('baseline', write_rows(200));
 is(zb_stat('reconnects'), '0', 'baseline: no reconnect');
 
@@ -141,7 +100,7 @@ my $ro = zb_stat('stream_reopens');
 emulator_api($emu, 'POST', '/admin/faults',
 	{ table => 'main.cdc.t1', drop_after_records => 50 });
 my $lsn = write_rows(300);
-wait_stat("(reconnects > $rc OR stream_reopens > $ro) AND last_error ~ 'connection failed'",
+wait_s1("(reconnects > $rc OR stream_reopens > $ro) AND last_error ~ 'connection failed'",
 	'drop: worker reopens or reconnects, last_error says why');
 emulator_api($emu, 'DELETE', '/admin/faults');
 check_all('drop', $lsn);
@@ -171,7 +130,7 @@ $ro = zb_stat('stream_reopens');
 emulator_api($emu, 'POST', '/admin/faults',
 	{ table => 'main.cdc.t1', unavailable => 1, unavailable_on_create => JSON::PP::true });
 $lsn = write_rows(100);
-wait_stat("reconnects > $rc AND stream_reopens >= $ro + 4",
+wait_s1("reconnects > $rc AND stream_reopens >= $ro + 4",
 	'unavailable always: the session is reset after four reopens');
 emulator_api($emu, 'DELETE', '/admin/faults');
 check_recovered('unavailable always', $rc, 'status 14', $lsn);
@@ -185,7 +144,7 @@ emulator_api($emu, 'POST', '/admin/faults',
 my $sent = zb_stat('records_sent');
 my $before = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 $lsn = write_rows(100);
-wait_stat("records_sent >= $sent + 200", 'withheld: records sent');
+wait_s1("records_sent >= $sent + 200", 'withheld: records sent');
 my $after_send = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
 ok( $node->poll_query_until(
 		'postgres',
@@ -220,7 +179,7 @@ emulator_api($emu, 'DELETE', '/admin/faults');
 my $pid = zb_stat('pid');
 $node->safe_psql('postgres',
 	"SELECT zerobus.alter_stream('s1', ack_timeout => 1000)");
-wait_stat("pid <> $pid AND state = 'streaming'",
+wait_s1("pid <> $pid AND state = 'streaming'",
 	'ack timeout: worker restarted');
 $rc = zb_stat('reconnects');
 emulator_api($emu, 'POST', '/admin/faults',
@@ -228,7 +187,7 @@ emulator_api($emu, 'POST', '/admin/faults',
   for ('main.cdc.t1', 'main.cdc.t2');
 $before = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 $lsn = write_rows(100);
-wait_stat("reconnects >= $rc + 2 AND last_error ~ 'no ack'",
+wait_s1("reconnects >= $rc + 2 AND last_error ~ 'no ack'",
 	'ack timeout: worker reconnects after each timeout');
 is( $node->safe_psql('postgres', "SELECT '" . slot_lsn() . "' <= '$before'::pg_lsn"),
 	't', 'ack timeout: slot stays before the unacked transactions');
@@ -291,7 +250,7 @@ check_all('emulator restart', $lsn);
 $pid = zb_stat('pid');
 $node->safe_psql('postgres',
 	"SELECT zerobus.alter_stream('s1', ack_timeout => 30000)");
-wait_stat("pid <> $pid AND state = 'streaming'",
+wait_s1("pid <> $pid AND state = 'streaming'",
 	'token refresh: worker restarted');
 $rc = zb_stat('reconnects');
 $tokens = emulator_api($emu, 'GET', '/admin/stats')->{tokens_issued};

@@ -22,14 +22,7 @@ use ZerobusTest;
 my $node = zb_node('crash', "restart_after_crash = on\n");
 my $emu = start_emulator();
 
-$node->safe_psql(
-	'postgres', q{
-	CREATE TABLE t1 (id int PRIMARY KEY, val text);
-	CREATE TABLE t2 (k text PRIMARY KEY, n int);
-	CREATE PUBLICATION pub FOR TABLE t1, t2;
-});
-declare_target($node, $emu, 't1', 'main.cdc.t1');
-declare_target($node, $emu, 't2', 'main.cdc.t2');
+setup_t1_t2($node, $emu);
 create_stream($node, $emu, 's1', 'pub', batch_max_records => 100);
 
 my $next_id = 1;
@@ -59,17 +52,9 @@ sub write_txns
 sub check_all
 {
 	my ($label, $lsn) = @_;
-	wait_acked($node, 's1', $lsn);
-	is_deeply(
-		fold_changes(delta_rows($emu, 'main.cdc.t1'), 'id'),
-		source_rows($node, 't1', 'id, val', 'id'),
-		"$label: Delta table t1 equals the source table");
-	is_deeply(
-		fold_changes(delta_rows($emu, 'main.cdc.t2'), 'k'),
-		source_rows($node, 't2', 'k, n', 'k'),
-		"$label: Delta table t2 equals the source table");
-	check_slot_behind_acks($node, 's1');
-	return;
+	return check_tables($node, $emu, 's1', $label, $lsn,
+		[ 't1', 'main.cdc.t1', 'id, val', 'id' ],
+		[ 't2', 'main.cdc.t2', 'k, n', 'k' ]);
 }
 
 # Waits until the worker is part-way through the transactions up to $lsn:

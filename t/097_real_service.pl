@@ -33,65 +33,23 @@ use ZerobusTest;
 my $node = zb_node('real');
 my $emu = start_emulator(args => [ '--profile', 'real' ]);
 
-$node->safe_psql(
-	'postgres', q{
-	CREATE TABLE t1 (id int PRIMARY KEY, val text);
-	CREATE TABLE t2 (k text PRIMARY KEY, n int);
-	CREATE PUBLICATION pub FOR TABLE t1, t2;
-});
-declare_target($node, $emu, 't1', 'main.cdc.t1');
-declare_target($node, $emu, 't2', 'main.cdc.t2');
+setup_t1_t2($node, $emu);
 create_stream($node, $emu, 's1', 'pub');
 wait_streaming($node, 's1');
 
 my $next_id = 1;
-
-# Writes $n rows into each table (one transaction per table) and returns
-# the WAL position after it.
-sub write_rows
-{
-	my ($n) = @_;
-	my ($from, $to) = ($next_id, $next_id + $n - 1);
-	$next_id += $n;
-	$node->safe_psql(
-		'postgres', qq{
-		INSERT INTO t1 SELECT g, 'v' || g FROM generate_series($from, $to) g;
-		INSERT INTO t2 SELECT 'k' || g, g FROM generate_series($from, $to) g;
-		UPDATE t1 SET val = 'u' || id WHERE id = $from;
-	});
-	return $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-}
-
+sub write_rows { return write_t1_t2($node, \$next_id, $_[0]); }
 sub zb_stat { return stream_stat($node, 's1', $_[0]); }
 sub emu_stat { return emulator_api($emu, 'GET', '/admin/stats')->{ $_[0] }; }
-
-sub wait_stat
-{
-	my ($cond, $what) = @_;
-	ok( $node->poll_query_until(
-			'postgres',
-			"SELECT $cond FROM zerobus.stat_streams WHERE name = 's1'"),
-		$what)
-	  or diag $node->safe_psql('postgres',
-		"SELECT * FROM zerobus.stat_streams WHERE name = 's1'");
-	return;
-}
+sub wait_s1 { return wait_stat($node, 's1', @_); }
 
 # Everything written so far reaches Zerobus and equals the source tables.
 sub check_all
 {
 	my ($label, $lsn) = @_;
-	wait_acked($node, 's1', $lsn);
-	is_deeply(
-		fold_changes(delta_rows($emu, 'main.cdc.t1'), 'id'),
-		source_rows($node, 't1', 'id, val', 'id'),
-		"$label: Delta table t1 equals the source table");
-	is_deeply(
-		fold_changes(delta_rows($emu, 'main.cdc.t2'), 'k'),
-		source_rows($node, 't2', 'k, n', 'k'),
-		"$label: Delta table t2 equals the source table");
-	check_slot_behind_acks($node, 's1');
-	return;
+	return check_tables($node, $emu, 's1', $label, $lsn,
+		[ 't1', 'main.cdc.t1', 'id, val', 'id' ],
+		[ 't2', 'main.cdc.t2', 'k, n', 'k' ]);
 }
 
 # Writes $n rows (default 5) every 100 ms until $cond (a code ref) holds;
@@ -126,7 +84,7 @@ my $expired = emu_stat('streams_expired');
 my $lsn = write_until(
 	sub { emu_stat('streams_expired') >= $expired + 4 },
 	'lifetime: the server ended streams');
-wait_stat("stream_reopens > $ro", 'lifetime: streams owing acks were reopened');
+wait_s1("stream_reopens > $ro", 'lifetime: streams owing acks were reopened');
 check_all('lifetime', $lsn);
 is(zb_stat('reconnects'), $rc, 'lifetime: no session reset');
 
@@ -189,7 +147,7 @@ $ro = zb_stat('stream_reopens');
 emulator_api($emu, 'POST', '/admin/faults',
 	{ table => 'main.cdc.t2', unavailable => 1, http_status_on_create => 503 });
 $lsn = write_rows(50);
-wait_stat(
+wait_s1(
 	"stream_reopens >= $ro + 2 AND last_error ~ 'status 14 \\(UNAVAILABLE\\).*HTTP status 503 without a grpc-status'",
 	'HTTP 503: the worker retries, last_error says why');
 emulator_api($emu, 'DELETE', '/admin/faults');
@@ -236,12 +194,12 @@ $node->safe_psql('postgres',
 my $pid = zb_stat('pid');
 $node->safe_psql('postgres',
 	"SELECT zerobus.alter_stream('s1', ack_timeout => 2000)");
-wait_stat("pid <> $pid AND state = 'streaming'", 'no RST: worker restarted');
+wait_s1("pid <> $pid AND state = 'streaming'", 'no RST: worker restarted');
 $rc = zb_stat('reconnects');
 emulator_api($emu, 'POST', '/admin/faults',
 	{ table => 'main.cdc.t1', unavailable => 1, rst_after_trailers => JSON::PP::false });
 $lsn = write_rows(50);
-wait_stat("reconnects > $rc AND last_error ~ 'no ack'",
+wait_s1("reconnects > $rc AND last_error ~ 'no ack'",
 	'no RST: the ack timeout resets the session');
 emulator_api($emu, 'DELETE', '/admin/faults');
 check_all('no RST', $lsn);

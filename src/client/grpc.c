@@ -63,6 +63,7 @@
 #define ZB_GRPC_PATH "/databricks.zerobus.Zerobus/EphemeralStream"
 #define ZB_GRPC_CONNECT_TIMEOUT_MS 10000L
 #define ZB_GRPC_UPLOAD_BUFFER (512L * 1024L)
+#define ZB_GRPC_KEEP_SENDBUF (64 * 1024)
 #define ZB_GRPC_IDLE_WRITE_MS 5
 #define ZB_GRPC_KICK_MS 20
 
@@ -328,7 +329,16 @@ read_cb(char *dest, size_t size, size_t nitems, void *userp)
 	memcpy(dest, call->sendbuf + call->send_head, n);
 	call->send_head += n;
 	if (call->send_head == call->send_len)
+	{
 		call->send_head = call->send_len = 0;
+		/* an idle call keeps no large buffer (a table may have many) */
+		if (call->send_cap > ZB_GRPC_KEEP_SENDBUF)
+		{
+			free(call->sendbuf);
+			call->sendbuf = NULL;
+			call->send_cap = 0;
+		}
+	}
 	return n;
 }
 

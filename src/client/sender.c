@@ -5,9 +5,12 @@
  *	  EphemeralStream call per target table and lane, batching, acks and
  *	  backpressure.
  *
- * Sending.  There is one EphemeralStream call (grpc.c) per target table and
- * lane (changes, snapshot), each on an HTTP/2 connection of its own unless
- * the stream shares one.  A call is opened lazily,
+ * Sending.  There is one EphemeralStream call (grpc.c) per target table,
+ * lane (changes, snapshot) and shard, each on an HTTP/2 connection of its
+ * own unless the stream shares one.  A busy table's records are spread
+ * over several shards by a hash of their key the caller gives, their
+ * number chosen from the table's rate and the service's per-stream quota
+ * (adjust_shards); a quiet table has one.  A call is opened lazily,
  * with a token fetched for its table (auth.c) and the DescriptorProto the
  * caller gives for its records.  Token requests never block the worker:
  * they run on the same multi handle as the calls, so the other tables'
@@ -874,7 +877,7 @@ send_batch(ZerobusSender *sender, ZbCall *call, ZbBatch *batch)
 /*
  * Sends call's open batch with the next offset_id, or holds it until the
  * call is ready.  The batch keeps a copy of its records until acked, so
- * that a reopened call can send it again.
+ * that a reopened call can send them again.
  */
 static void
 flush_batch(ZerobusSender *sender, ZbCall *call)

@@ -22,7 +22,8 @@ use Exporter 'import';
 our @EXPORT = qw(zb_node start_emulator stop_emulator emulator_api
   declare_target create_stream wait_streaming wait_failed wait_table_paused
   wait_acked delta_rows fold_changes source_rows check_slot_behind_acks
-  stream_stat poll_until one_table_stream make_test_certs);
+  stream_stat poll_until one_table_stream make_test_certs wait_stat
+  check_tables setup_t1_t2 write_t1_t2);
 
 my $srcdir =
   File::Spec->rel2abs(File::Spec->catdir(dirname(__FILE__), '..', '..'));
@@ -299,6 +300,76 @@ sub wait_acked
 	  or diag $node->safe_psql('postgres',
 		"SELECT * FROM zerobus.stat_streams WHERE name = '$name'");
 	return $ok;
+}
+
+# Polls until stream $name's row of zerobus.stat_streams satisfies $cond
+# (an SQL expression); shows the row when it does not in time.
+sub wait_stat
+{
+	my ($node, $name, $cond, $what) = @_;
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT $cond FROM zerobus.stat_streams WHERE name = '$name'"),
+		$what)
+	  or diag $node->safe_psql('postgres',
+		"SELECT * FROM zerobus.stat_streams WHERE name = '$name'");
+	return;
+}
+
+# Waits until stream $name acked $lsn, then checks that each Delta table,
+# its change records folded, equals its source table, and that the slot
+# never passed the acks.  @tables: [source, target, columns, key] each.
+sub check_tables
+{
+	my ($node, $emu, $name, $label, $lsn, @tables) = @_;
+	wait_acked($node, $name, $lsn);
+	for my $t (@tables)
+	{
+		my ($source, $target, $columns, $key) = @$t;
+		is_deeply(
+			fold_changes(delta_rows($emu, $target), $key),
+			source_rows($node, $source, $columns, $key),
+			"$label: Delta table $source equals the source table");
+	}
+	check_slot_behind_acks($node, $name);
+	return;
+}
+
+# The two tables of the tests that need two: t1 (id int PRIMARY KEY, val
+# text) and t2 (k text PRIMARY KEY, n int), publication pub of both, and
+# their targets main.cdc.t1 and main.cdc.t2 in the emulator.
+sub setup_t1_t2
+{
+	my ($node, $emu) = @_;
+	$node->safe_psql(
+		'postgres', q{
+		CREATE TABLE t1 (id int PRIMARY KEY, val text);
+		CREATE TABLE t2 (k text PRIMARY KEY, n int);
+		CREATE PUBLICATION pub FOR TABLE t1, t2;
+	});
+	declare_target($node, $emu, 't1', 'main.cdc.t1');
+	declare_target($node, $emu, 't2', 'main.cdc.t2');
+	return;
+}
+
+# The workload of the tests on two tables, t1 (id int PRIMARY KEY, val
+# text) and t2 (k text PRIMARY KEY, n int): $n rows into each, with ids
+# from $$next on (advanced), one transaction per table, then an update of
+# the first row of t1 and a delete of the last of t2.  Returns the WAL
+# position after it.
+sub write_t1_t2
+{
+	my ($node, $next, $n) = @_;
+	my ($from, $to) = ($$next, $$next + $n - 1);
+	$$next += $n;
+	$node->safe_psql(
+		'postgres', qq{
+		INSERT INTO t1 SELECT g, 'v' || g FROM generate_series($from, $to) g;
+		INSERT INTO t2 SELECT 'k' || g, g FROM generate_series($from, $to) g;
+		UPDATE t1 SET val = 'u' || id WHERE id = $from;
+		DELETE FROM t2 WHERE k = 'k$to';
+	});
+	return $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 }
 
 # The rows of an emulator Delta table, after publishing what is durable.
