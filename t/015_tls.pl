@@ -28,14 +28,7 @@ my $emu = start_emulator(
 ok($emu->{grpc_tls_port}, 'emulator serves TLS on a port of its own');
 my $tls_port = $emu->{grpc_tls_port};
 
-$node->safe_psql(
-	'postgres', q{
-	CREATE TABLE t1 (id int PRIMARY KEY, val text);
-	CREATE TABLE t2 (id int PRIMARY KEY, val text);
-	CREATE PUBLICATION pub FOR TABLE t1, t2;
-});
-declare_target($node, $emu, 't1', 'main.cdc.t1');
-declare_target($node, $emu, 't2', 'main.cdc.t2');
+setup_t1_t2($node, $emu);
 
 # http:// to the TLS port without insecure: refused up front.
 my ($ret, $stdout, $stderr) = $node->psql(
@@ -138,7 +131,7 @@ sub tls_connections
 
 # t1 and t2 both have a live Zerobus stream: one connection each, by
 # default; one for both with shared_connection.
-$node->safe_psql('postgres', "INSERT INTO t2 VALUES (1, 'two')");
+$node->safe_psql('postgres', "INSERT INTO t2 VALUES ('two', 1)");
 wait_acked($node, 's1', $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
 ok(poll_until(sub { tls_connections() == 2 }),
 	'a TLS connection per Zerobus stream by default')
@@ -152,7 +145,7 @@ ok( $node->poll_query_until(
 	),
 	'shared_connection: the worker restarted');
 $node->safe_psql('postgres',
-	"INSERT INTO t1 VALUES (3000, 'shared'); INSERT INTO t2 VALUES (2, 'shared')");
+	"INSERT INTO t1 VALUES (3000, 'shared'); INSERT INTO t2 VALUES ('shared', 2)");
 wait_acked($node, 's1', $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
 ok(poll_until(sub { tls_connections() == 1 }),
 	'shared_connection: both streams on one TLS connection')

@@ -162,7 +162,6 @@ typedef struct ZbCall
 	ZerobusTarget *target;
 	ZerobusLane lane;
 	int			shard;			/* which of its target's calls of lane */
-	uint64		serial;			/* unique in the sender */
 	char	   *descriptor;		/* DescriptorProto it was opened with */
 	int			descriptor_len;
 	int64		next_offset;
@@ -221,7 +220,7 @@ struct ZerobusSender
 	ZerobusGrpc *grpc;
 	dlist_head	targets;
 	dlist_head	calls;
-	uint64		next_serial;
+	uint64		next_epoch;
 	size_t		inflight_bytes;
 	TimestampTz now;			/* set once per loop iteration */
 	bool		unsent;			/* batches queued since the last perform */
@@ -234,6 +233,7 @@ struct ZerobusSender
 static void flush_batch(ZerobusSender *sender, ZbCall *call);
 static void send_batch(ZerobusSender *sender, ZbCall *call, ZbBatch *batch);
 static void start_call(ZerobusSender *sender, ZbCall *call);
+static bool start_when_due(ZerobusSender *sender, ZbCall *call);
 static void drop_call(ZerobusSender *sender, ZbCall *call);
 static void retire_call(ZerobusSender *sender, ZbCall *call);
 
@@ -593,10 +593,7 @@ token_done(ZerobusSender *sender, ZerobusTarget *target, int result)
 		if (call->target != target)
 			continue;
 		if (call->grpc == NULL)
-		{
-			if (sender->now >= call->reopen_at)
-				start_call(sender, call);
-		}
+			start_when_due(sender, call);
 		else if (!call->retiring)
 			retire_call(sender, call);	/* started with the old token */
 	}
@@ -623,7 +620,6 @@ open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 	call->target = target;
 	call->lane = lane;
 	call->shard = shard;
-	call->serial = ++sender->next_serial;
 	call->descriptor = MemoryContextAlloc(sender->cxt, descriptor_len);
 	memcpy(call->descriptor, descriptor, descriptor_len);
 	call->descriptor_len = descriptor_len;
@@ -661,6 +657,24 @@ start_call(ZerobusSender *sender, ZbCall *call)
 	call->fresh_token = target->token_fresh;
 	target->token_fresh = false;
 	call->last_heard = sender->now;
+}
+
+/*
+ * Starts a call that has no gRPC call (a new one that waited for its
+ * token, or one reopen_call replaced) once its reopen backoff is over: at
+ * once with a usable token, else when the token requested now comes
+ * (token_done).  Returns false while the backoff runs.
+ */
+static bool
+start_when_due(ZerobusSender *sender, ZbCall *call)
+{
+	if (sender->now < call->reopen_at)
+		return false;
+	if (token_usable(sender, call->target))
+		start_call(sender, call);
+	else
+		request_token(sender, call->target);
+	return true;
 }
 
 /* Whether call's batches can go on the wire: Zerobus created its stream. */
@@ -844,7 +858,7 @@ call_for(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 														  descriptor_len);
 			memcpy(target->descriptor[lane], descriptor, descriptor_len);
 			target->descriptor_len[lane] = descriptor_len;
-			target->epoch[lane] = ++sender->next_serial;
+			target->epoch[lane] = ++sender->next_epoch;
 		}
 		*epoch = target->epoch[lane];
 	}
@@ -1106,12 +1120,10 @@ adjust_shards(ZerobusSender *sender, ZerobusTarget *target, long *timeout)
 						   !acks_lag(target, quota_records)))
 		want = n;				/* the streams keep up */
 	else if (want > n)
-		want = Min(Max(want, 2 * n), zerobus_max_streams_per_table);	/* held
-																		 * back:
-																		 * the
-																		 * need
-																		 * may be
-																		 * more */
+	{
+		/* held back at the quota: the need may be more than it shows */
+		want = Min(Max(want, 2 * n), zerobus_max_streams_per_table);
+	}
 	if (want != n)
 	{
 		ereport(LOG,
@@ -1322,7 +1334,7 @@ handle_ended(ZerobusSender *sender, ZbCall *call, int status,
 		if (target->token)
 			free(target->token);
 		target->token = NULL;
-		request_token(sender, target);
+		start_when_due(sender, call);
 		return;
 	}
 	if (status_pauses_table(status))
@@ -1339,8 +1351,7 @@ handle_ended(ZerobusSender *sender, ZbCall *call, int status,
 	}
 	if (status != ZB_GRPC_PROTOCOL_ERROR && reopen_call(sender, call, why))
 	{
-		if (sender->now >= call->reopen_at && token_usable(sender, target))
-			start_call(sender, call);
+		start_when_due(sender, call);
 		return;
 	}
 	ereport(ERROR,
@@ -1436,15 +1447,9 @@ zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
 				zerobus_timeout_until(timeout, sender->now, due);
 			continue;
 		}
-		if (call->grpc == NULL && call->reopens > 0)
-		{
-			if (sender->now < call->reopen_at)
-				zerobus_timeout_until(timeout, sender->now, call->reopen_at);
-			else if (token_usable(sender, call->target))
-				start_call(sender, call);
-			else
-				request_token(sender, call->target);
-		}
+		if (call->grpc == NULL && call->reopens > 0 &&
+			!start_when_due(sender, call))
+			zerobus_timeout_until(timeout, sender->now, call->reopen_at);
 		if (call->grpc != NULL && !dlist_is_empty(&call->inflight))
 		{
 			due = TimestampTzPlusMilliseconds(call->last_heard,
