@@ -479,7 +479,8 @@ format_timetz(char *p, const TimeTzADT *value)
 /*
  * interval as ISO 8601 "PnYnMnDTnHnMn.nS", leaving out zero parts, each
  * part signed on its own (months, days and microseconds are independent in
- * PostgreSQL), "PT0S" when all are zero.
+ * PostgreSQL), the "T" only before a time part, "PT0S" when all are zero:
+ * the same text as PostgreSQL's own intervalstyle iso_8601.
  */
 static char *
 format_interval(char *p, const Interval *value)
@@ -503,13 +504,20 @@ format_interval(char *p, const Interval *value)
 		p += sprintf(p, "%dM", value->month % MONTHS_PER_YEAR);
 	if (value->day != 0)
 		p += sprintf(p, "%dD", value->day);
-	if (time != 0 || p == start + 1)
-		*p++ = 'T';
+	if (time == 0)
+	{
+		/* only date parts, or "PT0S" for a zero interval */
+		if (p == start + 1)
+			p += sprintf(p, "T0S");
+		*p = '\0';
+		return p;
+	}
+	*p++ = 'T';
 	if (hours != 0)
 		p += sprintf(p, INT64_FORMAT "H", hours);
 	if (minutes != 0)
 		p += sprintf(p, INT64_FORMAT "M", minutes);
-	if (usecs != 0 || time == 0)
+	if (usecs != 0)
 	{
 		if (usecs < 0)
 		{
