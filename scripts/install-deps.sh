@@ -41,5 +41,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
 		$(printf '%s\n' "${missing[@]}" | grep -E '^(nodejs|npm)$' || true) >/dev/null
 fi
 
-# The emulator's npm dependencies, exactly as locked.
-"$top/scripts/emulator-modules.sh"
+# The npm dependencies of the emulator and of t/delta_reader, exactly as locked.
+"$top/scripts/node-modules.sh"

@@ -26,8 +26,8 @@ emu_start()
 
 	EMU_DIR="$WORK/emulator"
 	mkdir -p "$EMU_DIR"
-	"$TOP/scripts/emulator-modules.sh" || {
-		echo "$PROG: could not install the emulator's npm modules" >&2
+	"$TOP/scripts/node-modules.sh" || {
+		echo "$PROG: could not install the npm modules" >&2
 		return 1
 	}
 	# setsid: it must be able to outlive this terminal session (quickstart.sh
