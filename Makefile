@@ -92,9 +92,10 @@ src/pb/zerobus_output_fields.h: proto/zerobus_output.proto scripts/proto_fields.
 	$(ZB_PYTHON) $(srcdir)/scripts/proto_fields.py $(srcdir)/proto zerobus_output.proto ZB_OUT > $@.tmp
 	mv $@.tmp $@
 
-# protoc-c's headers and the generated field numbers before any object;
-# every other header dependency comes from the compiler (-MMD).
-$(OBJS): $(PB_HDRS) src/pb/zerobus_output_fields.h
+# protoc-c's headers and the generated field numbers before any object or
+# LLVM bitcode file; every other header dependency comes from the compiler
+# (-MMD).
+$(OBJS) $(OBJS:.o=.bc): $(PB_HDRS) src/pb/zerobus_output_fields.h
 -include $(OBJS:.o=.d)
 
 # protoc-c's own code, not ours to fix: its initializers nest unbraced

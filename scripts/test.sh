@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it:
 #   installs the Debian and npm dependencies, builds (warnings are errors)
 #   and installs the extension, then runs the pg_regress suites, the TAP tests, the libFuzzer
-#   harnesses (fuzz/run.sh, 30 s each) and the emulator's own tests.
+#   harnesses (fuzz/run.sh, 30 s each), the emulator's own tests and those of
+#   the independent Delta reader (t/delta_reader).
 #
 # PostgreSQL's initdb refuses to run as root, so when started as root the
 # PostgreSQL tests run as the "postgres" system user in a scratch copy of the
@@ -47,5 +48,7 @@ fi
 if [ -f emulator/package.json ]; then
 	npm test --prefix emulator || status=1
 fi
+# the independent Delta reader the fidelity test relies on
+npm test --prefix t/delta_reader || status=1
 
 exit $status

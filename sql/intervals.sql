@@ -28,33 +28,30 @@ INSERT INTO ivals (iv) VALUES
 	('1 year 2 mons 3 days 04:05:06.5'), ('-1 year -2 mons +3 days -04:05:06.000001'),
 	('0'), ('1 day -00:00:00.5'), ('00:01'), ('-00:01:00.5');
 
--- rows whose sent text differs from PostgreSQL's iso_8601 output, or does
--- not read back as the same interval: none
-SET intervalstyle = iso_8601;
-WITH sent AS (
+-- the text sent for each row
+CREATE TEMP VIEW sent AS
 	SELECT substring(data FROM 'id\[integer\]:(\d+)')::int AS id,
 		   substring(data FROM 'iv\[interval\]:''([^'']*)''') AS iso
 	FROM pg_logical_slot_peek_changes('ivals_slot', NULL, NULL,
 		'publication_names', 'ivals_pub', 'format', 'text', 'include_volatile', 'off')
-	WHERE data LIKE 'table %')
+	WHERE data LIKE 'table %';
+
+-- rows whose sent text differs from PostgreSQL's iso_8601 output, or does
+-- not read back as the same interval: none
+SET intervalstyle = iso_8601;
 SELECT i.id, i.iv::text AS postgres, s.iso AS sent
 FROM ivals i LEFT JOIN sent s USING (id)
 WHERE s.iso IS DISTINCT FROM i.iv::text
    OR s.iso::interval::text IS DISTINCT FROM i.iv::text;
 
 -- how many were compared, and a few of them
-WITH sent AS (
-	SELECT substring(data FROM 'id\[integer\]:(\d+)')::int AS id,
-		   substring(data FROM 'iv\[interval\]:''([^'']*)''') AS iso
-	FROM pg_logical_slot_peek_changes('ivals_slot', NULL, NULL,
-		'publication_names', 'ivals_pub', 'format', 'text', 'include_volatile', 'off')
-	WHERE data LIKE 'table %')
 SELECT count(*) AS compared, count(*) FILTER (WHERE iso = iv::text) AS equal
 FROM ivals JOIN sent USING (id);
 SELECT data FROM pg_logical_slot_get_changes('ivals_slot', NULL, NULL,
 	'publication_names', 'ivals_pub', 'format', 'text', 'include_volatile', 'off')
 WHERE data ~ 'id\[integer\]:(801|802|803|804|805|806|807|808|809|810|811|812|813|814|815|816) ';
 
+DROP VIEW sent;
 SELECT pg_drop_replication_slot('ivals_slot');
 DROP PUBLICATION ivals_pub;
 DROP TABLE ivals;

@@ -20,6 +20,14 @@ SELECT schema_policy FROM zerobus.streams WHERE name = 'se';
 SELECT zerobus.alter_stream('se', schema_policy => 'ignore');
 SELECT zerobus.alter_stream('se', schema_policy => 'pause');
 
+-- array_nulls: validated, stored, reset
+SELECT array_nulls FROM zerobus.streams WHERE name = 'se';
+SELECT zerobus.alter_stream('se', array_nulls => 'drop');
+SELECT zerobus.alter_stream('se', array_nulls => 'pause');
+SELECT array_nulls FROM zerobus.streams WHERE name = 'se';
+SELECT zerobus.alter_stream('se', reset => '{array_nulls}');
+SELECT array_nulls FROM zerobus.streams WHERE name = 'se';
+
 -- no accepted columns yet: the ALTER form cannot know the target
 SELECT zerobus.target_ddl('se_t', stream => 'se', form => 'alter');
 -- the CREATE form takes the target name from the stream

@@ -78,20 +78,10 @@ SHOW DateStyle;
 SHOW TimeZone;
 SHOW extra_float_digits;
 
--- a NULL array element cannot be sent: the decoding fails, naming the column
--- (the error context shows an LSN, which varies)
+-- a timestamp beyond int64 microseconds since 1970 cannot be sent: the
+-- decoding fails, naming the column (the error context shows an LSN, which
+-- varies)
 \set SHOW_CONTEXT never
-INSERT INTO types (id, ia) VALUES (6, '{1,NULL}');
-SELECT data FROM pg_logical_slot_get_changes('types_slot', NULL, NULL,
-	'publication_names', 'types_pub', 'format', 'text', 'include_volatile', 'off');
-SELECT 'skip' FROM pg_replication_slot_advance('types_slot', pg_current_wal_lsn());
--- (also inside a composite)
-INSERT INTO types (id, o) VALUES (7, ROW('x', ROW(1, '{a,NULL}'), NULL, NULL));
-SELECT data FROM pg_logical_slot_get_changes('types_slot', NULL, NULL,
-	'publication_names', 'types_pub', 'format', 'text', 'include_volatile', 'off');
-SELECT 'skip' FROM pg_replication_slot_advance('types_slot', pg_current_wal_lsn());
-
--- a timestamp beyond int64 microseconds since 1970 cannot be sent either
 INSERT INTO types (id, ts) VALUES (8, '294247-01-11 00:00:00');
 SELECT data FROM pg_logical_slot_get_changes('types_slot', NULL, NULL,
 	'publication_names', 'types_pub', 'format', 'text', 'include_volatile', 'off');

@@ -40,6 +40,8 @@ CREATE TABLE streams (
 	shared_connection bool NOT NULL DEFAULT false,
 	schema_policy text NOT NULL DEFAULT 'pause'
 		CHECK (schema_policy IN ('pause', 'drop_missing_columns')),
+	array_nulls text NOT NULL DEFAULT 'mark'
+		CHECK (array_nulls IN ('mark', 'pause')),
 	enabled bool NOT NULL DEFAULT true,
 	paused_reason text,
 	paused_at timestamptz,
@@ -52,6 +54,8 @@ COMMENT ON TABLE streams IS
 COMMENT ON COLUMN streams.table_map IS
 'source table (schema.table, quoted as needed) -> target table (catalog.schema.table)';
 COMMENT ON COLUMN streams.batch_max_delay IS 'milliseconds';
+COMMENT ON COLUMN streams.array_nulls IS
+'an array with NULL elements: mark (sent without them, positions in _array_nulls) or pause (its table pauses)';
 COMMENT ON COLUMN streams.ack_timeout IS 'milliseconds';
 COMMENT ON COLUMN streams.paused_reason IS
 'why the stream stopped on a permanent error; zerobus.resume_stream() clears it';
@@ -109,8 +113,8 @@ COMMENT ON COLUMN stream_tables.paused_reason IS
 GRANT SELECT (id, name, owner, publication, slot_name, endpoint, workspace_url,
 	workspace_id, target_catalog, target_schema, table_map, insecure, ca_file,
 	batch_max_records, batch_max_bytes, batch_max_delay, max_inflight_bytes,
-	ack_timeout, snapshot, shared_connection, schema_policy, enabled, paused_at,
-	config_version, created_at) ON streams TO PUBLIC;
+	ack_timeout, snapshot, shared_connection, schema_policy, array_nulls,
+	enabled, paused_at, config_version, created_at) ON streams TO PUBLIC;
 GRANT SELECT (stream_id, relid, schema_name, table_name, snapshot_state,
 	snapshot_rows, snapshot_rows_estimated, snapshot_lsn, snapshot_started_at,
 	snapshot_finished_at, accepted_columns, schema_notice, paused_at)
@@ -148,7 +152,8 @@ CREATE FUNCTION create_stream(
 	owner regrole DEFAULT NULL,
 	schema_policy text DEFAULT NULL,
 	snapshot bool DEFAULT NULL,
-	shared_connection bool DEFAULT NULL)
+	shared_connection bool DEFAULT NULL,
+	array_nulls text DEFAULT NULL)
 RETURNS int
 AS 'MODULE_PATHNAME', 'zerobus_create_stream'
 LANGUAGE C VOLATILE
@@ -157,7 +162,7 @@ SET search_path = pg_catalog, pg_temp
 -- the LOG of the slot's creation (or an error) would otherwise copy it
 SET log_min_error_statement = panic;
 
-COMMENT ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool) IS
+COMMENT ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text) IS
 'create a stream and its logical replication slot; returns the stream id';
 
 CREATE FUNCTION alter_stream(
@@ -182,13 +187,14 @@ CREATE FUNCTION alter_stream(
 	owner regrole DEFAULT NULL,
 	schema_policy text DEFAULT NULL,
 	shared_connection bool DEFAULT NULL,
+	array_nulls text DEFAULT NULL,
 	reset text[] DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'zerobus_alter_stream'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
-COMMENT ON FUNCTION alter_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, int, int, int, int, int, text, text, regrole, text, bool, text[]) IS
+COMMENT ON FUNCTION alter_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, int, int, int, int, int, text, text, regrole, text, bool, text, text[]) IS
 'change the given settings of a stream, and put those named in reset back to their defaults; its worker restarts with them';
 
 CREATE FUNCTION drop_stream(name text, if_exists bool DEFAULT false)
@@ -246,7 +252,8 @@ CREATE FUNCTION stream_shared_state(
 	OUT records_sent int8, OUT bytes_sent int8,
 	OUT records_acked int8, OUT bytes_acked int8, OUT reconnects int8,
 	OUT last_error text, OUT last_error_time timestamptz,
-	OUT started_at timestamptz, OUT truncates int8, OUT stream_reopens int8)
+	OUT started_at timestamptz, OUT truncates int8, OUT stream_reopens int8,
+	OUT array_nulls int8)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'zerobus_stream_shared_state'
 LANGUAGE C STRICT VOLATILE
@@ -277,6 +284,7 @@ SELECT s.name,
 	coalesce(w.reconnects, 0) AS reconnects,
 	coalesce(w.stream_reopens, 0) AS stream_reopens,
 	coalesce(w.truncates, 0) AS truncates,
+	coalesce(w.array_nulls, 0) AS array_nulls,
 	w.last_ack_time,
 	CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE')
 		THEN s.paused_reason END AS paused_reason,
@@ -350,4 +358,4 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION snapshot_table(text, regclass) IS
 'send the rows of one table of a stream again, from a new snapshot';
 
-REVOKE ALL ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool) FROM PUBLIC;
+REVOKE ALL ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text) FROM PUBLIC;

@@ -1,8 +1,8 @@
 # Copyright (c) zerobus authors
 #
-# A change the plugin can never send (an array with a NULL element: a
-# protobuf repeated field cannot hold one) fails replication at the same
-# place every time.  The worker retries it a few times, then fails the
+# A change the plugin can never send (a timestamp after 294247-01-10, which
+# int64 microseconds since 1970 cannot express) fails replication at the
+# same place every time.  The worker retries it a few times, then fails the
 # stream with the plugin's error instead of retrying for ever; the slot
 # stays before the change.  The documented way out -- advance the slot past
 # the change, which loses it, and resume -- lets the stream flow on, and the
@@ -22,7 +22,7 @@ my $emu = start_emulator();
 
 $node->safe_psql(
 	'postgres', q{
-	CREATE TABLE arr (id int PRIMARY KEY, vals int[]);
+	CREATE TABLE arr (id int PRIMARY KEY, at timestamp);
 	CREATE PUBLICATION pub FOR TABLE arr;
 });
 declare_target($node, $emu, 'arr', 'main.cdc.arr');
@@ -30,19 +30,20 @@ create_stream($node, $emu, 'arr', 'pub');
 wait_streaming($node, 'arr');
 
 $node->safe_psql('postgres',
-	"INSERT INTO arr SELECT g, ARRAY[g, g + 1] FROM generate_series(1, 10) g");
+	"INSERT INTO arr SELECT g, '2024-01-01'::timestamp + g * interval '1 day' FROM generate_series(1, 10) g");
 wait_acked($node, 'arr',
 	$node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
 
 # The change that cannot be sent, then one that can.
 my $before = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-$node->safe_psql('postgres', "INSERT INTO arr VALUES (11, ARRAY[1, NULL])");
+$node->safe_psql('postgres',
+	"INSERT INTO arr VALUES (11, '294247-01-11 00:00:00')");
 my $after_bad = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-$node->safe_psql('postgres', "INSERT INTO arr VALUES (12, ARRAY[12])");
+$node->safe_psql('postgres', "INSERT INTO arr VALUES (12, '2024-12-12')");
 
 like(
 	wait_failed($node, 'arr', 'the stream fails on a change it can never send'),
-	qr/failed 5 times in a row at the same position: .*array in column "vals" contains a null element.*pg_replication_slot_advance/s,
+	qr/failed 5 times in a row at the same position: .*timestamp in column "at" is out of range for Zerobus.*pg_replication_slot_advance/s,
 	'the reason gives the plugin error and the way out');
 is( $node->safe_psql(
 		'postgres',
@@ -61,7 +62,9 @@ wait_acked($node, 'arr',
 
 is_deeply(
 	fold_changes(delta_rows($emu, 'main.cdc.arr'), 'id'),
-	source_rows($node, 'arr WHERE id <> 11', 'id, vals', 'id'),
+	source_rows(
+		$node, 'arr WHERE id <> 11',
+		"id, (extract(epoch FROM at) * 1000000)::int8 AS at", 'id'),
 	'Delta equals the source without the skipped row');
 check_slot_behind_acks($node, 'arr');
 

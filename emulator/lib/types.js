@@ -350,6 +350,8 @@ function duckJson(v, t) {
 			return String(v);
 		case 'FLOAT':
 		case 'DOUBLE':
+			if (Object.is(v, -0))
+				return '-0.0';	/* String(-0) is "0": keep the sign */
 			return Number.isFinite(v) ? String(v) : `"${v}"`;
 		case 'STRING':
 		case 'VARIANT':

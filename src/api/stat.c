@@ -109,8 +109,8 @@ zerobus_stream_shared_state(PG_FUNCTION_ARGS)
 	for (i = 0; i < nstreams; i++)
 	{
 		ZerobusStreamShared *s = &streams[i];
-		Datum		values[19];
-		bool		nulls[19] = {0};
+		Datum		values[20];
+		bool		nulls[20] = {0};
 
 		values[0] = Int32GetDatum(s->stream_id);
 		values[1] = Int32GetDatum(s->pid);
@@ -135,6 +135,7 @@ zerobus_stream_shared_state(PG_FUNCTION_ARGS)
 		put_time(values, nulls, 16, s->started_at);
 		values[17] = Int64GetDatum((int64) s->truncates);
 		values[18] = Int64GetDatum((int64) s->stream_reopens);
+		values[19] = Int64GetDatum((int64) s->array_nulls);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

@@ -260,6 +260,34 @@ check_owner_can_read(int32 stream_id)
 	}
 }
 
+/*
+ * Check that str is one of option o's values (ZB_OPT_POLICY).
+ */
+static void
+check_choice(const ZerobusStreamOption *o, const char *str)
+{
+	StringInfoData values;
+	int			i;
+
+	initStringInfo(&values);
+	for (i = 0; o->choices[i] != NULL; i++)
+	{
+		if (strcmp(str, o->choices[i]) == 0)
+		{
+			pfree(values.data);
+			return;
+		}
+		if (i > 0)
+			appendStringInfoString(&values,
+								   o->choices[i + 1] == NULL ? " or " : ", ");
+		appendStringInfo(&values, "'%s'", o->choices[i]);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid %s \"%s\"", o->name, str),
+			 errhint("The %s is %s.", o->name, values.data)));
+}
+
 /* Errors out unless value can be a part of a Unity Catalog name. */
 static void
 check_target_part(const char *what, const char *value)
@@ -439,12 +467,7 @@ collect_settings(FunctionCallInfo fcinfo, bool create, ZerobusStreamRow *old,
 				}
 				break;
 			case ZB_OPT_POLICY:
-				if (strcmp(str, "pause") != 0 &&
-					strcmp(str, "drop_missing_columns") != 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("invalid schema_policy \"%s\"", str),
-							 errhint("The schema policy is 'pause' or 'drop_missing_columns'.")));
+				check_choice(s, str);
 				break;
 			case ZB_OPT_CONNINFO:
 				check_conninfo(str);

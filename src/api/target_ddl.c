@@ -83,11 +83,11 @@ zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 							 col->pg_type);
 		appendStringInfoChar(&out, '\n');
 	}
-	for (i = 0; i < ZB_META_NCOLUMNS; i++)
+	for (i = 0; i < plan->nmeta; i++)
 		appendStringInfo(&out, "  %s %s%s%s\n", zerobus_meta_names[i],
 						 zerobus_meta_delta_types[i],
-						 i == ZB_META_UNCHANGED_COLUMNS ? "" : " NOT NULL",
-						 i == ZB_META_NCOLUMNS - 1 ? "" : ",");
+						 i < ZB_META_UNCHANGED_COLUMNS ? " NOT NULL" : "",
+						 i == plan->nmeta - 1 ? "" : ",");
 	appendStringInfoString(&out, ") USING DELTA COMMENT ");
 	append_sql_string(&out, psprintf("Changes of PostgreSQL table %s, streamed by zerobus",
 									 quote_qualified_identifier(plan->schema_name,

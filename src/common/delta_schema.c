@@ -196,8 +196,10 @@ zerobus_append_target_name(StringInfo out, const char *target_table)
 }
 
 /*
- * The source columns of plan (the metadata columns are not part of a
- * column set), allocated in the current memory context.
+ * The source columns of plan, and _array_nulls when it has one (it comes
+ * and goes with the table's array columns, so a schema change handles it
+ * like theirs; the other metadata columns never change and are not part of
+ * a column set), allocated in the current memory context.
  */
 void
 zerobus_schema_from_plan(const ZerobusRecordPlan *plan, ZerobusColumnSet *set)
@@ -205,12 +207,20 @@ zerobus_schema_from_plan(const ZerobusRecordPlan *plan, ZerobusColumnSet *set)
 	int			i;
 
 	set->ncolumns = plan->ncolumns;
-	set->columns = palloc0(sizeof(ZerobusSchemaColumn) * Max(plan->ncolumns, 1));
+	set->columns = palloc0(sizeof(ZerobusSchemaColumn) * (plan->ncolumns + 1));
 	for (i = 0; i < plan->ncolumns; i++)
 	{
 		set->columns[i].name = pstrdup(plan->columns[i].name);
 		set->columns[i].field_number = plan->columns[i].field_number;
 		set->columns[i].delta_type = pstrdup(plan->columns[i].type->delta_type);
+	}
+	if (plan->array_nulls_type != NULL)
+	{
+		ZerobusSchemaColumn *col = &set->columns[set->ncolumns++];
+
+		col->name = pstrdup(zerobus_meta_names[ZB_META_ARRAY_NULLS]);
+		col->field_number = ZB_META_FIELD_BASE + ZB_META_ARRAY_NULLS;
+		col->delta_type = pstrdup(zerobus_meta_delta_types[ZB_META_ARRAY_NULLS]);
 	}
 }
 

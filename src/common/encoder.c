@@ -20,7 +20,9 @@
  *	  required int64 _xid = 2004;
  *	  required int64 _seq = 2005;
  *	  repeated string _unchanged_columns = 2006;
+ *	  repeated ArrayNull _array_nulls = 2007;	-- only with array columns
  *	  message <composite> { optional <T> <member> = <attnum>; ... }
+ *	  message ArrayNull { optional string path = 1; repeated int32 positions = 2; }
  *	}
  *
  * All nested messages (one per composite type used anywhere in the record)
@@ -44,18 +46,38 @@
 
 const char *const zerobus_meta_names[ZB_META_NCOLUMNS] = {
 	"_change_type", "_commit_lsn", "_commit_timestamp", "_xid", "_seq",
-	"_unchanged_columns"
+	"_unchanged_columns", "_array_nulls"
 };
 
 const char *const zerobus_meta_delta_types[ZB_META_NCOLUMNS] = {
-	"STRING", "BIGINT", "TIMESTAMP", "BIGINT", "BIGINT", "ARRAY<STRING>"
+	"STRING", "BIGINT", "TIMESTAMP", "BIGINT", "BIGINT", "ARRAY<STRING>",
+	"ARRAY<STRUCT<path: STRING, positions: ARRAY<INT>>>"
 };
 
 /*
  * Protobuf kinds of the metadata columns, for the descriptor and the
- * renderer: _unchanged_columns is the only repeated one.
+ * renderer: _unchanged_columns and _array_nulls are repeated, the latter of
+ * a nested message whose name each plan makes unique in its record.
  */
 static const ZerobusType meta_string_type = {.kind = ZB_PROTO_STRING};
+static const ZerobusType meta_int32_type = {.kind = ZB_PROTO_INT32};
+static const ZerobusType meta_positions_type = {
+	.kind = ZB_PROTO_INT32,
+	.is_array = true,
+	.elem = (ZerobusType *) &meta_int32_type
+};
+static const ZerobusField array_null_fields[] = {
+	{.name = "path", .attnum = 1, .field_number = 1,
+	.type = (ZerobusType *) &meta_string_type},
+	{.name = "positions", .attnum = 2, .field_number = 2,
+	.type = (ZerobusType *) &meta_positions_type}
+};
+static const ZerobusType array_null_type = {
+	.kind = ZB_PROTO_MESSAGE,
+	.nfields = lengthof(array_null_fields),
+	.fields = (ZerobusField *) array_null_fields,
+	.message_name = "ArrayNull"
+};
 
 const ZerobusType zerobus_meta_types[ZB_META_NCOLUMNS] = {
 	[ZB_META_CHANGE_TYPE] = {.kind = ZB_PROTO_STRING},
@@ -67,6 +89,11 @@ const ZerobusType zerobus_meta_types[ZB_META_NCOLUMNS] = {
 		.kind = ZB_PROTO_STRING,
 		.is_array = true,
 		.elem = (ZerobusType *) &meta_string_type
+	},
+	[ZB_META_ARRAY_NULLS] = {
+		.kind = ZB_PROTO_MESSAGE,
+		.is_array = true,
+		.elem = (ZerobusType *) &array_null_type
 	}
 };
 
@@ -143,6 +170,23 @@ message_name_taken(const MessageSet *set, const char *name)
 }
 
 /*
+ * A nested message name from base (made an identifier) that is not yet
+ * used within the record message, allocated in cxt.
+ */
+static char *
+unique_message_name(const MessageSet *set, const char *base,
+					MemoryContext cxt)
+{
+	char	   *ident = identifier_from(base);
+	char	   *name = ident;
+	int			suffix = 2;
+
+	while (message_name_taken(set, name))
+		name = psprintf("%s_%d", ident, suffix++);
+	return MemoryContextStrdup(cxt, name);
+}
+
+/*
  * Give every composite type in t's tree a nested message name that is
  * unique within the record message; the same composite type used twice
  * shares one nested message.
@@ -151,9 +195,6 @@ static void
 collect_messages(MessageSet *set, ZerobusType *t, MemoryContext cxt)
 {
 	ListCell   *lc;
-	char	   *base;
-	char	   *name;
-	int			suffix = 2;
 	int			i;
 
 	if (t->is_array)
@@ -176,11 +217,7 @@ collect_messages(MessageSet *set, ZerobusType *t, MemoryContext cxt)
 			return;
 		}
 	}
-	base = identifier_from(t->message_name);
-	name = base;
-	while (message_name_taken(set, name))
-		name = psprintf("%s_%d", base, suffix++);
-	t->message_name = MemoryContextStrdup(cxt, name);
+	t->message_name = unique_message_name(set, t->message_name, cxt);
 	set->types = lappend(set->types, t);
 }
 
@@ -241,10 +278,10 @@ build_descriptor(ZerobusRecordPlan *plan, const MessageSet *set)
 		put_field_descriptor(&desc, plan->columns[i].name,
 							 plan->columns[i].field_number, PB_LABEL_OPTIONAL,
 							 plan->columns[i].type, plan->message_name);
-	for (i = 0; i < ZB_META_NCOLUMNS; i++)
+	for (i = 0; i < plan->nmeta; i++)
 		put_field_descriptor(&desc, zerobus_meta_names[i],
 							 ZB_META_FIELD_BASE + i, PB_LABEL_REQUIRED,
-							 &zerobus_meta_types[i], plan->message_name);
+							 zerobus_meta_type(plan, i), plan->message_name);
 
 	foreach(lc, set->types)
 	{
@@ -291,7 +328,7 @@ check_column_name(Relation rel, const char *name)
 					(errcode(ERRCODE_DUPLICATE_COLUMN),
 					 errmsg("column \"%s\" of table \"%s\" has the name of a zerobus metadata column",
 							name, RelationGetRelationName(rel)),
-					 errdetail("Every target table has the metadata columns _change_type, _commit_lsn, _commit_timestamp, _xid, _seq and _unchanged_columns."),
+					 errdetail("Every target table has the metadata columns _change_type, _commit_lsn, _commit_timestamp, _xid, _seq and _unchanged_columns, and a table with arrays also _array_nulls."),
 					 errhint("Rename the column, or leave it out of the publication with a column list.")));
 	}
 }
@@ -306,6 +343,7 @@ plan_fill(ZerobusRecordPlan *plan, Relation rel, Bitmapset *columns)
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	Bitmapset  *keys = NULL;
 	MessageSet	set;
+	bool		has_arrays = false;
 	int			i;
 
 	plan->relid = RelationGetRelid(rel);
@@ -345,7 +383,23 @@ plan_fill(ZerobusRecordPlan *plan, Relation rel, Bitmapset *columns)
 			bms_is_member(att->attnum - FirstLowInvalidHeapAttributeNumber,
 						  keys);
 		plan->text_output |= zerobus_type_has_text_output(col->type);
+		has_arrays |= zerobus_type_has_arrays(col->type);
 		plan->ncolumns++;
+	}
+
+	plan->nmeta = ZB_META_NCOLUMNS - 1;
+	if (has_arrays)
+	{
+		ZerobusType *elem = palloc(sizeof(ZerobusType));
+
+		*elem = array_null_type;
+		elem->message_name = unique_message_name(&set, elem->message_name,
+												 plan->cxt);
+		set.types = lappend(set.types, elem);
+		plan->array_nulls_type = palloc(sizeof(ZerobusType));
+		*plan->array_nulls_type = zerobus_meta_types[ZB_META_ARRAY_NULLS];
+		plan->array_nulls_type->elem = elem;
+		plan->nmeta = ZB_META_NCOLUMNS;
 	}
 	build_descriptor(plan, &set);
 }
@@ -425,10 +479,13 @@ zerobus_pin_output_settings(GucAction action)
  * tupdesc must be the relation's current descriptor (the one the plan was
  * built from).  A column holding an on-disk TOAST pointer, which in a decoded
  * tuple means "unchanged and not in the WAL", is left out and named in
- * _unchanged_columns instead.  Allocates in the current memory context,
- * which the caller resets per change.
+ * _unchanged_columns instead.  Arrays sent without some of their content
+ * (NULL elements, or NULL altogether where the record carries the whole
+ * row) are named in _array_nulls.  Returns the number of arrays whose NULL
+ * elements were left out.  Allocates in the current memory context, which
+ * the caller resets per change.
  */
-void
+int
 zerobus_encode_record(StringInfo out, const ZerobusRecordPlan *plan,
 					  TupleDesc tupdesc, HeapTuple tuple,
 					  const ZerobusChangeMeta *meta)
@@ -439,8 +496,16 @@ zerobus_encode_record(StringInfo out, const ZerobusRecordPlan *plan,
 	int			nunchanged = 0;
 	int			nestlevel = -1;
 	const char *change = zerobus_change_names[meta->kind];
+	ZerobusArrayNulls array_nulls = {0};
+	bool		key_only;
 	int			i;
 
+	/* deletes and preimages carry the replica identity alone, unless FULL */
+	key_only = (meta->kind == ZB_CHANGE_DELETE ||
+				meta->kind == ZB_CHANGE_UPDATE_PREIMAGE) &&
+		plan->replident != REPLICA_IDENTITY_FULL;
+	if (plan->array_nulls_type != NULL)
+		initStringInfo(&array_nulls.entries);
 	heap_deform_tuple(tuple, tupdesc, values, nulls);
 	if (plan->text_output)
 	{
@@ -453,8 +518,14 @@ zerobus_encode_record(StringInfo out, const ZerobusRecordPlan *plan,
 		const ZerobusField *col = &plan->columns[i];
 		int			off = col->attnum - 1;
 
-		if (off >= tupdesc->natts || nulls[off])
+		if (off >= tupdesc->natts)
 			continue;
+		if (nulls[off])
+		{
+			if (col->type->is_array && (plan->is_key[i] || !key_only))
+				zerobus_array_nulls_add_null(&array_nulls, col->name);
+			continue;
+		}
 		if (TupleDescAttr(tupdesc, off)->attlen == -1 &&
 			VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[off])))
 		{
@@ -464,7 +535,7 @@ zerobus_encode_record(StringInfo out, const ZerobusRecordPlan *plan,
 			continue;
 		}
 		zerobus_value_encode(out, col->type, col->field_number, values[off],
-							 col->name);
+							 col->name, &array_nulls);
 	}
 
 	if (nestlevel >= 0)
@@ -488,4 +559,8 @@ zerobus_encode_record(StringInfo out, const ZerobusRecordPlan *plan,
 							 ZB_META_FIELD_BASE + ZB_META_UNCHANGED_COLUMNS,
 							 name, strlen(name));
 	}
+	if (plan->array_nulls_type != NULL)
+		appendBinaryStringInfo(out, array_nulls.entries.data,
+							   array_nulls.entries.len);
+	return array_nulls.marked;
 }

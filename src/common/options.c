@@ -38,6 +38,11 @@
  * superuser sets), a CA file (any file the server can open) or an
  * unencrypted connection.  The owner changes the rest.
  */
+static const char *const schema_policies[] = {
+	"pause", "drop_missing_columns", NULL
+};
+static const char *const array_nulls_policies[] = {"mark", "pause", NULL};
+
 const ZerobusStreamOption zerobus_stream_options[] = {
 	{"publication", ZB_OPT_PUBLICATION, TEXTOID,
 	ZB_OPT_REQUIRED | ZB_OPT_SUPERUSER, CONFIG_FIELD(publication)},
@@ -78,7 +83,9 @@ const ZerobusStreamOption zerobus_stream_options[] = {
 	{"owner", ZB_OPT_OWNER, REGROLEOID,
 	ZB_OPT_SUPERUSER, CONFIG_FIELD(owner)},
 	{"schema_policy", ZB_OPT_POLICY, TEXTOID,
-	0, CONFIG_FIELD(drop_missing_columns)},
+	0, CONFIG_FIELD(drop_missing_columns), .choices = schema_policies},
+	{"array_nulls", ZB_OPT_POLICY, TEXTOID,
+	0, CONFIG_FIELD(pause_array_nulls), .choices = array_nulls_policies},
 	{"snapshot", ZB_OPT_BOOL, BOOLOID,
 	ZB_OPT_CREATE_ONLY, NOT_LOADED},	/* initial_snapshot.c reads it */
 	{"shared_connection", ZB_OPT_BOOL, BOOLOID,
@@ -113,7 +120,7 @@ load_option(ZerobusStreamConfig *config, const ZerobusStreamOption *o,
 			break;
 		case ZB_OPT_POLICY:
 			*(bool *) field = !isnull &&
-				strcmp(TextDatumGetCString(value), "drop_missing_columns") == 0;
+				strcmp(TextDatumGetCString(value), o->choices[1]) == 0;
 			break;
 		case ZB_OPT_OWNER:
 			*(Oid *) field = isnull ? InvalidOid : DatumGetObjectId(value);

@@ -58,6 +58,8 @@ typedef struct ZerobusStreamShared
 	uint64		stream_reopens; /* Zerobus streams reopened within a
 								 * session (sender.c: reopen_call) */
 	uint64		truncates;		/* truncated tables seen, not sent */
+	uint64		array_nulls;	/* arrays sent without their NULL elements
+								 * (named in _array_nulls) */
 	TimestampTz last_error_time;
 	char		last_error[1024];
 	TimestampTz started_at;
@@ -93,6 +95,9 @@ typedef struct ZerobusStreamConfig
 	int			ack_timeout_ms;
 	bool		drop_missing_columns;	/* schema_policy: strip the columns
 										 * the target lacks, not pause */
+	bool		pause_array_nulls;	/* array_nulls: pause a table at a
+									 * record with an array holding NULL
+									 * elements, not send it marked */
 	int			ntargets;		/* table_map: source -> target table */
 	char	  **target_sources; /* quote_qualified_identifier(schema, table) */
 	char	  **target_tables;	/* catalog.schema.table */
@@ -176,7 +181,8 @@ typedef enum ZerobusOptionKind
 	ZB_OPT_TUNING,				/* int, in the limits of zerobus.<name>,
 								 * which gives its default */
 	ZB_OPT_BOOL,
-	ZB_OPT_POLICY,				/* schema_policy: pause, drop_missing_columns */
+	ZB_OPT_POLICY,				/* one of choices; the bool field says
+								 * whether it is choices[1] */
 	ZB_OPT_CONNINFO,			/* libpq connection string */
 	ZB_OPT_OWNER				/* regrole */
 } ZerobusOptionKind;
@@ -196,6 +202,8 @@ typedef struct ZerobusStreamOption
 	int		   *tuning_default; /* ZB_OPT_TUNING: the zerobus.* setting */
 	char	  **text_default;	/* text: the zerobus.* setting used when the
 								 * stream sets none */
+	const char *const *choices; /* ZB_OPT_POLICY: the values, the default
+								 * first, NULL-terminated */
 } ZerobusStreamOption;
 
 extern const ZerobusStreamOption zerobus_stream_options[];

@@ -32,14 +32,14 @@
  *	timestamp			TIMESTAMP_NTZ	int64		microseconds of the wall clock
  *													since 1970-01-01 00:00:00;
  *													-infinity/infinity of both are
- *													INT64_MIN/INT64_MAX (the target
- *													rejects them); a value after
+ *													INT64_MIN/INT64_MAX; a value after
  *													294247-01-10 cannot be expressed
  *													and is an error
  *	time				STRING			string		"HH:MM:SS[.ffffff]"
  *	timetz				STRING			string		"HH:MM:SS[.ffffff]+HH[:MM[:SS]]"
  *	interval			STRING			string		ISO 8601 "P1Y2M3DT4H5M6.5S",
- *													each part with its own sign
+ *													each part with its own sign, as
+ *													intervalstyle iso_8601 prints it
  *	uuid				STRING			string		canonical lowercase text
  *	json				VARIANT			string		JSON text as stored
  *	jsonb				VARIANT			string		canonical jsonb output
@@ -47,10 +47,11 @@
  *	domain				as its base type, with the domain's typmod
  *	T[]					ARRAY<T>		repeated T	numeric scalars packed; arrays of
  *													any dimension flattened in
- *													row-major order; a NULL element
- *													is an error (cannot be sent);
- *													NULL and empty arrays both arrive
- *													as an empty repeated field
+ *													row-major order; NULL elements
+ *													are left out and their positions
+ *													named in _array_nulls, as is a
+ *													NULL array (both arrive as an
+ *													empty repeated field otherwise)
  *	composite			STRUCT<...>		message		members optional, nested
  *													composites and arrays of
  *													composites included
@@ -72,6 +73,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "utils/arrayaccess.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -357,6 +359,22 @@ type_fill(ZerobusType *t, Oid typid, int32 typmod, MemoryContext cxt)
 		type_composite(t, cxt);
 	else
 		type_as_text(t, cxt);
+}
+
+/* Does any part of the tree of t send arrays? */
+bool
+zerobus_type_has_arrays(const ZerobusType *t)
+{
+	int			i;
+
+	if (t->is_array)
+		return true;
+	for (i = 0; i < t->nfields; i++)
+	{
+		if (zerobus_type_has_arrays(t->fields[i].type))
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -647,6 +665,98 @@ put_packable(StringInfo out, const ZerobusType *t, Datum value,
 }
 
 /*
+ * Where the value being encoded sits in its column, kept on the C stack
+ * while composites and arrays of composites are descended, so that an
+ * _array_nulls entry can name the array it is about: "col", "col.member",
+ * "col[3].member" (positions 1-based in the flattened array).
+ */
+typedef struct ValuePath
+{
+	const struct ValuePath *parent;
+	const char *member;			/* column or member name; NULL for an element */
+	int			index;			/* element position, when member is NULL */
+} ValuePath;
+
+/*
+ * The _array_nulls collector of the column being encoded and the path of
+ * the current value, set by zerobus_value_encode() for each column (an
+ * error that unwinds through the encoder leaves them to the next call,
+ * which sets them again before any use).
+ */
+static ZerobusArrayNulls *array_nulls;
+static const ValuePath *value_path;
+
+static void encode_value(StringInfo out, const ZerobusType *t,
+						 int field_number, Datum value, const char *column);
+static void close_length_delimited(StringInfo out, int start);
+
+/* Append the path of the array at path (plus member, if not NULL) to out. */
+static void
+append_value_path(StringInfo out, const ValuePath *path, const char *member)
+{
+	if (path != NULL)
+	{
+		append_value_path(out, path->parent, NULL);
+		if (path->member == NULL)
+			appendStringInfo(out, "[%d]", path->index);
+		else
+		{
+			if (path->parent != NULL)
+				appendStringInfoChar(out, '.');
+			appendStringInfoString(out, path->member);
+		}
+	}
+	if (member != NULL)
+	{
+		if (path != NULL)
+			appendStringInfoChar(out, '.');
+		appendStringInfoString(out, member);
+	}
+}
+
+/*
+ * Add an _array_nulls entry for the array at the current path (plus member
+ * when not NULL): positions are the 1-based positions of its NULL elements
+ * in the flattened array, none for a NULL array.
+ */
+static void
+add_array_nulls_entry(const char *member, const int *positions, int npositions)
+{
+	StringInfo	entries = &array_nulls->entries;
+	StringInfoData path;
+	int			start;
+	int			i;
+
+	initStringInfo(&path);
+	append_value_path(&path, value_path, member);
+	zerobus_wire_put_tag(entries, ZB_META_FIELD_BASE + ZB_META_ARRAY_NULLS,
+						 ZB_WIRE_LEN);
+	start = entries->len;
+	put_string(entries, 1, path.data, path.len);
+	if (npositions > 0)
+	{
+		int			packed;
+
+		zerobus_wire_put_tag(entries, 2, ZB_WIRE_LEN);
+		packed = entries->len;
+		for (i = 0; i < npositions; i++)
+			zerobus_wire_put_varint(entries, (uint64) positions[i]);
+		close_length_delimited(entries, packed);
+	}
+	close_length_delimited(entries, start);
+	pfree(path.data);
+}
+
+/* Name the NULL array in column in the record's _array_nulls. */
+void
+zerobus_array_nulls_add_null(ZerobusArrayNulls *nulls, const char *column)
+{
+	array_nulls = nulls;
+	value_path = NULL;
+	add_array_nulls_entry(column, NULL, 0);
+}
+
+/*
  * Turn the bytes from start to the end of out into the payload of a
  * length-delimited field by inserting its length before them.  Used where
  * the length is not known in advance (nested messages, packed varints).
@@ -667,7 +777,9 @@ close_length_delimited(StringInfo out, int start)
 
 /*
  * Repeated field of an array's elements, flattened in row-major order.
- * Null elements cannot be sent: error.
+ * A protobuf repeated field cannot hold a NULL element: NULL elements are
+ * left out and their positions named in _array_nulls (the worker applies
+ * the stream's array_nulls policy to records with such arrays).
  */
 static void
 encode_array(StringInfo out, const ZerobusType *t, int field_number,
@@ -676,38 +788,56 @@ encode_array(StringInfo out, const ZerobusType *t, int field_number,
 	ArrayType  *array = DatumGetArrayTypeP(value);
 	const ZerobusType *elem = t->elem;
 	int			nitems = ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array));
-	char	   *ptr = ARR_DATA_PTR(array);
 	bool		packed = conversion_is_packable(elem->conversion);
+	int		   *null_positions = NULL;
+	int			nnulls = 0;
+	const ValuePath *parent = value_path;
+	ValuePath	step = {.parent = parent};
+	array_iter	iter;
+	int			tag_start = 0;
 	int			start = 0;
 	int			i;
 
 	if (nitems == 0)
 		return;
 	if (array_contains_nulls(array))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("array in column \"%s\" contains a null element", column),
-				 errdetail("A protobuf repeated field cannot hold a null element, so this change cannot be sent to Zerobus."),
-				 errhint("Keep null elements out of the column, for example with a CHECK constraint; a change already in the WAL can only be skipped by advancing the replication slot past it.")));
+		null_positions = palloc(sizeof(int) * nitems);
 
 	if (packed)
 	{
+		tag_start = out->len;
 		zerobus_wire_put_tag(out, field_number, ZB_WIRE_LEN);
 		start = out->len;
 	}
+	array_iter_setup(&iter, (AnyArrayType *) array);
 	for (i = 0; i < nitems; i++)
 	{
-		Datum		item = fetch_att(ptr, elem->typbyval, elem->typlen);
+		bool		isnull;
+		Datum		item = array_iter_next(&iter, &isnull, i, elem->typlen,
+										   elem->typbyval, elem->typalign);
 
-		ptr = att_addlength_pointer(ptr, elem->typlen, ptr);
-		ptr = (char *) att_align_nominal(ptr, elem->typalign);
-		if (packed)
+		if (isnull)
+			null_positions[nnulls++] = i + 1;
+		else if (packed)
 			put_packable(out, elem, item, column);
 		else
-			zerobus_value_encode(out, elem, field_number, item, column);
+		{
+			step.index = i + 1;
+			value_path = &step;
+			encode_value(out, elem, field_number, item, column);
+			value_path = parent;
+		}
 	}
-	if (packed)
+	if (packed && out->len == start)
+		out->len = tag_start;	/* every element NULL: no field at all */
+	else if (packed)
 		close_length_delimited(out, start);
+	if (nnulls > 0)
+	{
+		add_array_nulls_entry(NULL, null_positions, nnulls);
+		array_nulls->marked++;
+		pfree(null_positions);
+	}
 }
 
 /* Nested message of a composite value's non-null members. */
@@ -719,6 +849,8 @@ encode_composite(StringInfo out, const ZerobusType *t, int field_number,
 	HeapTupleData tuple;
 	Datum	   *values = palloc(sizeof(Datum) * t->tupdesc->natts);
 	bool	   *nulls = palloc(sizeof(bool) * t->tupdesc->natts);
+	const ValuePath *parent = value_path;
+	ValuePath	step = {.parent = parent};
 	int			start;
 	int			i;
 
@@ -734,9 +866,17 @@ encode_composite(StringInfo out, const ZerobusType *t, int field_number,
 	{
 		const ZerobusField *f = &t->fields[i];
 
-		if (!nulls[f->attnum - 1])
-			zerobus_value_encode(out, f->type, f->field_number,
-								 values[f->attnum - 1], column);
+		if (nulls[f->attnum - 1])
+		{
+			if (f->type->is_array)
+				add_array_nulls_entry(f->name, NULL, 0);
+			continue;
+		}
+		step.member = f->name;
+		value_path = &step;
+		encode_value(out, f->type, f->field_number, values[f->attnum - 1],
+					 column);
+		value_path = parent;
 	}
 	close_length_delimited(out, start);
 	pfree(values);
@@ -744,8 +884,10 @@ encode_composite(StringInfo out, const ZerobusType *t, int field_number,
 }
 
 /*
- * Append one non-null value of type t as field field_number (for arrays,
- * all its elements).  column names the source column in error messages.
+ * Append one non-null value of type t, the whole of source column column,
+ * as field field_number (for arrays, all its elements).  column also names
+ * the column in error messages.  Arrays in the value sent without some of
+ * their content are named in nulls (never NULL), the record's _array_nulls.
  *
  * The value must not be an unchanged on-disk TOAST pointer of a decoded
  * tuple (the encoder leaves those out); other TOAST forms are detoasted.
@@ -753,7 +895,20 @@ encode_composite(StringInfo out, const ZerobusType *t, int field_number,
  */
 void
 zerobus_value_encode(StringInfo out, const ZerobusType *t, int field_number,
-					 Datum value, const char *column)
+					 Datum value, const char *column, ZerobusArrayNulls *nulls)
+{
+	ValuePath	root = {.member = column};
+
+	array_nulls = nulls;
+	value_path = &root;
+	encode_value(out, t, field_number, value, column);
+	value_path = NULL;
+}
+
+/* zerobus_value_encode() of a value at value_path, for any nesting level */
+static void
+encode_value(StringInfo out, const ZerobusType *t, int field_number,
+			 Datum value, const char *column)
 {
 	char		buf[128];
 

@@ -178,6 +178,9 @@ zerobus_output_read(const char *data, size_t len, ZerobusOutputMessage *msg)
 			msg->record = f.data;
 			msg->record_len = f.value;
 		}
+		else if (f.number == ZB_OUT_CHANGE_ARRAY_NULLS &&
+				 f.wire_type == ZB_WIRE_VARINT)
+			msg->array_nulls = (uint32) f.value;
 		else
 			return "unexpected field in Change";
 	}

@@ -121,6 +121,7 @@ typedef struct ZerobusOutputMessage
 	int			change_type;	/* ZB_OUT_CHANGE_TYPE_* */
 	const char *record;			/* NULL when the Change has none */
 	size_t		record_len;
+	uint32		array_nulls;	/* arrays sent without their NULL elements */
 } ZerobusOutputMessage;
 
 extern const char *zerobus_output_read(const char *data, size_t len,

@@ -108,7 +108,8 @@ struct ZerobusType
 #define ZB_META_XID					3
 #define ZB_META_SEQ					4
 #define ZB_META_UNCHANGED_COLUMNS	5
-#define ZB_META_NCOLUMNS			6
+#define ZB_META_ARRAY_NULLS			6	/* only in records with arrays */
+#define ZB_META_NCOLUMNS			7
 
 extern const char *const zerobus_meta_names[ZB_META_NCOLUMNS];
 extern const char *const zerobus_meta_delta_types[ZB_META_NCOLUMNS];
@@ -135,7 +136,21 @@ typedef struct ZerobusRecordPlan
 	int			descriptor_len;
 	bool		text_output;	/* some value is sent as its type's text
 								 * output, computed under pinned settings */
+	int			nmeta;			/* metadata columns: ZB_META_NCOLUMNS when
+								 * some column holds arrays (_array_nulls),
+								 * one fewer otherwise */
+	ZerobusType *array_nulls_type;	/* _array_nulls, with its nested message
+									 * named uniquely in this record; NULL
+									 * without arrays */
 } ZerobusRecordPlan;
+
+/* The type of metadata column i (< plan->nmeta) of plan's records. */
+static inline const ZerobusType *
+zerobus_meta_type(const ZerobusRecordPlan *plan, int i)
+{
+	return i == ZB_META_ARRAY_NULLS ? plan->array_nulls_type :
+		&zerobus_meta_types[i];
+}
 
 /*
  * The change kinds of a record, as written in _change_type and, but for
@@ -162,19 +177,33 @@ typedef struct ZerobusChangeMeta
 	int64		seq;
 } ZerobusChangeMeta;
 
+/*
+ * Where the encoder collects the _array_nulls entries of one record: each
+ * array value sent without some of its content (a NULL array, or an array
+ * whose NULL elements were left out), with the path to it.
+ */
+typedef struct ZerobusArrayNulls
+{
+	StringInfoData entries;		/* encoded _array_nulls fields */
+	int			marked;			/* arrays with NULL elements left out */
+} ZerobusArrayNulls;
+
 /* typemap.c */
 extern ZerobusType *zerobus_type_build(Oid typid, int32 typmod,
 									   MemoryContext cxt);
 extern void zerobus_value_encode(StringInfo out, const ZerobusType *type,
 								 int field_number, Datum value,
-								 const char *column);
+								 const char *column, ZerobusArrayNulls *nulls);
+extern void zerobus_array_nulls_add_null(ZerobusArrayNulls *nulls,
+										 const char *column);
 extern bool zerobus_type_has_text_output(const ZerobusType *type);
+extern bool zerobus_type_has_arrays(const ZerobusType *type);
 
 /* encoder.c */
 extern ZerobusRecordPlan *zerobus_plan_build(Relation rel, Bitmapset *columns,
 											 MemoryContext parent);
 extern void zerobus_plan_free(ZerobusRecordPlan *plan);
-extern void zerobus_encode_record(StringInfo out,
+extern int	zerobus_encode_record(StringInfo out,
 								  const ZerobusRecordPlan *plan,
 								  TupleDesc tupdesc, HeapTuple tuple,
 								  const ZerobusChangeMeta *meta);

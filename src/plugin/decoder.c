@@ -493,7 +493,7 @@ zb_ensure_plan(ZerobusDecodingData *data, ZerobusRelEntry *entry,
 		zerobus_wire_put_varint_field(&col, ZB_OUT_COLUMN_IS_KEY, plan->is_key[i] ? 1 : 0);
 		zerobus_wire_put_bytes(&msg, ZB_OUT_RELATION_COLUMNS, col.data, col.len);
 	}
-	for (i = 0; i < ZB_META_NCOLUMNS; i++)
+	for (i = 0; i < plan->nmeta; i++)
 	{
 		resetStringInfo(&col);
 		zb_put_string(&col, ZB_OUT_COLUMN_NAME, zerobus_meta_names[i]);
@@ -631,6 +631,7 @@ zb_send_record(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	ZerobusChangeMeta meta;
 	HeapTuple	tuple;
 	StringInfo	out;
+	int			array_nulls;
 
 	meta.kind = kind;
 	meta.commit_lsn = txn->final_lsn;
@@ -640,8 +641,9 @@ zb_send_record(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	tuple = ExecFetchSlotHeapTuple(slot, false, NULL);
 	resetStringInfo(&data->record);
-	zerobus_encode_record(&data->record, plan, slot->tts_tupleDescriptor,
-						  tuple, &meta);
+	array_nulls = zerobus_encode_record(&data->record, plan,
+										slot->tts_tupleDescriptor, tuple,
+										&meta);
 
 	OutputPluginPrepareWrite(ctx, true);
 	out = ctx->out;
@@ -650,15 +652,19 @@ zb_send_record(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		int			reclen = data->record.len;
 		uint64		bodylen;
 
-		/* Change{relid, type, record}, sized up front to copy once */
+		/* Change{relid, type, record[, array_nulls]}, sized up front */
 		bodylen = 1 + zerobus_wire_varint_size(plan->relid) +
 			1 + zerobus_wire_varint_size(kind) +
 			1 + zerobus_wire_varint_size(reclen) + reclen;
+		if (array_nulls > 0)
+			bodylen += 1 + zerobus_wire_varint_size(array_nulls);
 		zerobus_wire_put_tag(out, ZB_OUT_MESSAGE_CHANGE, ZB_WIRE_LEN);
 		zerobus_wire_put_varint(out, bodylen);
 		zerobus_wire_put_varint_field(out, ZB_OUT_CHANGE_RELID, plan->relid);
 		zerobus_wire_put_varint_field(out, ZB_OUT_CHANGE_TYPE, kind);
 		zerobus_wire_put_bytes(out, ZB_OUT_CHANGE_RECORD, data->record.data, reclen);
+		if (array_nulls > 0)
+			zerobus_wire_put_varint_field(out, ZB_OUT_CHANGE_ARRAY_NULLS, array_nulls);
 	}
 	else if (data->format == ZB_FORMAT_TEXT)
 	{

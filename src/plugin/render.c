@@ -404,7 +404,7 @@ zerobus_render_record(StringInfo out, const ZerobusRecordPlan *plan,
 					  bool include_volatile)
 {
 	RenderField *fields = palloc(sizeof(RenderField) *
-								 (plan->ncolumns + ZB_META_NCOLUMNS));
+								 (plan->ncolumns + plan->nmeta));
 	int			nfields = 0;
 	int			i;
 
@@ -417,12 +417,12 @@ zerobus_render_record(StringInfo out, const ZerobusRecordPlan *plan,
 		fields[nfields].hidden = false;
 		nfields++;
 	}
-	for (i = 0; i < ZB_META_NCOLUMNS; i++)
+	for (i = 0; i < plan->nmeta; i++)
 	{
 		fields[nfields].name = zerobus_meta_names[i];
 		fields[nfields].pg_type = NULL;
 		fields[nfields].number = ZB_META_FIELD_BASE + i;
-		fields[nfields].type = &zerobus_meta_types[i];
+		fields[nfields].type = zerobus_meta_type(plan, i);
 		fields[nfields].hidden = !include_volatile &&
 			(i == ZB_META_COMMIT_LSN || i == ZB_META_COMMIT_TIMESTAMP ||
 			 i == ZB_META_XID);

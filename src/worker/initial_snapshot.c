@@ -165,6 +165,7 @@ typedef struct SnapTable
 {
 	Oid			relid;
 	char	   *qualname;		/* schema.table, for messages */
+	char	   *target_name;	/* catalog.schema.table */
 	TimestampTz run;
 	int			nkeys;
 	char	  **key;			/* key of the last row read; NULL: start */
@@ -295,6 +296,7 @@ drop_current(ZerobusSnapshot *snap)
 
 	free_key(t->key, t->nkeys);
 	pfree(t->qualname);
+	pfree(t->target_name);
 	pfree(t);
 	snap->cur = NULL;
 }
@@ -381,7 +383,7 @@ pick_table(ZerobusSnapshot *snap, TimestampTz now)
 										 SPI_getvalue(tup, desc, 2),
 										 SPI_getvalue(tup, desc, 3));
 	t->target = zerobus_sender_target(snap->ws->sender, target);
-	pfree(target);
+	t->target_name = target;
 	key = SPI_getbinval(tup, desc, 5, &key_isnull);
 	if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
 	{
@@ -812,6 +814,8 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 	int			descriptor_len;
 	ZerobusChangeMeta meta;
 	SnapReceiver recv;
+	uint32		array_nulls = 0;	/* arrays sent without NULL elements */
+	bool		sendable;
 	int			nkeys = 0;
 	int64		i;
 	const char *p;
@@ -924,14 +928,16 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 		if (drop)
 		{
 			resetStringInfo(&record);
-			zerobus_encode_record(&record, plan, RelationGetDescr(rel),
-								  &tuple, &meta);
+			array_nulls += zerobus_encode_record(&record, plan,
+												 RelationGetDescr(rel),
+												 &tuple, &meta);
 			zerobus_reaction_strip(&records, record.data, record.len, drop,
 								   false);
 		}
 		else
-			zerobus_encode_record(&records, plan, RelationGetDescr(rel),
-								  &tuple, &meta);
+			array_nulls += zerobus_encode_record(&records, plan,
+												 RelationGetDescr(rel),
+												 &tuple, &meta);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(row_cxt);
 		pfree(recv.rows[i]);
@@ -952,7 +958,10 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 	 * Zerobus streams by their place in the chunk rather than by key.
 	 */
 	p = records.data;
-	for (i = 0; i < chunk->nrows; i++)
+	sendable = array_nulls == 0 ||
+		zerobus_worker_array_nulls_sendable(t->target, t->target_name,
+											t->qualname, array_nulls);
+	for (i = 0; sendable && i < chunk->nrows; i++)
 	{
 		if (!zerobus_sender_add(snap->ws->sender, t->target, ZB_LANE_SNAPSHOT,
 								descriptor, descriptor_len,

@@ -468,6 +468,31 @@ key_hash(const ZerobusRelation *rel, const char *record, size_t len)
 	return h;
 }
 
+/*
+ * A record with arrays sent without their NULL elements (named in
+ * _array_nulls): counted, and under array_nulls 'pause' its table pauses
+ * instead (the record is not sent; resume_stream() replays it).  Returns
+ * whether the record may be sent.
+ */
+bool
+zerobus_worker_array_nulls_sendable(ZerobusTarget *target,
+									const char *target_name,
+									const char *qualname, uint32 narrays)
+{
+	if (ws.config->pause_array_nulls)
+	{
+		if (!zerobus_sender_paused(target))
+			pause_target(target, target_name,
+						 psprintf("a row of %s has an array with NULL elements and the stream's array_nulls policy is 'pause'; set array_nulls to 'mark' with zerobus.alter_stream() to send such arrays without their NULL elements (named in _array_nulls), then call zerobus.resume_stream()",
+								  qualname));
+		return false;
+	}
+	SpinLockAcquire(&ws.shared->mutex);
+	ws.shared->array_nulls += narrays;
+	SpinLockRelease(&ws.shared->mutex);
+	return true;
+}
+
 /* A Change message (the hot path: its fields read by zerobus_output_read). */
 static void
 handle_change(const ZerobusOutputMessage *msg)
@@ -482,6 +507,10 @@ handle_change(const ZerobusOutputMessage *msg)
 	rel = hash_search(ws.relations, &msg->relid, HASH_FIND, NULL);
 	if (rel == NULL)
 		protocol_error("Change for a relation never described");
+	if (msg->array_nulls > 0 &&
+		!zerobus_worker_array_nulls_sendable(rel->target, rel->target_name,
+											 rel->qualname, msg->array_nulls))
+		return;
 	if (rel->drop)
 	{
 		if (stripped.data == NULL)
@@ -546,7 +575,7 @@ handle_relation(const uint8 *data, size_t len)
 	rel->accepted_stored = false;
 	rel->key_fields = NULL;
 
-	/* the source columns, without the metadata columns */
+	/* the source columns and _array_nulls, without the other metadata */
 	rel->columns.ncolumns = 0;
 	rel->columns.columns = palloc(sizeof(ZerobusSchemaColumn) *
 								  (msg->n_columns + 1));
@@ -555,7 +584,8 @@ handle_relation(const uint8 *data, size_t len)
 		Zerobus__Output__Column *col = msg->columns[i];
 		ZerobusSchemaColumn *to = &rel->columns.columns[rel->columns.ncolumns];
 
-		if (col->field_number >= ZB_META_FIELD_BASE)
+		if (col->field_number >= ZB_META_FIELD_BASE &&
+			col->field_number != ZB_META_FIELD_BASE + ZB_META_ARRAY_NULLS)
 			continue;
 		if (col->has_is_key && col->is_key)
 			rel->key_fields = bms_add_member(rel->key_fields,

@@ -70,6 +70,12 @@ typedef struct ZerobusWorkerState
 	HTAB	   *relations;		/* ZerobusRelation by relid */
 } ZerobusWorkerState;
 
+/* worker.c */
+extern bool zerobus_worker_array_nulls_sendable(ZerobusTarget *target,
+												const char *target_name,
+												const char *qualname,
+												uint32 narrays);
+
 /* reactions.c */
 extern char *zerobus_reaction_read_refusal(ZerobusStreamConfig *config,
 										   Oid relid, const char *qualname);
