@@ -321,6 +321,7 @@ zerobus_recover_stream(PG_FUNCTION_ARGS)
 	bool		isnull;
 	bool		exists;
 	pid_t		pid;
+	MemoryContext fn_cxt = CurrentMemoryContext;
 
 	zerobus_require_preload();
 	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
@@ -344,10 +345,11 @@ zerobus_recover_stream(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("stream \"%s\" does not exist", name)));
-	row = palloc0(sizeof(ZerobusStreamRow));
+	/* out of SPI's memory: the NOTICE below comes after SPI_finish */
+	row = MemoryContextAllocZero(fn_cxt, sizeof(ZerobusStreamRow));
 	row->id = DatumGetInt32(zerobus_result_datum(1, &isnull));
 	row->owner = DatumGetObjectId(zerobus_result_datum(2, &isnull));
-	row->slot_name = pstrdup(zerobus_result_text(3));
+	row->slot_name = MemoryContextStrdup(fn_cxt, zerobus_result_text(3));
 	if (zerobus_result_text(4))
 		wal_status = pstrdup(zerobus_result_text(4));
 	zerobus_check_stream_owner(&access, name, row);

@@ -330,7 +330,7 @@ normalize_table_map(Jsonb *map)
 			key = pnstrdup(v.val.string.val, v.val.string.len);
 		else if (tok == WJB_VALUE)
 		{
-			List	   *names = stringToQualifiedNameList(key);
+			List	   *names = zerobus_qualified_name_list(key);
 			char	   *target;
 			StringInfoData scratch;
 			Oid			relid;

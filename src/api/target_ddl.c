@@ -217,10 +217,19 @@ zerobus_target_ddl(PG_FUNCTION_ARGS)
 			target_table = zerobus_stream_target_table(config,
 													   get_namespace_name(RelationGetNamespace(rel)),
 													   RelationGetRelationName(rel));
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		columns = published_columns(config->publication, relid);
-		SPI_finish();
+		{
+			MemoryContext fn_cxt = CurrentMemoryContext;
+			MemoryContext spi_cxt;
+
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			columns = published_columns(config->publication, relid);
+			/* out of SPI's memory, which SPI_finish frees */
+			spi_cxt = MemoryContextSwitchTo(fn_cxt);
+			columns = bms_copy(columns);
+			MemoryContextSwitchTo(spi_cxt);
+			SPI_finish();
+		}
 	}
 
 	plan = zerobus_plan_build(rel, columns, CurrentMemoryContext);

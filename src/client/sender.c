@@ -84,6 +84,7 @@
 #include "utils/memutils.h"
 
 #include "auth.h"
+#include "compat.h"
 #include "delta_schema.h"
 #include "grpc.h"
 #include "sender.h"
@@ -278,8 +279,8 @@ server_words(ZerobusSender *sender, ZerobusTarget *target, const char *text)
 
 	basic = psprintf("%s:%s", config->client_id, config->client_secret);
 	basic64 = palloc(pg_b64_enc_len(strlen(basic)) + 1);
-	len = pg_b64_encode(basic, strlen(basic), basic64,
-						pg_b64_enc_len(strlen(basic)));
+	len = zerobus_b64_encode(basic, strlen(basic), basic64,
+							 pg_b64_enc_len(strlen(basic)));
 	basic64[Max(len, 0)] = '\0';
 
 	initStringInfo(&a);

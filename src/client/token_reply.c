@@ -41,37 +41,41 @@ typedef struct TokenParse
 } TokenParse;
 
 
-static void
+static ZB_JSON_ACTION_RESULT
 token_object_start(void *state)
 {
 	((TokenParse *) state)->depth++;
+	ZB_JSON_ACTION_RETURN;
 }
 
-static void
+static ZB_JSON_ACTION_RESULT
 token_object_end(void *state)
 {
 	((TokenParse *) state)->depth--;
+	ZB_JSON_ACTION_RETURN;
 }
 
-static void
+static ZB_JSON_ACTION_RESULT
 token_field_start(void *state, char *fname, bool isnull)
 {
 	TokenParse *tp = state;
 
 	tp->field = NULL;
 	if (tp->depth != 1)
-		return;
+		ZB_JSON_ACTION_RETURN;
 	if (strcmp(fname, "access_token") == 0)
 		tp->field = "access_token";
 	else if (strcmp(fname, "expires_in") == 0)
 		tp->field = "expires_in";
+	ZB_JSON_ACTION_RETURN;
 }
 
-static void
+static ZB_JSON_ACTION_RESULT
 token_field_end(void *state, char *fname, bool isnull)
 {
 	((TokenParse *) state)->field = NULL;
 	pfree(fname);
+	ZB_JSON_ACTION_RETURN;
 }
 
 /* Moves *value into *slot (a repeated key's last value wins) */
@@ -85,7 +89,7 @@ keep(char **slot, char **value)
 }
 
 /* Keeps the scalar value of access_token or expires_in; frees the others. */
-static void
+static ZB_JSON_ACTION_RESULT
 token_scalar(void *state, char *token, JsonTokenType tokentype)
 {
 	TokenParse *tp = state;
@@ -102,6 +106,7 @@ token_scalar(void *state, char *token, JsonTokenType tokentype)
 	tp->field = NULL;
 	if (token != NULL)
 		pfree(token);
+	ZB_JSON_ACTION_RETURN;
 }
 
 /*
@@ -215,7 +220,7 @@ parse_reply(char *body, size_t len, char **token, long *expires_in,
 				 ZB_TOKEN_MAX_DEPTH);
 		return false;
 	}
-	lex = makeJsonLexContextCstringLen(body, len, PG_UTF8, true);
+	lex = zerobus_make_json_lex(body, len, PG_UTF8, true);
 	jerr = pg_parse_json(lex, &sem);
 	zerobus_free_json_lex(lex);
 	if (jerr != JSON_SUCCESS)

@@ -43,6 +43,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 const char *const zerobus_meta_names[ZB_META_NCOLUMNS] = {
 	"_change_type", "_commit_lsn", "_commit_timestamp", "_xid", "_seq",
@@ -353,7 +354,19 @@ plan_fill(ZerobusRecordPlan *plan, Relation rel, Bitmapset *columns)
 	plan->replident = rel->rd_rel->relreplident;
 	if (plan->replident != REPLICA_IDENTITY_FULL &&
 		plan->replident != REPLICA_IDENTITY_NOTHING)
-		keys = RelationGetIdentityKeyBitmap(rel);
+	{
+		/*
+		 * RelationGetIdentityKeyBitmap is for logical decoding only (it
+		 * takes no lock on the index and asserts a historic snapshot); a
+		 * backend (target_ddl) or a worker (initial snapshot) asks the
+		 * relcache the regular way.
+		 */
+		if (HistoricSnapshotActive())
+			keys = RelationGetIdentityKeyBitmap(rel);
+		else
+			keys = RelationGetIndexAttrBitmap(rel,
+											  INDEX_ATTR_BITMAP_IDENTITY_KEY);
+	}
 
 	plan->columns = palloc0(sizeof(ZerobusField) * Max(tupdesc->natts, 1));
 	plan->is_key = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));

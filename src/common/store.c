@@ -74,7 +74,7 @@ void
 zerobus_add_column(ZerobusColumnValues *cv, const char *column, Oid type,
 				   Datum value, bool isnull)
 {
-	Assert(cv->n < lengthof(cv->columns));
+	Assert((size_t) cv->n < lengthof(cv->columns));
 	cv->columns[cv->n] = column;
 	cv->types[cv->n] = type;
 	cv->values[cv->n] = value;

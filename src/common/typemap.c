@@ -73,10 +73,11 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
-#include "utils/arrayaccess.h"
+#include "common/int.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/arrayaccess.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/lsyscache.h"

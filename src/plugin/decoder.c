@@ -912,10 +912,12 @@ zerobus_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	oldcxt = MemoryContextSwitchTo(data->change_cxt);
 
 	if (change->data.tp.oldtuple != NULL)
-		old_slot = zb_store_tuple(entry, &change->data.tp.oldtuple->tuple,
+		old_slot = zb_store_tuple(entry,
+								  zerobus_change_tuple(change->data.tp.oldtuple),
 								  entry->old_slot, entry->conv_old_slot);
 	if (change->data.tp.newtuple != NULL)
-		new_slot = zb_store_tuple(entry, &change->data.tp.newtuple->tuple,
+		new_slot = zb_store_tuple(entry,
+								  zerobus_change_tuple(change->data.tp.newtuple),
 								  entry->new_slot, entry->conv_new_slot);
 
 	if (zerobus_row_filter(entry, &action, old_slot, &new_slot))

@@ -27,6 +27,7 @@
 #include "commands/extension.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
+#include "parser/parse_relation.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -487,7 +488,7 @@ zb_init_row_filters(ZerobusRelEntry *entry, List *pubs, Relation target)
 	rte->relid = RelationGetRelid(target);
 	rte->relkind = target->rd_rel->relkind;
 	rte->rellockmode = AccessShareLock;
-	ExecInitRangeTable(entry->estate, list_make1(rte));
+	zerobus_exec_init_range_table(entry->estate, rte);
 	entry->estate->es_output_cid = GetCurrentCommandId(false);
 
 	for (i = 0; i < ZB_FILTER_NACTIONS; i++)
@@ -576,8 +577,8 @@ zb_init_slots(ZerobusRelEntry *entry, Relation relation, Relation target)
 
 	if (target != relation)
 	{
-		entry->attrmap = build_attrmap_by_name_if_req(RelationGetDescr(relation),
-													  RelationGetDescr(target));
+		entry->attrmap = zerobus_attrmap_by_name_if_req(RelationGetDescr(relation),
+														RelationGetDescr(target));
 		if (entry->attrmap != NULL)
 		{
 			target_desc = CreateTupleDescCopy(RelationGetDescr(target));

@@ -445,7 +445,7 @@ pick_table(ZerobusSnapshot *snap, TimestampTz now)
 static int
 key_columns(Relation rel, AttrNumber **attnums)
 {
-	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
+	Oid			indexoid = zerobus_primary_key_index(rel);
 	Relation	index;
 	int			n;
 	int			i;
@@ -783,8 +783,8 @@ write_watermark(ZerobusSnapshot *snap, SnapTable *t)
 	char	   *content = psprintf("%s:%u:" INT64_FORMAT, snap->ws->config->name,
 								   t->relid, t->chunk_no);
 
-	(void) LogLogicalMessage(ZB_SNAPSHOT_MESSAGE_PREFIX, content,
-							 strlen(content), false);
+	(void) zerobus_log_logical_message(ZB_SNAPSHOT_MESSAGE_PREFIX, content,
+									   strlen(content), false);
 	pfree(content);
 	return ProcLastRecPtr;
 }

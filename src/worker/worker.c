@@ -199,7 +199,7 @@ static char *repeated_error;	/* failure_repeats(): the last one, or NULL */
 static int	repeated_count;
 static TimestampTz zb_now;		/* taken once per loop iteration */
 
-static void stop_stream(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
+pg_noreturn static void stop_stream(const char *fmt,...) pg_attribute_printf(1, 2);
 static void pause_target(ZerobusTarget *target, const char *target_name,
 						 const char *reason);
 
@@ -431,7 +431,7 @@ send_feedback(long *timeout)
 	SpinLockRelease(&ws.shared->mutex);
 }
 
-static pg_attribute_noreturn() void
+pg_noreturn static void
 protocol_error(const char *what)
 {
 	ereport(ERROR,
@@ -881,7 +881,7 @@ wait_for_work(bool watch_rcv, long timeout)
 			FreeWaitEventSet(zb->wes);
 			zb->wes = NULL;
 		}
-		zb->wes = CreateWaitEventSet(zb->cxt, n + 3);
+		zb->wes = zerobus_create_wait_event_set(zb->cxt, n + 3);
 		AddWaitEventToSet(zb->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch,
 						  NULL);
 		AddWaitEventToSet(zb->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
@@ -995,7 +995,7 @@ start_session(void)
 		MemoryContextSwitchTo(zb->cxt);
 	}
 	appname = psprintf("zerobus:%s", ws.config->name);
-	zb->rcv = walrcv_connect(conninfo, true, appname, &err);
+	zb->rcv = zerobus_walrcv_connect(conninfo, appname, &err);
 	if (zb->rcv == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
