@@ -42,6 +42,8 @@ CREATE TABLE streams (
 		CHECK (schema_policy IN ('pause', 'drop_missing_columns')),
 	array_nulls text NOT NULL DEFAULT 'mark'
 		CHECK (array_nulls IN ('mark', 'pause')),
+	failover bool NOT NULL
+		DEFAULT (pg_catalog.current_setting('server_version_num')::int >= 170000),
 	enabled bool NOT NULL DEFAULT true,
 	paused_reason text,
 	paused_at timestamptz,
@@ -54,6 +56,8 @@ COMMENT ON TABLE streams IS
 COMMENT ON COLUMN streams.table_map IS
 'source table (schema.table, quoted as needed) -> target table (catalog.schema.table)';
 COMMENT ON COLUMN streams.batch_max_delay IS 'milliseconds';
+COMMENT ON COLUMN streams.failover IS
+'the slot is a failover slot (PostgreSQL 17+): standbys that synchronize slots keep a copy a promoted standby goes on from';
 COMMENT ON COLUMN streams.array_nulls IS
 'an array with NULL elements: mark (sent without them, positions in _array_nulls) or pause (its table pauses)';
 COMMENT ON COLUMN streams.ack_timeout IS 'milliseconds';
@@ -114,7 +118,7 @@ GRANT SELECT (id, name, owner, publication, slot_name, endpoint, workspace_url,
 	workspace_id, target_catalog, target_schema, table_map, insecure, ca_file,
 	batch_max_records, batch_max_bytes, batch_max_delay, max_inflight_bytes,
 	ack_timeout, snapshot, shared_connection, schema_policy, array_nulls,
-	enabled, paused_at, config_version, created_at) ON streams TO PUBLIC;
+	failover, enabled, paused_at, config_version, created_at) ON streams TO PUBLIC;
 GRANT SELECT (stream_id, relid, schema_name, table_name, snapshot_state,
 	snapshot_rows, snapshot_rows_estimated, snapshot_lsn, snapshot_started_at,
 	snapshot_finished_at, accepted_columns, schema_notice, paused_at)
@@ -153,7 +157,8 @@ CREATE FUNCTION create_stream(
 	schema_policy text DEFAULT NULL,
 	snapshot bool DEFAULT NULL,
 	shared_connection bool DEFAULT NULL,
-	array_nulls text DEFAULT NULL)
+	array_nulls text DEFAULT NULL,
+	failover bool DEFAULT NULL)
 RETURNS int
 AS 'MODULE_PATHNAME', 'zerobus_create_stream'
 LANGUAGE C VOLATILE
@@ -162,7 +167,7 @@ SET search_path = pg_catalog, pg_temp
 -- the LOG of the slot's creation (or an error) would otherwise copy it
 SET log_min_error_statement = panic;
 
-COMMENT ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text) IS
+COMMENT ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text, bool) IS
 'create a stream and its logical replication slot; returns the stream id';
 
 CREATE FUNCTION alter_stream(
@@ -358,4 +363,4 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION snapshot_table(text, regclass) IS
 'send the rows of one table of a stream again, from a new snapshot';
 
-REVOKE ALL ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text, bool) FROM PUBLIC;

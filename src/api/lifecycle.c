@@ -322,6 +322,7 @@ zerobus_recover_stream(PG_FUNCTION_ARGS)
 	bool		exists;
 	pid_t		pid;
 	MemoryContext fn_cxt = CurrentMemoryContext;
+	bool		failover;
 
 	zerobus_require_preload();
 	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
@@ -336,8 +337,8 @@ zerobus_recover_stream(PG_FUNCTION_ARGS)
 
 	/* no FOR UPDATE yet: a row lock takes an xid, and a new slot needs none */
 	zerobus_add_column(&args, "name", TEXTOID, CStringGetTextDatum(name), false);
-	zerobus_execute_with_values("SELECT s.id, s.owner::oid, s.slot_name, r.wal_status"
-								" FROM zerobus.streams s"
+	zerobus_execute_with_values("SELECT s.id, s.owner::oid, s.slot_name, r.wal_status,"
+								" s.failover FROM zerobus.streams s"
 								" LEFT JOIN pg_catalog.pg_replication_slots r"
 								" ON r.slot_name = s.slot_name WHERE s.name = $1",
 								&args, SPI_OK_SELECT);
@@ -352,6 +353,7 @@ zerobus_recover_stream(PG_FUNCTION_ARGS)
 	row->slot_name = MemoryContextStrdup(fn_cxt, zerobus_result_text(3));
 	if (zerobus_result_text(4))
 		wal_status = pstrdup(zerobus_result_text(4));
+	failover = DatumGetBool(zerobus_result_datum(5, &isnull));
 	zerobus_check_stream_owner(&access, name, row);
 	if (!force && wal_status != NULL && strcmp(wal_status, "lost") != 0)
 		ereport(ERROR,
@@ -372,11 +374,7 @@ zerobus_recover_stream(PG_FUNCTION_ARGS)
 	if (exists)
 		ReplicationSlotDrop(row->slot_name, true);
 
-	args.n = 0;
-	zerobus_add_column(&args, "slot_name", NAMEOID,
-					   DirectFunctionCall1(namein, CStringGetDatum(row->slot_name)), false);
-	zerobus_execute_with_values("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'zerobus')",
-								&args, SPI_OK_SELECT);
+	zerobus_create_stream_slot(row->slot_name, failover);
 
 	args.n = 0;
 	zerobus_add_column(&args, "id", INT4OID, Int32GetDatum(row->id), false);

@@ -465,6 +465,13 @@ collect_settings(FunctionCallInfo fcinfo, bool create, ZerobusStreamRow *old,
 					insecure = DatumGetBool(value);
 					urls_changed = true;
 				}
+				else if (strcmp(s->name, "failover") == 0 &&
+						 DatumGetBool(value) && !ZB_HAVE_FAILOVER_SLOTS)
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("failover slots require PostgreSQL 17 or later"),
+							 errdetail("This server runs PostgreSQL %s.", PG_VERSION),
+							 errhint("Leave failover out: after a failover to a standby, zerobus.recover_stream() then replaces the lost slot.")));
 				break;
 			case ZB_OPT_POLICY:
 				check_choice(s, str);
@@ -610,6 +617,8 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	ZerobusCatalogAccess access;
 	bool		isnull;
 	int32		id;
+	int			failover_arg = arg_position(fcinfo, "failover");
+	bool		failover;
 
 	zerobus_require_preload();
 	name = zerobus_text_arg(fcinfo, 0, "name", true);
@@ -621,6 +630,9 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	check_server_setup();
 	check_stream_name(name);
 	slot_name = psprintf("%s%s", ZB_SLOT_PREFIX, name);
+	/* the column's default says the same: on where the server supports it */
+	failover = PG_ARGISNULL(failover_arg) ? ZB_HAVE_FAILOVER_SLOTS :
+		PG_GETARG_BOOL(failover_arg);
 	collect_settings(fcinfo, true, NULL, NULL, GetUserId(), &cols, &secrets);
 	zerobus_add_column(&cols, "name", TEXTOID, CStringGetTextDatum(name), false);
 	zerobus_add_column(&cols, "slot_name", NAMEOID,
@@ -651,12 +663,8 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 				 errmsg("cannot create more than %d streams", zerobus_max_streams),
 				 errhint("Drop a stream, or increase zerobus.max_streams.")));
 
-	args.n = 0;
-	zerobus_add_column(&args, "slot_name", NAMEOID,
-					   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
 	zerobus_slot_ledger_add(slot_name);
-	zerobus_execute_with_values("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'zerobus')",
-								&args, SPI_OK_SELECT);
+	zerobus_create_stream_slot(slot_name, failover);
 	id = insert_stream(&cols, &secrets, slot_name);
 	zerobus_stream_tables_sync(id);
 	zerobus_catalog_end(&access);

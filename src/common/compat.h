@@ -199,4 +199,32 @@
 	ExecInitRangeTable((estate), list_make1(rte))
 #endif
 
+/*
+ * Does a publication (catalog/pg_publication.h) publish stored generated
+ * columns without a column list naming them?  18's publish_generated_columns
+ * = stored; before 18 generated columns are never published.
+ */
+#if PG_VERSION_NUM >= 180000
+#define zerobus_pub_publishes_stored_generated(pub) \
+	((pub)->pubgencols_type == PUBLISH_GENCOLS_STORED)
+#else
+#define zerobus_pub_publishes_stored_generated(pub) ((void) (pub), false)
+#endif
+
+/*
+ * Failover slots (17+): a logical slot created with failover is copied to
+ * standbys that run slot synchronization, so a promoted standby's stream
+ * goes on from it.  ZB_CREATE_SLOT_SQL creates a stream's slot with $1 the
+ * slot name and $2 failover (before 17 always false, and unused).
+ */
+#if PG_VERSION_NUM >= 170000
+#define ZB_HAVE_FAILOVER_SLOTS true
+#define ZB_CREATE_SLOT_SQL \
+	"SELECT pg_catalog.pg_create_logical_replication_slot($1, 'zerobus', false, false, $2)"
+#else
+#define ZB_HAVE_FAILOVER_SLOTS false
+#define ZB_CREATE_SLOT_SQL \
+	"SELECT pg_catalog.pg_create_logical_replication_slot($1, 'zerobus') WHERE NOT $2"
+#endif
+
 #endif							/* ZEROBUS_COMPAT_H */

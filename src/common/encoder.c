@@ -377,9 +377,10 @@ plan_fill(ZerobusRecordPlan *plan, Relation rel, Bitmapset *columns)
 		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
 		ZerobusField *col;
 
-		if (att->attisdropped || att->attgenerated)
-			continue;
-		if (columns != NULL && !bms_is_member(att->attnum, columns))
+		/* a generated column only when the column list names it */
+		if (att->attisdropped ||
+			(columns == NULL ? att->attgenerated != '\0' :
+			 !bms_is_member(att->attnum, columns)))
 			continue;
 		check_column_name(rel, NameStr(att->attname));
 
@@ -419,8 +420,9 @@ plan_fill(ZerobusRecordPlan *plan, Relation rel, Bitmapset *columns)
 
 /*
  * Build the record plan of rel for the published columns (attribute
- * numbers, as in a PostgreSQL 15 publication column list; NULL for all
- * columns).  Dropped and generated columns are never published.
+ * numbers, as in a publication column list; NULL for every column but the
+ * generated ones).  Dropped columns are never published, generated ones only
+ * when named (18 publishes stored generated columns on request).
  *
  * The plan lives in a new child context of parent and keeps no pointer into
  * rel; the caller must rebuild it after an invalidation of the relation or

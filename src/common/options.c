@@ -88,6 +88,8 @@ const ZerobusStreamOption zerobus_stream_options[] = {
 	0, CONFIG_FIELD(pause_array_nulls), .choices = array_nulls_policies},
 	{"snapshot", ZB_OPT_BOOL, BOOLOID,
 	ZB_OPT_CREATE_ONLY, NOT_LOADED},	/* initial_snapshot.c reads it */
+	{"failover", ZB_OPT_BOOL, BOOLOID,
+	ZB_OPT_CREATE_ONLY, NOT_LOADED},	/* the slot's, set at its creation */
 	{"shared_connection", ZB_OPT_BOOL, BOOLOID,
 	0, CONFIG_FIELD(shared_connection)},
 };

@@ -138,6 +138,22 @@ zerobus_execute_with_values(const char *sql, ZerobusColumnValues *cv,
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 }
 
+/*
+ * Creates the logical replication slot of a stream (needs SPI), with
+ * failover (synchronized to standbys that ask for it, 17+) when asked; the
+ * caller has checked that the server supports it (ZB_HAVE_FAILOVER_SLOTS).
+ */
+void
+zerobus_create_stream_slot(const char *slot_name, bool failover)
+{
+	ZerobusColumnValues args = {0};
+
+	zerobus_add_column(&args, "slot_name", NAMEOID,
+					   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
+	zerobus_add_column(&args, "failover", BOOLOID, BoolGetDatum(failover), false);
+	zerobus_execute_with_values(ZB_CREATE_SLOT_SQL, &args, SPI_OK_SELECT);
+}
+
 /* Text of column attnum of the first result row, or NULL */
 char *
 zerobus_result_text(int attnum)

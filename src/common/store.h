@@ -66,6 +66,7 @@ extern void zerobus_catalog_end(ZerobusCatalogAccess *access);
 extern void zerobus_execute_with_values(const char *sql,
 										ZerobusColumnValues *cv,
 										int expected);
+extern void zerobus_create_stream_slot(const char *slot_name, bool failover);
 extern char *zerobus_result_text(int attnum);
 extern Datum zerobus_result_datum(int attnum, bool *isnull);
 extern Relation zerobus_open_table(Oid relid);

@@ -2,7 +2,8 @@
  *
  * publication.c
  *	  The relation cache of the zerobus output plugin: publications, row
- *	  filters and column lists, as PostgreSQL 15's pgoutput applies them.
+ *	  filters and column lists (with 18's published generated columns), as
+ *	  pgoutput applies them.
  *
  * For every relation whose changes are decoded, an entry records whether
  * the client's publications publish it and for which actions, the ancestor
@@ -501,16 +502,47 @@ zb_init_row_filters(ZerobusRelEntry *entry, List *pubs, Relation target)
 }
 
 /*
+ * The columns a publication without a column list publishes: every live
+ * column but the generated ones, and with stored_generated the stored
+ * generated ones too (18's publish_generated_columns = stored; virtual
+ * generated columns are never published), allocated in cxt.
+ */
+static Bitmapset *
+zb_all_columns(Relation rel, bool stored_generated, MemoryContext cxt)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	Bitmapset  *cols = NULL;
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		if (att->attgenerated &&
+			(!stored_generated || att->attgenerated != ATTRIBUTE_GENERATED_STORED))
+			continue;
+		cols = bms_add_member(cols, att->attnum);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return cols;
+}
+
+/*
  * Set entry->columns from the column lists of the publications that publish
- * the relation.  PostgreSQL 15 cannot combine different column lists for one
- * table, and neither can we; FOR ALL TABLES and TABLES IN SCHEMA
- * publications have no list (all columns).
+ * the relation, as pgoutput does: a publication without a list (no list,
+ * FOR ALL TABLES, TABLES IN SCHEMA) publishes zb_all_columns(), and all of
+ * them must publish the same columns.  NULL stands for every live column but
+ * the generated ones, which is what the record plan takes without a list.
  */
 static void
 zb_init_column_list(ZerobusRelEntry *entry, List *pubs, Relation target)
 {
 	bool		first = true;
 	ListCell   *lc;
+	Bitmapset  *plain;
 
 	foreach(lc, pubs)
 	{
@@ -533,19 +565,14 @@ zb_init_column_list(ZerobusRelEntry *entry, List *pubs, Relation target)
 										Anum_pg_publication_rel_prattrs,
 										&isnull);
 				if (!isnull)
-				{
 					cols = pub_collist_to_bitmapset(NULL, attrs,
 													entry->entry_cxt);
-					if (bms_num_members(cols) ==
-						RelationGetNumberOfAttributes(target))
-					{
-						bms_free(cols);
-						cols = NULL;
-					}
-				}
 				ReleaseSysCache(tuple);
 			}
 		}
+		if (cols == NULL)
+			cols = zb_all_columns(target, zerobus_pub_publishes_stored_generated(pub),
+								  entry->entry_cxt);
 
 		if (first)
 			entry->columns = cols;
@@ -558,6 +585,14 @@ zb_init_column_list(ZerobusRelEntry *entry, List *pubs, Relation target)
 					 errhint("Give the table the same column list in every publication in publication_names.")));
 		first = false;
 	}
+
+	plain = zb_all_columns(target, false, CurrentMemoryContext);
+	if (bms_equal(entry->columns, plain))
+	{
+		bms_free(entry->columns);
+		entry->columns = NULL;
+	}
+	bms_free(plain);
 }
 
 /*
