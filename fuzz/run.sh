@@ -18,7 +18,10 @@ cc=$(command -v clang || command -v clang-14)
 cflags=(-g -O1 -fsanitize=fuzzer,address -DFRONTEND -Wno-ignored-attributes
 	-I"$top/src/common" -I"$top/src/client" -I"$top/src/pb"
 	-I"$($pg_config --includedir-server)" -I"$($pg_config --includedir)")
-libs=(-L"$($pg_config --pkglibdir)" -lpgcommon -lpgport -lprotobuf-c -lm)
+# libpgcommon/libpgport: in --pkglibdir for Debian's packages, in --libdir
+# for an install built from source
+libs=(-L"$($pg_config --pkglibdir)" -L"$($pg_config --libdir)" -lpgcommon -lpgport
+	-lprotobuf-c -lm)
 
 # the harnesses and the sources each one tests; src/pb/ is made by "make"
 declare -A sources=(
