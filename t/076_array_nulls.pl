@@ -71,7 +71,7 @@ sub source_arrays
 # Each Delta row's arrays rebuilt from the array and its _array_nulls entry.
 sub rebuilt_arrays
 {
-	my $folded = fold_changes_with_meta(delta_rows($emu, 'main.cdc.arr'));
+	my $folded = fold_records(delta_rows($emu, 'main.cdc.arr'), 'id');
 	my %rows;
 	for my $id (keys %$folded)
 	{
@@ -93,29 +93,6 @@ sub rebuilt_arrays
 		}
 	}
 	return \%rows;
-}
-
-# fold_changes, keeping _array_nulls of the last record of each key.
-sub fold_changes_with_meta
-{
-	my ($rows) = @_;
-	my %table;
-	for my $r (sort {
-			$a->{_commit_lsn} <=> $b->{_commit_lsn}
-			  or $a->{_seq} <=> $b->{_seq}
-	} @$rows)
-	{
-		my $t = $r->{_change_type};
-		if ($t eq 'delete' || $t eq 'update_preimage')
-		{
-			delete $table{ $r->{id} };
-		}
-		else
-		{
-			$table{ $r->{id} } = $r;
-		}
-	}
-	return \%table;
 }
 
 is_deeply(rebuilt_arrays(), source_arrays(),

@@ -138,17 +138,10 @@ my ($out, $err);
 IPC::Run::run [ 'node', "$srcdir/t/delta_reader/read-delta.js",
 	"$emu->{data_dir}/tables/main/cdc/fid" ], '>', \$out, '2>', \$err
   or die "read-delta failed: $err";
-my @records = map { decode_json($_) } grep { /\S/ } split /\n/, $out;
-my %delta;
-for my $r (sort {
-		$a->{_commit_lsn} <=> $b->{_commit_lsn}
-		  or $a->{_seq} <=> $b->{_seq}
-} @records)
-{
-	my $t = $r->{_change_type};
-	if ($t eq 'delete' || $t eq 'update_preimage') { delete $delta{ $r->{id} } }
-	else { $delta{ $r->{id} } = $r }
-}
+my %delta = %{
+	fold_records([ map { decode_json($_) } grep { /\S/ } split /\n/, $out ],
+		'id')
+};
 
 # --- the expected values, computed by PostgreSQL ----------------------------
 

@@ -64,6 +64,7 @@ zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 						const char *target_table)
 {
 	StringInfoData out;
+	int			nmeta = zerobus_plan_nmeta(plan);
 	int			i;
 
 	initStringInfo(&out);
@@ -83,11 +84,11 @@ zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 							 col->pg_type);
 		appendStringInfoChar(&out, '\n');
 	}
-	for (i = 0; i < plan->nmeta; i++)
+	for (i = 0; i < nmeta; i++)
 		appendStringInfo(&out, "  %s %s%s%s\n", zerobus_meta_names[i],
 						 zerobus_meta_delta_types[i],
 						 i < ZB_META_UNCHANGED_COLUMNS ? " NOT NULL" : "",
-						 i == plan->nmeta - 1 ? "" : ",");
+						 i == nmeta - 1 ? "" : ",");
 	appendStringInfoString(&out, ") USING DELTA COMMENT ");
 	append_sql_string(&out, psprintf("Changes of PostgreSQL table %s, streamed by zerobus",
 									 quote_qualified_identifier(plan->schema_name,
@@ -98,16 +99,21 @@ zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 
 /*
  * The columns of relid that stream publication publishes (its column
- * list), as a set of attribute numbers; NULL for every column, also when
- * the publication does not publish the table.  Needs SPI.
+ * list), as a set of attribute numbers in the caller's memory; NULL for
+ * every column, also when the publication does not publish the table.
+ * Connects to SPI for the query.
  */
 static Bitmapset *
 published_columns(const char *publication, Oid relid)
 {
+	MemoryContext caller = CurrentMemoryContext;
 	Oid			types[3] = {TEXTOID, NAMEOID, NAMEOID};
 	Datum		values[3];
 	Bitmapset  *columns = NULL;
 	uint64		i;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 
 	values[0] = CStringGetTextDatum(publication);
 	values[1] = DirectFunctionCall1(namein,
@@ -118,6 +124,8 @@ published_columns(const char *publication, Oid relid)
 							  " WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
 							  3, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read pg_publication_tables");
+	/* the set in the caller's memory: SPI_finish frees SPI's */
+	MemoryContextSwitchTo(caller);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[i],
@@ -125,6 +133,7 @@ published_columns(const char *publication, Oid relid)
 
 		columns = bms_add_member(columns, get_attnum(relid, name));
 	}
+	SPI_finish();
 	return columns;
 }
 
@@ -217,19 +226,7 @@ zerobus_target_ddl(PG_FUNCTION_ARGS)
 			target_table = zerobus_stream_target_table(config,
 													   get_namespace_name(RelationGetNamespace(rel)),
 													   RelationGetRelationName(rel));
-		{
-			MemoryContext fn_cxt = CurrentMemoryContext;
-			MemoryContext spi_cxt;
-
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			columns = published_columns(config->publication, relid);
-			/* out of SPI's memory, which SPI_finish frees */
-			spi_cxt = MemoryContextSwitchTo(fn_cxt);
-			columns = bms_copy(columns);
-			MemoryContextSwitchTo(spi_cxt);
-			SPI_finish();
-		}
+		columns = published_columns(config->publication, relid);
 	}
 
 	plan = zerobus_plan_build(rel, columns, CurrentMemoryContext);

@@ -279,7 +279,7 @@ build_descriptor(ZerobusRecordPlan *plan, const MessageSet *set)
 		put_field_descriptor(&desc, plan->columns[i].name,
 							 plan->columns[i].field_number, PB_LABEL_OPTIONAL,
 							 plan->columns[i].type, plan->message_name);
-	for (i = 0; i < plan->nmeta; i++)
+	for (i = 0; i < zerobus_plan_nmeta(plan); i++)
 		put_field_descriptor(&desc, zerobus_meta_names[i],
 							 ZB_META_FIELD_BASE + i, PB_LABEL_REQUIRED,
 							 zerobus_meta_type(plan, i), plan->message_name);
@@ -401,7 +401,6 @@ plan_fill(ZerobusRecordPlan *plan, Relation rel, Bitmapset *columns)
 		plan->ncolumns++;
 	}
 
-	plan->nmeta = ZB_META_NCOLUMNS - 1;
 	if (has_arrays)
 	{
 		ZerobusType *elem = palloc(sizeof(ZerobusType));
@@ -413,7 +412,6 @@ plan_fill(ZerobusRecordPlan *plan, Relation rel, Bitmapset *columns)
 		plan->array_nulls_type = palloc(sizeof(ZerobusType));
 		*plan->array_nulls_type = zerobus_meta_types[ZB_META_ARRAY_NULLS];
 		plan->array_nulls_type->elem = elem;
-		plan->nmeta = ZB_META_NCOLUMNS;
 	}
 	build_descriptor(plan, &set);
 }

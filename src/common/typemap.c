@@ -362,20 +362,41 @@ type_fill(ZerobusType *t, Oid typid, int32 typmod, MemoryContext cxt)
 		type_as_text(t, cxt);
 }
 
+/* Does t, or a type in its tree (array elements, members), satisfy pred? */
+static bool
+type_tree_any(const ZerobusType *t, bool (*pred) (const ZerobusType *))
+{
+	int			i;
+
+	if (pred(t))
+		return true;
+	if (t->is_array)
+		return type_tree_any(t->elem, pred);
+	for (i = 0; i < t->nfields; i++)
+	{
+		if (type_tree_any(t->fields[i].type, pred))
+			return true;
+	}
+	return false;
+}
+
+static bool
+sends_array(const ZerobusType *t)
+{
+	return t->is_array;
+}
+
+static bool
+sends_text_output(const ZerobusType *t)
+{
+	return t->as_text;
+}
+
 /* Does any part of the tree of t send arrays? */
 bool
 zerobus_type_has_arrays(const ZerobusType *t)
 {
-	int			i;
-
-	if (t->is_array)
-		return true;
-	for (i = 0; i < t->nfields; i++)
-	{
-		if (zerobus_type_has_arrays(t->fields[i].type))
-			return true;
-	}
-	return false;
+	return type_tree_any(t, sends_array);
 }
 
 /*
@@ -385,18 +406,7 @@ zerobus_type_has_arrays(const ZerobusType *t)
 bool
 zerobus_type_has_text_output(const ZerobusType *t)
 {
-	int			i;
-
-	if (t->as_text)
-		return true;
-	if (t->is_array)
-		return zerobus_type_has_text_output(t->elem);
-	for (i = 0; i < t->nfields; i++)
-	{
-		if (zerobus_type_has_text_output(t->fields[i].type))
-			return true;
-	}
-	return false;
+	return type_tree_any(t, sends_text_output);
 }
 
 /* ----------------------------------------------------------------
@@ -691,27 +701,19 @@ static void encode_value(StringInfo out, const ZerobusType *t,
 						 int field_number, Datum value, const char *column);
 static void close_length_delimited(StringInfo out, int start);
 
-/* Append the path of the array at path (plus member, if not NULL) to out. */
+/* Append path (not NULL) to out: "col", "col.member", "col[3].member". */
 static void
-append_value_path(StringInfo out, const ValuePath *path, const char *member)
+append_value_path(StringInfo out, const ValuePath *path)
 {
-	if (path != NULL)
+	if (path->parent != NULL)
+		append_value_path(out, path->parent);
+	if (path->member == NULL)
+		appendStringInfo(out, "[%d]", path->index);
+	else
 	{
-		append_value_path(out, path->parent, NULL);
-		if (path->member == NULL)
-			appendStringInfo(out, "[%d]", path->index);
-		else
-		{
-			if (path->parent != NULL)
-				appendStringInfoChar(out, '.');
-			appendStringInfoString(out, path->member);
-		}
-	}
-	if (member != NULL)
-	{
-		if (path != NULL)
+		if (path->parent != NULL)
 			appendStringInfoChar(out, '.');
-		appendStringInfoString(out, member);
+		appendStringInfoString(out, path->member);
 	}
 }
 
@@ -724,12 +726,13 @@ static void
 add_array_nulls_entry(const char *member, const int *positions, int npositions)
 {
 	StringInfo	entries = &array_nulls->entries;
+	ValuePath	step = {.parent = value_path, .member = member};
 	StringInfoData path;
 	int			start;
 	int			i;
 
 	initStringInfo(&path);
-	append_value_path(&path, value_path, member);
+	append_value_path(&path, member != NULL ? &step : value_path);
 	zerobus_wire_put_tag(entries, ZB_META_FIELD_BASE + ZB_META_ARRAY_NULLS,
 						 ZB_WIRE_LEN);
 	start = entries->len;

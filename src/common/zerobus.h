@@ -136,15 +136,23 @@ typedef struct ZerobusRecordPlan
 	int			descriptor_len;
 	bool		text_output;	/* some value is sent as its type's text
 								 * output, computed under pinned settings */
-	int			nmeta;			/* metadata columns: ZB_META_NCOLUMNS when
-								 * some column holds arrays (_array_nulls),
-								 * one fewer otherwise */
 	ZerobusType *array_nulls_type;	/* _array_nulls, with its nested message
 									 * named uniquely in this record; NULL
 									 * without arrays */
 } ZerobusRecordPlan;
 
-/* The type of metadata column i (< plan->nmeta) of plan's records. */
+/*
+ * The number of metadata columns of plan's records: all of them when some
+ * column holds arrays (_array_nulls, the last), one fewer otherwise.
+ */
+static inline int
+zerobus_plan_nmeta(const ZerobusRecordPlan *plan)
+{
+	return plan->array_nulls_type != NULL ? ZB_META_NCOLUMNS :
+		ZB_META_NCOLUMNS - 1;
+}
+
+/* The type of metadata column i (< zerobus_plan_nmeta()) of plan's records. */
 static inline const ZerobusType *
 zerobus_meta_type(const ZerobusRecordPlan *plan, int i)
 {

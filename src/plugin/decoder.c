@@ -493,7 +493,7 @@ zb_ensure_plan(ZerobusDecodingData *data, ZerobusRelEntry *entry,
 		zerobus_wire_put_varint_field(&col, ZB_OUT_COLUMN_IS_KEY, plan->is_key[i] ? 1 : 0);
 		zerobus_wire_put_bytes(&msg, ZB_OUT_RELATION_COLUMNS, col.data, col.len);
 	}
-	for (i = 0; i < plan->nmeta; i++)
+	for (i = 0; i < zerobus_plan_nmeta(plan); i++)
 	{
 		resetStringInfo(&col);
 		zb_put_string(&col, ZB_OUT_COLUMN_NAME, zerobus_meta_names[i]);

@@ -404,7 +404,7 @@ zerobus_render_record(StringInfo out, const ZerobusRecordPlan *plan,
 					  bool include_volatile)
 {
 	RenderField *fields = palloc(sizeof(RenderField) *
-								 (plan->ncolumns + plan->nmeta));
+								 (plan->ncolumns + zerobus_plan_nmeta(plan)));
 	int			nfields = 0;
 	int			i;
 
@@ -417,7 +417,7 @@ zerobus_render_record(StringInfo out, const ZerobusRecordPlan *plan,
 		fields[nfields].hidden = false;
 		nfields++;
 	}
-	for (i = 0; i < plan->nmeta; i++)
+	for (i = 0; i < zerobus_plan_nmeta(plan); i++)
 	{
 		fields[nfields].name = zerobus_meta_names[i];
 		fields[nfields].pg_type = NULL;

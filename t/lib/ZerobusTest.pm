@@ -21,7 +21,7 @@ use Test::More;
 use Exporter 'import';
 our @EXPORT = qw(zb_node start_emulator stop_emulator emulator_api
   declare_target create_stream wait_streaming wait_failed wait_table_paused
-  wait_acked delta_rows fold_changes source_rows check_slot_behind_acks
+  wait_acked delta_rows fold_records fold_changes source_rows check_slot_behind_acks
   stream_stat poll_until one_table_stream make_test_certs wait_stat
   check_tables setup_t1_t2 write_t1_t2);
 
@@ -389,8 +389,9 @@ sub delta_rows
 
 # Applies change records in (_commit_lsn, _seq) order: inserts, update
 # postimages and snapshot rows upsert by key, deletes and update preimages
-# (present when the key changed) delete by key.  Returns { key => row without metadata }.
-sub fold_changes
+# (present when the key changed) delete by key.  Returns { key => the last
+# record of the key, metadata included }.
+sub fold_records
 {
 	my ($rows, @keys) = @_;
 	my %table;
@@ -400,13 +401,12 @@ sub fold_changes
 	} @$rows)
 	{
 		my $key = join "\0", map { $r->{$_} // '' } @keys;
-		my %row = map { $_ => $r->{$_} } grep { !/^_/ } keys %$r;
 		my $type = $r->{_change_type};
 		if (   $type eq 'insert'
 			|| $type eq 'update_postimage'
 			|| $type eq 'snapshot')
 		{
-			$table{$key} = \%row;
+			$table{$key} = $r;
 		}
 		elsif ($type eq 'delete' || $type eq 'update_preimage')
 		{
@@ -418,6 +418,17 @@ sub fold_changes
 		}
 	}
 	return \%table;
+}
+
+# fold_records without the metadata columns: { key => row }.
+sub fold_changes
+{
+	my $table = fold_records(@_);
+	for my $r (values %$table)
+	{
+		$r = { map { $_ => $r->{$_} } grep { !/^_/ } keys %$r };
+	}
+	return $table;
 }
 
 # The rows of a source table in the shape fold_changes returns; $select
