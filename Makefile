@@ -39,6 +39,7 @@ OBJS = \
 	src/api/lifecycle.o \
 	src/api/target_ddl.o \
 	src/api/stat.o \
+	src/worker/cluster_launcher.o \
 	src/worker/launcher.o \
 	src/worker/worker.o \
 	src/worker/reactions.o \

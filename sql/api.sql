@@ -1,6 +1,6 @@
 -- The stream API: create, alter, pause, resume, drop, credentials and
--- zerobus.stat_streams, with every misuse.  The launcher serves database
--- "postgres" (zerobus.database), not this one, so no worker ever starts
+-- zerobus.stat_streams, with every misuse.  The launchers serve database
+-- "postgres" (zerobus.databases), not this one, so no worker ever starts
 -- here and the states shown are deterministic.
 CREATE TABLE api_t1 (id int PRIMARY KEY, v text);
 CREATE TABLE api_t2 (id int PRIMARY KEY, v text);
@@ -12,6 +12,7 @@ GRANT USAGE ON SCHEMA zerobus TO api_owner, api_other;
 GRANT SELECT ON api_t1, api_t2 TO api_owner;
 
 -- settings
+SHOW zerobus.databases;
 SHOW zerobus.database;
 SHOW zerobus.max_streams;
 SHOW zerobus.batch_max_records;

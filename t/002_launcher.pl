@@ -37,9 +37,14 @@ $node->safe_psql(
 
 ok( $node->poll_query_until(
 		'postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'zerobus launcher'",
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'zerobus cluster launcher' AND datname IS NULL",
 		'1'),
-	'the launcher runs');
+	'the cluster launcher runs, connected to no database');
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'zerobus launcher'",
+		'0'),
+	'no database launcher stays where no stream runs');
 
 # The pid of the stream's worker process, '' if none.
 sub worker_pids
@@ -66,6 +71,11 @@ $node->safe_psql(
 });
 wait_worker_count(1, 'create_stream starts a worker');
 my $first = worker_pids();
+is( $node->safe_psql(
+		'postgres',
+		"SELECT datname FROM pg_stat_activity WHERE backend_type = 'zerobus launcher'"),
+	'postgres',
+	'through a launcher for its database');
 
 $node->safe_psql('postgres', "SELECT zerobus.pause_stream('s1')");
 wait_worker_count(0, 'pause_stream stops it');
@@ -161,6 +171,11 @@ my ($ret, $stdout, $stderr) = $node->psql('postgres',
 );
 like($stderr, qr/stream "s3" already exists/, 'duplicate stream refused');
 $node->safe_psql('postgres', "SELECT zerobus.drop_stream('s3')");
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'zerobus%launcher'",
+		'1'),
+	'the database launcher exits with the last stream, the cluster launcher stays');
 
 $node->stop;
 unlike(slurp_file($node->logfile), qr/\Q$secret\E/,

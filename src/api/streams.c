@@ -21,6 +21,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_publication.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -598,6 +599,37 @@ insert_stream(ZerobusColumnValues *cols, ZerobusColumnValues *secrets, const cha
 }
 
 /*
+ * Errors out if replication slot slot_name, the one stream name would
+ * have, exists.  Slot names are unique in the cluster while stream names
+ * are per database, so the slot of a stream of the same name in another
+ * database is the likely owner: the message says which database holds it.
+ * Needs zerobus_catalog_begin().
+ */
+static void
+check_slot_free(const char *name, const char *slot_name)
+{
+	ZerobusColumnValues args = {0};
+	char	   *database;
+
+	zerobus_add_column(&args, "slot_name", NAMEOID,
+					   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
+	zerobus_execute_with_values("SELECT database FROM pg_catalog.pg_replication_slots"
+								" WHERE slot_name = $1", &args, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;
+	database = zerobus_result_text(1);
+	ereport(ERROR,
+			(errcode(ERRCODE_DUPLICATE_OBJECT),
+			 errmsg("replication slot \"%s\" of stream \"%s\" already exists", slot_name, name),
+			 database && strcmp(database, get_database_name(MyDatabaseId)) != 0 ?
+			 errdetail("It is a slot of database \"%s\": replication slot names are unique in the cluster, so stream names are too.",
+					   database) :
+			 errdetail("A stream's replication slot is named \"%s\" followed by the stream name.",
+					   ZB_SLOT_PREFIX),
+			 errhint("Choose another stream name.")));
+}
+
+/*
  * zerobus.create_stream(name, publication, endpoint, workspace_url,
  *	 client_id, client_secret, target_catalog, ...) returns int
  *
@@ -619,6 +651,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	int32		id;
 	int			failover_arg = arg_position(fcinfo, "failover");
 	bool		failover;
+	int			nelsewhere;
 
 	zerobus_require_preload();
 	name = zerobus_text_arg(fcinfo, 0, "name", true);
@@ -657,12 +690,18 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("stream \"%s\" already exists", name)));
-	if (DatumGetInt64(zerobus_result_datum(2, &isnull)) >= zerobus_max_streams)
+	nelsewhere = zerobus_stream_slots_elsewhere();
+	if (DatumGetInt64(zerobus_result_datum(2, &isnull)) + nelsewhere >= zerobus_max_streams)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("cannot create more than %d streams", zerobus_max_streams),
+				 nelsewhere > 0 ?
+				 errdetail_plural("The streams of all databases count, and %d is in other databases.",
+								  "The streams of all databases count, and %d are in other databases.",
+								  nelsewhere, nelsewhere) : 0,
 				 errhint("Drop a stream, or increase zerobus.max_streams.")));
 
+	check_slot_free(name, slot_name);
 	zerobus_slot_ledger_add(slot_name);
 	zerobus_create_stream_slot(slot_name, failover);
 	id = insert_stream(&cols, &secrets, slot_name);
@@ -672,10 +711,13 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	if (!zerobus_in_served_database())
 		ereport(WARNING,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("stream \"%s\" will not run: the zerobus launcher serves database \"%s\"",
-						name, zerobus_database),
-				 errhint("Create streams in database \"%s\", or set zerobus.database and restart the server.",
-						 zerobus_database)));
+				 errmsg("stream \"%s\" will not run: database \"%s\" is not served by the zerobus launcher",
+						name, get_database_name(MyDatabaseId)),
+				 zerobus_database[0] != '\0' ?
+				 errdetail("The deprecated zerobus.database names database \"%s\" alone.",
+						   zerobus_database) :
+				 errdetail("zerobus.databases is '%s'.", zerobus_databases),
+				 errhint("Add the database to zerobus.databases (\"*\" serves every database but the templates) and reload the configuration.")));
 	zerobus_launcher_wakeup_at_commit();
 	PG_RETURN_INT32(id);
 }

@@ -6,16 +6,22 @@
  *
  * Loaded through shared_preload_libraries, the module defines its settings,
  * reserves shared memory (one ZerobusStreamShared per possible stream, the
- * launcher's latch, the ledger of slots being created) and registers the
- * launcher (src/worker/launcher.c).  The SQL functions of src/api wake the
- * launcher when their transaction commits, through the functions here.
+ * latch of the cluster launcher, one entry per database launcher, the
+ * ledger of slots being created) and registers the cluster launcher
+ * (src/worker/cluster_launcher.c), which starts a database launcher
+ * (src/worker/launcher.c) for each database with streams to run.  The SQL
+ * functions of src/api wake their database's launcher when their
+ * transaction commits, through the functions here; when their database has
+ * no launcher running, they ask the cluster launcher to start one.
  *
  * Loaded any other way (a walsender or a backend loading the output plugin)
  * the module only serves as the output plugin: no settings, no shared
  * memory, and the SQL API refuses to run.
  *
- * Stream ids are only unique within one database, so shared memory and the
- * launcher belong to the streams of zerobus.database alone.
+ * Stream ids are only unique within one database (zerobus.streams.id is a
+ * serial of each database), so a stream's shared state is found by its
+ * database and its id.  Every caller is connected to the stream's database:
+ * the database is always MyDatabaseId.
  *
  * src/common/module.c
  *
@@ -24,7 +30,13 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -37,7 +49,10 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/varlena.h"
 
 #include "store.h"
 #include "stream.h"
@@ -52,6 +67,7 @@ void		_PG_init(void);
 
 bool		zerobus_preloaded = false;
 
+char	   *zerobus_databases = NULL;
 char	   *zerobus_database = NULL;
 int			zerobus_max_streams = 16;
 int			zerobus_batch_max_records = 1000;
@@ -127,17 +143,40 @@ static const IntSetting int_settings[] = {
 /* Slots made by this server's zerobus functions, remembered for the sweep */
 #define ZB_SLOT_LEDGER 64
 
-/* Shared memory: the launcher and one slot per stream */
+/*
+ * A database launcher, as the cluster launcher and the backends of its
+ * database see it.  An entry exists from the moment a backend asks for a
+ * launcher in its database (requested, not started) or the cluster launcher
+ * starts one, until the cluster launcher has seen it exit.  Protected by
+ * zb_lock.
+ */
+typedef struct ZerobusDatabaseEntry
+{
+	Oid			dboid;			/* InvalidOid: entry free */
+	bool		started;		/* the cluster launcher started its launcher */
+	pid_t		pid;			/* the launcher once attached; 0 after */
+	Latch	   *latch;			/* its latch while attached */
+	bool		wakeup;			/* a backend asked for a round since the
+								 * launcher last read zerobus.streams */
+	bool		serving;		/* it runs workers: no longer a probe */
+	bool		idle;			/* it exited with nothing to do */
+} ZerobusDatabaseEntry;
+
+/* Shared memory: the launchers and one slot per stream */
 typedef struct ZerobusShared
 {
-	pid_t		launcher_pid;	/* 0 when no launcher runs */
-	Latch	   *launcher_latch;
+	pid_t		cluster_pid;	/* 0 when no cluster launcher runs */
+	Latch	   *cluster_latch;
+	bool		overflow;		/* a wakeup found no free database entry:
+								 * the cluster launcher probes every
+								 * database */
 
 	/*
 	 * The slots create_stream made (a ring: the oldest entry goes when it
 	 * is full), until the launcher sees them belong to a stream.  Only these
 	 * may be swept as orphans: a slot someone else named zerobus_* is never
-	 * ours to drop.  Protected by zb_lock.
+	 * ours to drop.  Slot names are unique in the cluster, so one ledger
+	 * serves every database.  Protected by zb_lock.
 	 */
 	int			ledger_next;
 	NameData	ledger[ZB_SLOT_LEDGER];
@@ -145,21 +184,39 @@ typedef struct ZerobusShared
 } ZerobusShared;
 
 static ZerobusShared *zb_shared = NULL;
+static ZerobusDatabaseEntry *zb_databases = NULL;	/* after zb_shared */
 static LWLock *zb_lock = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static object_access_hook_type prev_object_access_hook = NULL;
 
 /* Per-backend: what the SQL functions asked for at end of transaction */
 static bool xact_callback_registered = false;
 static bool wakeup_at_commit = false;
 static List *dropping_streams = NIL;	/* stream ids, in TopMemoryContext */
 
+/*
+ * Entries for database launchers: one per database with streams running
+ * (each has at least one stream, so zerobus.max_streams of them at most),
+ * plus room for the probes and the requests of databases waiting for one.
+ */
+int
+zerobus_max_database_entries(void)
+{
+	return zerobus_max_streams + 2 * ZB_MAX_PROBES + 8;
+}
+
 static Size
 zerobus_shmem_size(void)
 {
-	return add_size(offsetof(ZerobusShared, streams),
+	Size		size;
+
+	size = add_size(offsetof(ZerobusShared, streams),
 					mul_size(zerobus_max_streams, sizeof(ZerobusStreamShared)));
+	size = MAXALIGN(size);
+	return add_size(size, mul_size(zerobus_max_database_entries(),
+								   sizeof(ZerobusDatabaseEntry)));
 }
 
 static void
@@ -188,8 +245,74 @@ zerobus_shmem_startup(void)
 		for (i = 0; i < zerobus_max_streams; i++)
 			SpinLockInit(&zb_shared->streams[i].mutex);
 	}
+	zb_databases = (ZerobusDatabaseEntry *)
+		((char *) zb_shared +
+		 MAXALIGN(offsetof(ZerobusShared, streams) +
+				  zerobus_max_streams * sizeof(ZerobusStreamShared)));
 	zb_lock = &(GetNamedLWLockTranche("zerobus"))->lock;
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Whether the database named datname (a template, with istemplate) is one
+ * the launchers serve, by the list list (zerobus.databases' syntax: names
+ * as identifiers, "*" for every database that is not a template).
+ */
+static bool
+database_in_list(const char *list, const char *datname, bool istemplate)
+{
+	char	   *copy = pstrdup(list);
+	List	   *names;
+	ListCell   *lc;
+	bool		served = false;
+
+	if (!SplitIdentifierString(copy, ',', &names))
+		names = NIL;			/* the check hook refused that already */
+	foreach(lc, names)
+	{
+		const char *name = (const char *) lfirst(lc);
+
+		if ((strcmp(name, "*") == 0 && !istemplate) ||
+			strcmp(name, datname) == 0)
+			served = true;
+	}
+	list_free(names);
+	pfree(copy);
+	return served;
+}
+
+/*
+ * Whether the launchers serve database datname: zerobus.databases, or the
+ * deprecated zerobus.database when that is set (it names one database, as
+ * it did before zerobus.databases existed).
+ */
+bool
+zerobus_database_served(const char *datname, bool istemplate)
+{
+	if (zerobus_database != NULL && zerobus_database[0] != '\0')
+		return strcmp(zerobus_database, datname) == 0;
+	return database_in_list(zerobus_databases, datname, istemplate);
+}
+
+/*
+ * GUC check hook of zerobus.databases: a comma-separated list of database
+ * names (identifiers: unquoted names are lowercased) or "*".
+ */
+static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	List	   *names;
+	bool		ok = SplitIdentifierString(copy, ',', &names);
+
+	list_free(names);
+	pfree(copy);
+	if (!ok)
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		GUC_check_errhint("Give database names separated by commas, as in 'shop, billing', or '*' for every database.");
+	}
+	return ok;
 }
 
 /*
@@ -221,6 +344,49 @@ check_proxy(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * Object access hook: refuses to drop zerobus.streams, which only DROP
+ * EXTENSION zerobus (or a DROP SCHEMA or DROP OWNED that cascades to it)
+ * can do, while it holds streams.  Their replication slots are not objects
+ * of the database: dropped with the extension, the streams would leave
+ * their slots behind, holding WAL with no launcher to drop them.  Dropping
+ * the slots instead would lose the position the streams have confirmed, so
+ * the user drops the streams first, which is explicit about it.
+ */
+static void
+zerobus_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					  int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+
+	if (access == OAT_DROP && classId == RelationRelationId && subId == 0)
+	{
+		Oid			nsp = get_namespace_oid("zerobus", true);
+		int64		nstreams;
+		bool		isnull;
+
+		if (!OidIsValid(nsp) || get_relname_relid("streams", nsp) != objectId ||
+			!OidIsValid(get_extension_oid("zerobus", true)))
+			return;
+		SPI_connect();
+		if (SPI_execute("SELECT count(*) FROM zerobus.streams", true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read zerobus.streams");
+		nstreams = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+		if (nstreams > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop extension zerobus while streams exist"),
+					 errdetail_plural("Database \"%s\" has %lld stream, whose replication slot would be left behind holding WAL.",
+									  "Database \"%s\" has %lld streams, whose replication slots would be left behind holding WAL.",
+									  nstreams, get_database_name(MyDatabaseId),
+									  (long long) nstreams),
+					 errhint("Drop the streams first with SELECT zerobus.drop_stream(name) FROM zerobus.streams;")));
+	}
+}
+
+/*
  * Module load.  Only the postmaster loading us from shared_preload_libraries
  * sets up settings, shared memory and the launcher; a walsender using the
  * output plugin gets none of it.
@@ -235,10 +401,16 @@ _PG_init(void)
 		return;
 	zerobus_preloaded = true;
 
+	DefineCustomStringVariable("zerobus.databases",
+							   "Databases whose streams run: database names separated by commas, or \"*\" for every database but the templates.",
+							   "Unquoted names are lowercased; write a name with capitals in double quotes.",
+							   &zerobus_databases, "*",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   check_databases, NULL, NULL);
 	DefineCustomStringVariable("zerobus.database",
-							   "Database whose zerobus.streams the launcher runs.",
-							   NULL, &zerobus_database, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   "Deprecated: the one database whose streams run; when set, it overrides zerobus.databases.",
+							   NULL, &zerobus_database, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	for (i = 0; i < (int) lengthof(int_settings); i++)
 	{
 		const IntSetting *s = &int_settings[i];
@@ -272,15 +444,18 @@ _PG_init(void)
 	shmem_request_hook = zerobus_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = zerobus_shmem_startup;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = zerobus_object_access;
 
+	/* connected to no database: it reads pg_database only */
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = 5;
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "zerobus");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "zerobus_launcher_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "zerobus launcher");
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "zerobus launcher");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "zerobus_cluster_launcher_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "zerobus cluster launcher");
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "zerobus cluster launcher");
 	RegisterBackgroundWorker(&bgw);
 }
 
@@ -324,39 +499,51 @@ zerobus_check_stream_option(const char *name, int value)
 }
 
 /*
- * Whether this backend's database is the one the launcher serves: only
- * there do streams have workers and shared state.
+ * Whether this backend's database is one the launchers serve
+ * (zerobus.databases): only there do streams have workers and shared
+ * state.
  */
 bool
 zerobus_in_served_database(void)
 {
-	return zerobus_preloaded &&
-		get_database_oid(zerobus_database, true) == MyDatabaseId;
+	HeapTuple	tup;
+	Form_pg_database db;
+	bool		served;
+
+	if (!zerobus_preloaded)
+		return false;
+	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for database %u", MyDatabaseId);
+	db = (Form_pg_database) GETSTRUCT(tup);
+	served = zerobus_database_served(NameStr(db->datname), db->datistemplate);
+	ReleaseSysCache(tup);
+	return served;
 }
 
 /*
- * The shared slot of a stream of the served database, or NULL when it has
- * none and create is false.  With create, a free slot is taken (counters
- * zeroed, state stopped); running out of slots is an ERROR, which cannot
- * happen for an existing stream since create_stream keeps the number of
- * streams within zerobus.max_streams.  The result stays valid while the
- * stream exists; read and write its fields under its mutex.
+ * The shared slot of stream stream_id of this backend's database, or NULL
+ * when it has none and create is false.  With create, a free slot is taken
+ * (counters zeroed, state stopped); running out of slots is an ERROR, or
+ * with missing_ok a NULL.  The result stays valid while the stream exists;
+ * read and write its fields under its mutex.
  */
-ZerobusStreamShared *
-zerobus_stream_shared(int32 stream_id, bool create)
+static ZerobusStreamShared *
+stream_shared(int32 stream_id, bool create, bool missing_ok)
 {
 	ZerobusStreamShared *free_slot = NULL;
 	int			i;
 
 	zerobus_require_preload();
 	Assert(stream_id > 0);
+	Assert(OidIsValid(MyDatabaseId));
 
 	LWLockAcquire(zb_lock, create ? LW_EXCLUSIVE : LW_SHARED);
 	for (i = 0; i < zerobus_max_streams; i++)
 	{
 		ZerobusStreamShared *s = &zb_shared->streams[i];
 
-		if (s->stream_id == stream_id)
+		if (s->stream_id == stream_id && s->dboid == MyDatabaseId)
 		{
 			LWLockRelease(zb_lock);
 			return s;
@@ -364,7 +551,7 @@ zerobus_stream_shared(int32 stream_id, bool create)
 		if (s->stream_id == 0 && free_slot == NULL)
 			free_slot = s;
 	}
-	if (!create)
+	if (!create || (free_slot == NULL && missing_ok))
 	{
 		LWLockRelease(zb_lock);
 		return NULL;
@@ -375,30 +562,135 @@ zerobus_stream_shared(int32 stream_id, bool create)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("no free zerobus stream slot for stream %d", stream_id),
+				 errdetail("The streams of all databases share zerobus.max_streams slots."),
 				 errhint("Increase zerobus.max_streams.")));
 	}
 	SpinLockAcquire(&free_slot->mutex);
 	memset((char *) free_slot + offsetof(ZerobusStreamShared, stream_id), 0,
 		   sizeof(ZerobusStreamShared) - offsetof(ZerobusStreamShared, stream_id));
 	free_slot->stream_id = stream_id;
+	free_slot->dboid = MyDatabaseId;
 	free_slot->state = ZB_STATE_STOPPED;
 	SpinLockRelease(&free_slot->mutex);
 	LWLockRelease(zb_lock);
 	return free_slot;
 }
 
-/* Sets the launcher's latch, if a launcher runs. */
+/*
+ * The shared slot of a stream of this backend's database (see
+ * stream_shared); with create, one is taken if it has none, and none left
+ * is an ERROR, which cannot happen for a stream that has a worker: its
+ * launcher took the slot before starting it.
+ */
+ZerobusStreamShared *
+zerobus_stream_shared(int32 stream_id, bool create)
+{
+	return stream_shared(stream_id, create, false);
+}
+
+/*
+ * The shared slot of a stream of this backend's database, taken if it has
+ * none; NULL when every slot is taken, for the launcher, which waits for
+ * one rather than failing its round.
+ */
+ZerobusStreamShared *
+zerobus_stream_shared_reserve(int32 stream_id)
+{
+	return stream_shared(stream_id, true, true);
+}
+
+/*
+ * How many shared stream slots the streams of other databases hold: with
+ * this database's streams, create_stream keeps the total within
+ * zerobus.max_streams.
+ */
+int
+zerobus_stream_slots_elsewhere(void)
+{
+	int			n = 0;
+
+	LWLockAcquire(zb_lock, LW_SHARED);
+	for (int i = 0; i < zerobus_max_streams; i++)
+		if (zb_shared->streams[i].stream_id != 0 &&
+			zb_shared->streams[i].dboid != MyDatabaseId)
+			n++;
+	LWLockRelease(zb_lock);
+	return n;
+}
+
+/* The entry of database dboid, or NULL.  The caller holds zb_lock. */
+static ZerobusDatabaseEntry *
+database_entry(Oid dboid)
+{
+	for (int i = 0; i < zerobus_max_database_entries(); i++)
+		if (zb_databases[i].dboid == dboid)
+			return &zb_databases[i];
+	return NULL;
+}
+
+/* A free database entry for dboid, or NULL.  The caller holds zb_lock. */
+static ZerobusDatabaseEntry *
+database_entry_new(Oid dboid)
+{
+	for (int i = 0; i < zerobus_max_database_entries(); i++)
+	{
+		ZerobusDatabaseEntry *e = &zb_databases[i];
+
+		if (e->dboid == InvalidOid)
+		{
+			memset(e, 0, sizeof(*e));
+			e->dboid = dboid;
+			return e;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Wakes the launcher of this backend's database: sets its latch if it
+ * runs, and in any case notes that a round was asked for, so that a
+ * launcher about to exit for want of work stays (see
+ * zerobus_dblauncher_detach).  With no launcher running, asks the cluster
+ * launcher for one; with no entry free for the request, has the cluster
+ * launcher probe every database.
+ */
 void
 zerobus_launcher_wakeup(void)
 {
-	Latch	   *latch;
+	ZerobusDatabaseEntry *e;
+	bool		wake_cluster = false;
 
-	if (!zerobus_preloaded)
+	if (!zerobus_preloaded || !OidIsValid(MyDatabaseId))
 		return;
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	e = database_entry(MyDatabaseId);
+	if (e == NULL)
+	{
+		e = database_entry_new(MyDatabaseId);
+		if (e == NULL)
+			zb_shared->overflow = true;
+		wake_cluster = true;
+	}
+	if (e)
+	{
+		e->wakeup = true;
+		if (e->latch)
+			SetLatch(e->latch);
+		else
+			wake_cluster = true;	/* not started, starting or exited */
+	}
+	if (wake_cluster && zb_shared->cluster_latch)
+		SetLatch(zb_shared->cluster_latch);
+	LWLockRelease(zb_lock);
+}
+
+/* Sets the cluster launcher's latch, if it runs. */
+void
+zerobus_cluster_launcher_wakeup(void)
+{
 	LWLockAcquire(zb_lock, LW_SHARED);
-	latch = zb_shared->launcher_latch;
-	if (latch)
-		SetLatch(latch);
+	if (zb_shared->cluster_latch)
+		SetLatch(zb_shared->cluster_latch);
 	LWLockRelease(zb_lock);
 }
 
@@ -451,7 +743,10 @@ zerobus_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-/* Asks for the launcher to be woken when the current transaction commits. */
+/*
+ * Asks for the launcher of this database to be woken (or started) when the
+ * current transaction commits.
+ */
 void
 zerobus_launcher_wakeup_at_commit(void)
 {
@@ -464,9 +759,10 @@ zerobus_launcher_wakeup_at_commit(void)
 }
 
 /*
- * Tells the launcher, right away, to stop the worker of a stream being
- * dropped by the current transaction and not to start another.  Undone if
- * the transaction aborts.  Only for streams of the served database.
+ * Tells the launcher of this database, right away, to stop the worker of a
+ * stream being dropped by the current transaction and not to start
+ * another.  Undone if the transaction aborts.  Only for streams of a
+ * served database.
  */
 void
 zerobus_stream_mark_dropping(int32 stream_id)
@@ -559,30 +855,261 @@ zerobus_slot_ledger_forget(const char *slot_name)
 }
 
 /*
- * Makes the calling process the launcher that zerobus_launcher_wakeup()
- * wakes (attach), or forgets it if it is (detach).
+ * Makes the calling process the cluster launcher (attach), or forgets it
+ * if it is (detach).
  */
 void
-zerobus_launcher_attach(bool attach)
+zerobus_cluster_launcher_attach(bool attach)
 {
 	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
 	if (attach)
 	{
-		zb_shared->launcher_pid = MyProcPid;
-		zb_shared->launcher_latch = MyLatch;
+		zb_shared->cluster_pid = MyProcPid;
+		zb_shared->cluster_latch = MyLatch;
 	}
-	else if (zb_shared->launcher_pid == MyProcPid)
+	else if (zb_shared->cluster_pid == MyProcPid)
 	{
-		zb_shared->launcher_pid = 0;
-		zb_shared->launcher_latch = NULL;
+		zb_shared->cluster_pid = 0;
+		zb_shared->cluster_latch = NULL;
 	}
 	LWLockRelease(zb_lock);
 }
 
 /*
- * Frees the shared slot of every stream for which in_use(stream_id, arg)
- * says false: the launcher's call, for streams gone and without a worker.
- * in_use runs under the LWLock, so it must not take it or raise an error.
+ * Makes the calling process the launcher of its database, the one
+ * zerobus_launcher_wakeup() wakes there, and clears the request for a
+ * round.  False when the database has no entry (the cluster launcher did
+ * not start us) or another launcher is attached to it.
+ */
+bool
+zerobus_dblauncher_attach(void)
+{
+	ZerobusDatabaseEntry *e;
+	bool		ok = false;
+
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	e = database_entry(MyDatabaseId);
+	if (e && e->started && e->pid == 0)
+	{
+		e->pid = MyProcPid;
+		e->latch = MyLatch;
+		e->idle = false;
+		e->wakeup = false;
+		ok = true;
+	}
+	LWLockRelease(zb_lock);
+	return ok;
+}
+
+/*
+ * Called by the launcher of this database before it reads zerobus.streams:
+ * the wakeups from now on ask for another round.
+ */
+void
+zerobus_dblauncher_begin_round(void)
+{
+	ZerobusDatabaseEntry *e;
+
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	e = database_entry(MyDatabaseId);
+	if (e && e->pid == MyProcPid)
+		e->wakeup = false;
+	LWLockRelease(zb_lock);
+}
+
+/*
+ * Called by the launcher of this database once it runs workers: it is no
+ * longer a probe, and the cluster launcher may start another probe.
+ */
+void
+zerobus_dblauncher_set_serving(void)
+{
+	ZerobusDatabaseEntry *e;
+
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	e = database_entry(MyDatabaseId);
+	if (e && e->pid == MyProcPid && !e->serving)
+	{
+		e->serving = true;
+		if (zb_shared->cluster_latch)
+			SetLatch(zb_shared->cluster_latch);
+	}
+	LWLockRelease(zb_lock);
+}
+
+/*
+ * Detaches the launcher of this database, which is about to exit: with
+ * idle, because it found nothing to do, which it may only do if no
+ * backend asked for a round since it read zerobus.streams (else it
+ * returns false and stays attached, to read again).  The cluster launcher
+ * restarts an idle launcher only when asked; any other exit is a failure
+ * it retries.
+ */
+bool
+zerobus_dblauncher_detach(bool idle)
+{
+	ZerobusDatabaseEntry *e;
+
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	e = database_entry(MyDatabaseId);
+	if (e && e->pid == MyProcPid)
+	{
+		if (idle && e->wakeup)
+		{
+			LWLockRelease(zb_lock);
+			return false;
+		}
+		e->pid = 0;
+		e->latch = NULL;
+		e->idle = idle;
+		if (zb_shared->cluster_latch)
+			SetLatch(zb_shared->cluster_latch);
+	}
+	LWLockRelease(zb_lock);
+	return true;
+}
+
+/*
+ * For the cluster launcher: the databases whose backends asked for a
+ * launcher that is not started (at most max of them, into dboids); returns
+ * how many.  *overflow tells, once, that some request found no free entry.
+ */
+int
+zerobus_dblauncher_requests(Oid *dboids, int max, bool *overflow)
+{
+	int			n = 0;
+
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	for (int i = 0; i < zerobus_max_database_entries() && n < max; i++)
+		if (zb_databases[i].dboid != InvalidOid && !zb_databases[i].started)
+			dboids[n++] = zb_databases[i].dboid;
+	*overflow = zb_shared->overflow;
+	zb_shared->overflow = false;
+	LWLockRelease(zb_lock);
+	return n;
+}
+
+/*
+ * For the cluster launcher, before it starts the launcher of database
+ * dboid: marks its entry started (taking a free one if it has none).
+ * False when no entry is free.
+ */
+bool
+zerobus_dblauncher_start(Oid dboid)
+{
+	ZerobusDatabaseEntry *e;
+
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	e = database_entry(dboid);
+	if (e == NULL)
+		e = database_entry_new(dboid);
+	if (e)
+	{
+		e->started = true;
+		e->pid = 0;
+		e->latch = NULL;
+		e->serving = false;
+		e->idle = false;
+	}
+	LWLockRelease(zb_lock);
+	return e != NULL;
+}
+
+/*
+ * For the cluster launcher, once the launcher of database dboid has exited
+ * (or could not be started): frees its entry, unless a backend asked for a
+ * round meanwhile, which keeps it as a request.  Returns whether it exited
+ * idle; *asked whether it was asked for a round.
+ */
+bool
+zerobus_dblauncher_stopped(Oid dboid, bool *asked)
+{
+	ZerobusDatabaseEntry *e;
+	bool		idle = false;
+
+	*asked = false;
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	e = database_entry(dboid);
+	if (e)
+	{
+		idle = e->idle;
+		*asked = e->wakeup;
+		if (e->wakeup)
+		{
+			e->started = false;
+			e->pid = 0;
+			e->latch = NULL;
+			e->serving = false;
+			e->idle = false;
+		}
+		else
+			e->dboid = InvalidOid;
+	}
+	LWLockRelease(zb_lock);
+	return idle;
+}
+
+/*
+ * For the cluster launcher: whether the launcher of database dboid runs
+ * workers (is no longer a probe).
+ */
+bool
+zerobus_dblauncher_serving(Oid dboid)
+{
+	ZerobusDatabaseEntry *e;
+	bool		serving;
+
+	LWLockAcquire(zb_lock, LW_SHARED);
+	e = database_entry(dboid);
+	serving = e && e->serving;
+	LWLockRelease(zb_lock);
+	return serving;
+}
+
+/* For the cluster launcher: forgets a request for database dboid. */
+void
+zerobus_dblauncher_forget(Oid dboid)
+{
+	ZerobusDatabaseEntry *e;
+
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	e = database_entry(dboid);
+	if (e && !e->started)
+		e->dboid = InvalidOid;
+	LWLockRelease(zb_lock);
+}
+
+/*
+ * For a new cluster launcher: forgets what an earlier one started (their
+ * launchers exited with it, see cluster_launcher.c) but keeps the requests.
+ * Returns false while a database launcher is still attached.
+ */
+bool
+zerobus_dblauncher_reset(void)
+{
+	bool		clean = true;
+
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	for (int i = 0; i < zerobus_max_database_entries(); i++)
+	{
+		ZerobusDatabaseEntry *e = &zb_databases[i];
+
+		if (e->dboid == InvalidOid || !e->started)
+			continue;
+		if (e->pid != 0)
+			clean = false;
+		else
+			e->started = false; /* asked again: each gets a round */
+	}
+	LWLockRelease(zb_lock);
+	return clean;
+}
+
+/*
+ * Frees the shared slot of every stream of this database for which
+ * in_use(stream_id, arg) says false: the database launcher's call, for
+ * streams gone and without a worker.  in_use runs under the LWLock, so it
+ * must not take it or raise an error.
  */
 void
 zerobus_stream_release_unused(bool (*in_use) (int32 stream_id, void *arg),
@@ -593,10 +1120,40 @@ zerobus_stream_release_unused(bool (*in_use) (int32 stream_id, void *arg),
 	{
 		ZerobusStreamShared *s = &zb_shared->streams[i];
 
-		if (s->stream_id == 0 || in_use(s->stream_id, arg))
+		if (s->stream_id == 0 || s->dboid != MyDatabaseId ||
+			in_use(s->stream_id, arg))
 			continue;
 		SpinLockAcquire(&s->mutex);
 		s->stream_id = 0;
+		s->dboid = InvalidOid;
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(zb_lock);
+}
+
+/*
+ * Frees the shared slots of the streams of every database for which
+ * keep(dboid, arg) says false: the cluster launcher's call, for databases
+ * dropped or no longer served, whose launcher has exited.  The launcher of
+ * a database whose streams are all paused exits too but keeps their slots,
+ * so that stat_streams still shows their counters.  keep runs under the
+ * LWLock, so it must not take it or raise an error.
+ */
+void
+zerobus_stream_release_databases(bool (*keep) (Oid dboid, void *arg),
+								 void *arg)
+{
+	LWLockAcquire(zb_lock, LW_EXCLUSIVE);
+	for (int i = 0; i < zerobus_max_streams; i++)
+	{
+		ZerobusStreamShared *s = &zb_shared->streams[i];
+
+		if (s->stream_id == 0 || keep(s->dboid, arg) ||
+			database_entry(s->dboid) != NULL)
+			continue;
+		SpinLockAcquire(&s->mutex);
+		s->stream_id = 0;
+		s->dboid = InvalidOid;
 		SpinLockRelease(&s->mutex);
 	}
 	LWLockRelease(zb_lock);
@@ -622,7 +1179,7 @@ zerobus_stream_note_error(ZerobusStreamShared *shared, const char *message)
 }
 
 /*
- * Copies the shared state of every stream of the served database into
+ * Copies the shared state of every stream of this backend's database into
  * out (room for zerobus_max_streams), each under its mutex; returns how
  * many.
  */
@@ -639,7 +1196,7 @@ zerobus_stream_shared_copy(ZerobusStreamShared *out)
 		SpinLockAcquire(&slot->mutex);
 		memcpy(&out[n], slot, sizeof(ZerobusStreamShared));
 		SpinLockRelease(&slot->mutex);
-		if (out[n].stream_id != 0)
+		if (out[n].stream_id != 0 && out[n].dboid == MyDatabaseId)
 			n++;
 	}
 	return n;

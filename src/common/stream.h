@@ -35,13 +35,15 @@ typedef enum ZerobusStreamState
 
 /*
  * Per-stream shared state, one slot per stream with a worker (or with
- * statistics kept since).  Written by the stream's worker, read by
- * zerobus.stat_streams; protected by mutex.
+ * statistics kept since), whatever its database.  Written by the stream's
+ * worker, read by zerobus.stat_streams; protected by mutex.  A stream is
+ * known by its database and its id: ids are only unique in a database.
  */
 typedef struct ZerobusStreamShared
 {
 	slock_t		mutex;
 	int32		stream_id;		/* zerobus.streams.id; 0 = free slot */
+	Oid			dboid;			/* database of the stream */
 	pid_t		pid;			/* worker pid, 0 if none */
 	ZerobusStreamState state;
 	XLogRecPtr	received_lsn;	/* end of the last transaction received */
@@ -116,7 +118,15 @@ typedef struct ZerobusWorkerArgs
 #define ZB_SLOT_PREFIX "zerobus_"
 #define ZB_STREAM_NAME_MAXLEN (NAMEDATALEN - (int) sizeof(ZB_SLOT_PREFIX))
 
+/*
+ * Most database launchers that the cluster launcher runs at once as probes
+ * (not yet known to have streams to run), so that many databases do not
+ * take every background worker slot.
+ */
+#define ZB_MAX_PROBES			2
+
 /* module.c: settings (zerobus.*), the defaults of per-stream options */
+extern char *zerobus_databases;
 extern char *zerobus_database;
 extern int	zerobus_max_streams;
 extern int	zerobus_batch_max_records;
@@ -141,23 +151,43 @@ extern void zerobus_check_stream_option(const char *name, int value);
 /* module.c: shared memory */
 extern ZerobusStreamShared *zerobus_stream_shared(int32 stream_id,
 												  bool create);
+extern ZerobusStreamShared *zerobus_stream_shared_reserve(int32 stream_id);
+extern int	zerobus_stream_slots_elsewhere(void);
 extern void zerobus_launcher_wakeup(void);
+extern void zerobus_cluster_launcher_wakeup(void);
 extern void zerobus_stream_note_error(ZerobusStreamShared *shared,
 									  const char *message);
 extern void zerobus_require_preload(void);
 extern bool zerobus_preloaded;
 extern bool zerobus_in_served_database(void);
+extern bool zerobus_database_served(const char *datname, bool istemplate);
 extern void zerobus_launcher_wakeup_at_commit(void);
 extern void zerobus_stream_mark_dropping(int32 stream_id);
 extern void zerobus_stream_unmark_dropping(int32 stream_id);
 extern bool zerobus_slot_lock(bool exclusive, bool wait);
 extern void zerobus_slot_ledger_add(const char *slot_name);
 extern bool zerobus_slot_ledger_forget(const char *slot_name);
-extern void zerobus_launcher_attach(bool attach);
 extern int	zerobus_stream_shared_copy(ZerobusStreamShared *out);
 extern void zerobus_stream_release_unused(bool (*in_use) (int32 stream_id,
 														 void *arg),
 										  void *arg);
+extern void zerobus_stream_release_databases(bool (*keep) (Oid dboid,
+														   void *arg),
+											 void *arg);
+
+/* module.c: the launchers' shared state (see there) */
+extern int	zerobus_max_database_entries(void);
+extern void zerobus_cluster_launcher_attach(bool attach);
+extern bool zerobus_dblauncher_attach(void);
+extern void zerobus_dblauncher_begin_round(void);
+extern void zerobus_dblauncher_set_serving(void);
+extern bool zerobus_dblauncher_detach(bool idle);
+extern int	zerobus_dblauncher_requests(Oid *dboids, int max, bool *overflow);
+extern bool zerobus_dblauncher_start(Oid dboid);
+extern bool zerobus_dblauncher_stopped(Oid dboid, bool *asked);
+extern bool zerobus_dblauncher_serving(Oid dboid);
+extern void zerobus_dblauncher_forget(Oid dboid);
+extern bool zerobus_dblauncher_reset(void);
 
 /* store.c: whether a stream's owner may have a table read (see there) */
 typedef enum ZerobusOwnerRead
@@ -221,6 +251,7 @@ extern char *zerobus_stream_target_table(ZerobusStreamConfig *config,
 extern void zerobus_stream_set_failed(int32 stream_id, const char *reason);
 
 /* background worker entry points */
+extern PGDLLEXPORT void zerobus_cluster_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void zerobus_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void zerobus_worker_main(Datum main_arg);
 

@@ -1,17 +1,27 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.c
- *	  The launcher: one stream worker running for every stream that wants
- *	  one, and no replication slot left behind.
+ *	  The launcher of a database: one stream worker running for every
+ *	  stream of the database that wants one, and no replication slot left
+ *	  behind.
  *
- * The launcher connects to zerobus.database and keeps, for every enabled
- * stream not paused by an error, one dynamic background worker running: it
+ * The cluster launcher (cluster_launcher.c) starts one of these, a dynamic
+ * background worker, for a database (bgw_main_arg is its OID) when it
+ * probes it or a backend there asks for it.  It connects to the database
+ * and keeps, for every enabled stream not paused by an error, one dynamic
+ * background worker running: it
  * starts missing ones, stops the workers of streams dropped, paused or
  * changed (a changed stream has a new config_version), restarts workers
  * that exited with an exponential backoff, and drops the replication slots
  * named zerobus_* that no stream owns and that this server's create_stream
  * made (left behind by a rolled back create_stream).  The SQL functions
  * wake it when their transaction commits (src/common/module.c).
+ *
+ * A database launcher with nothing to do (no extension, no stream that
+ * wants a worker, no worker left) sweeps the orphan slots and exits: the
+ * cluster launcher starts it again when a backend of the database asks.
+ * So databases without running streams hold no process (none that would
+ * keep DROP DATABASE waiting) and no background worker slot.
  *
  * src/worker/launcher.c
  *
@@ -22,6 +32,7 @@
 #include <signal.h>
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -68,8 +79,12 @@ typedef struct LauncherStream
 } LauncherStream;
 
 static LauncherWorker *launcher_workers = NULL;
+static char *launcher_dbname = NULL;	/* for messages */
 
-/* Forgets the launcher when it exits, and stops the workers it started. */
+/*
+ * Forgets the launcher when it exits, and stops the workers it started:
+ * they belong to this launcher, and a new one starts its own.
+ */
 static void
 launcher_on_exit(int code, Datum arg)
 {
@@ -78,7 +93,7 @@ launcher_on_exit(int code, Datum arg)
 	for (i = 0; i < zerobus_max_streams; i++)
 		if (launcher_workers[i].handle)
 			TerminateBackgroundWorker(launcher_workers[i].handle);
-	zerobus_launcher_attach(false);
+	(void) zerobus_dblauncher_detach(false);
 }
 
 /*
@@ -292,7 +307,26 @@ start_worker(LauncherWorker *w, const LauncherStream *row, TimestampTz now)
 {
 	BackgroundWorker bgw;
 	ZerobusWorkerArgs args;
-	ZerobusStreamShared *s = zerobus_stream_shared(row->id, true);
+	ZerobusStreamShared *s = zerobus_stream_shared_reserve(row->id);
+
+	w->stream_id = row->id;
+	w->config_version = row->config_version;
+	w->terminating = false;
+	if (w->backoff_ms == 0)
+		w->backoff_ms = WORKER_BACKOFF_MIN_MS;
+	if (s == NULL)
+	{
+		/* the streams of other databases hold every slot */
+		w->handle = NULL;
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("zerobus launcher: no free stream slot for the worker of stream \"%s\"",
+						row->name),
+				 errdetail("The streams of all databases share zerobus.max_streams slots."),
+				 errhint("Increase zerobus.max_streams.")));
+		schedule_retry(w, now);
+		return;
+	}
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -307,12 +341,6 @@ start_worker(LauncherWorker *w, const LauncherStream *row, TimestampTz now)
 	StaticAssertStmt(sizeof(args) <= BGW_EXTRALEN, "ZerobusWorkerArgs too large");
 	memcpy(bgw.bgw_extra, &args, sizeof(args));
 	bgw.bgw_notify_pid = MyProcPid;
-
-	w->stream_id = row->id;
-	w->config_version = row->config_version;
-	w->terminating = false;
-	if (w->backoff_ms == 0)
-		w->backoff_ms = WORKER_BACKOFF_MIN_MS;
 
 	if (!RegisterDynamicBackgroundWorker(&bgw, &w->handle))
 	{
@@ -343,10 +371,11 @@ nap_until(long *timeout_ms, TimestampTz now, TimestampTz at)
 
 /*
  * Makes the running workers match zerobus.streams (rows).  Returns how
- * long the launcher may sleep before a restart is due.
+ * long the launcher may sleep before a restart is due; *busy tells whether
+ * a stream wants a worker or a worker still runs.
  */
 static long
-reconcile(const LauncherStream *rows, int nrows)
+reconcile(const LauncherStream *rows, int nrows, bool *busy)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	long		timeout = LAUNCHER_NAP_MS;
@@ -415,21 +444,31 @@ reconcile(const LauncherStream *rows, int nrows)
 	known.nrows = nrows;
 	zerobus_stream_release_unused(stream_in_use, &known);
 
+	*busy = false;
+	for (i = 0; i < nrows; i++)
+		if (rows[i].wanted)
+			*busy = true;
+	for (i = 0; i < zerobus_max_streams; i++)
+		if (launcher_workers[i].handle)
+			*busy = true;
 	return timeout;
 }
 
 /*
  * One round of the launcher: read the streams, reconcile the workers,
- * sweep orphan slots.  Returns how long to sleep.
+ * sweep orphan slots.  Returns how long to sleep; *busy tells whether
+ * there is anything to keep the launcher running for.
  */
 static long
-launcher_round(MemoryContext round_cxt)
+launcher_round(MemoryContext round_cxt, bool *busy)
 {
 	LauncherStream  *rows;
 	int			nrows;
 	bool		installed;
 	long		timeout;
 
+	/* a wakeup from now on is for a later round */
+	zerobus_dblauncher_begin_round();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -438,7 +477,7 @@ launcher_round(MemoryContext round_cxt)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
-	timeout = reconcile(rows, nrows);
+	timeout = reconcile(rows, nrows, busy);
 
 	/* the slots of committed streams are theirs, not orphans to be */
 	for (int i = 0; i < nrows; i++)
@@ -457,19 +496,23 @@ launcher_round(MemoryContext round_cxt)
 }
 
 /*
- * The launcher's main function.  Errors of a round are logged and the round
- * retried later; the workers keep running meanwhile.
+ * The main function of a database's launcher; main_arg is the database's
+ * OID.  Errors of a round are logged and the round retried later; the
+ * workers keep running meanwhile.  Exits once a round finds nothing to do
+ * and no backend has asked for another.
  */
 void
 zerobus_launcher_main(Datum main_arg)
 {
 	MemoryContext round_cxt;
+	volatile bool serving = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(zerobus_database, NULL, 0);
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg),
+											  InvalidOid, 0);
 	/* no search_path set by a database owner reaches the superuser's SQL */
 	SetConfigOption("search_path", "", PGC_SUSET, PGC_S_OVERRIDE);
 
@@ -477,17 +520,27 @@ zerobus_launcher_main(Datum main_arg)
 											  sizeof(LauncherWorker) * zerobus_max_streams);
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus launcher",
 									  ALLOCSET_DEFAULT_SIZES);
+	StartTransactionCommand();
+	launcher_dbname = MemoryContextStrdup(TopMemoryContext,
+										  get_database_name(MyDatabaseId));
+	CommitTransactionCommand();
 
-	zerobus_launcher_attach(true);
+	if (!zerobus_dblauncher_attach())
+	{
+		ereport(LOG,
+				(errmsg("zerobus launcher for database \"%s\" exiting: another one serves it",
+						launcher_dbname)));
+		proc_exit(0);
+	}
 	before_shmem_exit(launcher_on_exit, (Datum) 0);
-
-	ereport(LOG,
-			(errmsg("zerobus launcher started for database \"%s\"",
-					zerobus_database)));
+	ereport(DEBUG1,
+			(errmsg_internal("zerobus launcher started for database \"%s\"",
+							 launcher_dbname)));
 
 	for (;;)
 	{
 		long		timeout;
+		bool		busy;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -499,7 +552,7 @@ zerobus_launcher_main(Datum main_arg)
 		MemoryContextReset(round_cxt);
 		PG_TRY();
 		{
-			timeout = launcher_round(round_cxt);
+			timeout = launcher_round(round_cxt, &busy);
 		}
 		PG_CATCH();
 		{
@@ -510,8 +563,30 @@ zerobus_launcher_main(Datum main_arg)
 			MemoryContextSwitchTo(TopMemoryContext);
 			RESUME_INTERRUPTS();
 			timeout = 10000;
+			busy = true;		/* try again rather than go quietly */
 		}
 		PG_END_TRY();
+
+		if (!busy)
+		{
+			/* nothing to run: exit, unless a backend asked meanwhile */
+			if (zerobus_dblauncher_detach(true))
+			{
+				ereport(serving ? LOG : DEBUG1,
+						(errmsg("zerobus launcher for database \"%s\" exiting: no stream to run",
+								launcher_dbname)));
+				proc_exit(0);
+			}
+			continue;
+		}
+		if (!serving)
+		{
+			serving = true;
+			zerobus_dblauncher_set_serving();
+			ereport(LOG,
+					(errmsg("zerobus launcher started for database \"%s\"",
+							launcher_dbname)));
+		}
 
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

@@ -39,8 +39,9 @@ END
 	$_->kill_kill for grep { $_->pumpable } @emulators;
 }
 
-# A started node with zerobus preloaded, serving the postgres database.
-# Extra postgresql.conf lines may be given.
+# A started node with zerobus preloaded (serving every database, the
+# default of zerobus.databases) and the extension created in database
+# postgres.  Extra postgresql.conf lines may be given.
 sub zb_node
 {
 	my ($name, $extra_conf) = @_;
@@ -50,7 +51,6 @@ sub zb_node
 		'postgresql.conf', qq{
 shared_preload_libraries = 'zerobus'
 output_plugin_libraries = 'pgoutput, test_decoding, zerobus'
-zerobus.database = 'postgres'
 wal_receiver_status_interval = 1
 } . ($extra_conf // ''));
 	$node->start;
@@ -156,11 +156,12 @@ sub make_test_certs
 }
 
 # Declares target table $target in the emulator with the columns
-# zerobus.target_ddl() gives for $source.
+# zerobus.target_ddl() gives for $source (of database $dbname, default
+# postgres).
 sub declare_target
 {
-	my ($node, $emu, $source, $target) = @_;
-	my $ddl = $node->safe_psql('postgres',
+	my ($node, $emu, $source, $target, $dbname) = @_;
+	my $ddl = $node->safe_psql($dbname // 'postgres',
 		"SELECT zerobus.target_ddl('$source', '$target')");
 	my @columns;
 	for my $line (split /\n/, $ddl)
@@ -181,10 +182,12 @@ sub declare_target
 
 # Creates a stream to the emulator (insecure: plain h2c to loopback, unless
 # $opts{endpoint} names another) with a client allowed to write every table.
-# %opts are extra named arguments of zerobus.create_stream (SQL literals).
+# %opts are extra named arguments of zerobus.create_stream (SQL literals),
+# but for dbname, the database to create it in (default postgres).
 sub create_stream
 {
 	my ($node, $emu, $name, $publication, %opts) = @_;
+	my $dbname = delete $opts{dbname} // 'postgres';
 	my $client = "client_$name";
 	my $endpoint = delete $opts{endpoint}
 	  // "'http://127.0.0.1:$emu->{grpc_port}'";
@@ -192,7 +195,7 @@ sub create_stream
 		{ client_id => $client, client_secret => "secret_$name", tables => ['*'] });
 	my $extra = join '', map { ", $_ => $opts{$_}" } sort keys %opts;
 	$node->safe_psql(
-		'postgres', qq{
+		$dbname, qq{
 		SELECT zerobus.create_stream('$name', '$publication',
 			endpoint => $endpoint,
 			workspace_url => 'http://127.0.0.1:$emu->{http_port}',
@@ -242,13 +245,14 @@ sub poll_until
 	return 1;
 }
 
-# Polls until stream $name's worker reports the streaming state.
+# Polls until stream $name (of database $dbname, default postgres) reports
+# the streaming state.
 sub wait_streaming
 {
-	my ($node, $name) = @_;
+	my ($node, $name, $dbname) = @_;
 	return ok(
 		$node->poll_query_until(
-			'postgres',
+			$dbname // 'postgres',
 			"SELECT state FROM zerobus.stat_streams WHERE name = '$name'",
 			'streaming'),
 		"stream $name is streaming");
