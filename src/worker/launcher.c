@@ -56,6 +56,8 @@
 #define WORKER_STABLE_MS		60000
 /* First restart delay of a failed worker (ms) */
 #define WORKER_BACKOFF_MIN_MS	1000
+/* Delay of the next orphan sweep when a create_stream held it off (ms) */
+#define ORPHAN_RETRY_MS			1000
 
 /* The launcher's view of one stream's worker */
 typedef struct LauncherWorker
@@ -137,10 +139,11 @@ read_streams(MemoryContext cxt, LauncherStream **rows, int *nrows)
  * Drops the replication slots of this database that look like a stream's
  * (name zerobus_*, plugin zerobus), were made by a zerobus function of this
  * server (the ledger), but belong to no stream and are not in use: those of
- * a rolled back create_stream, say.  Skipped while a create_stream is in
- * progress.  Needs a transaction.
+ * a rolled back create_stream, say.  Skipped, returning false, while a
+ * create_stream is in progress, which includes the end of its transaction:
+ * it wakes us before it releases its lock.  Needs a transaction.
  */
-static void
+static bool
 sweep_orphan_slots(bool installed)
 {
 	uint64		i;
@@ -148,7 +151,7 @@ sweep_orphan_slots(bool installed)
 	uint64		norphans;
 
 	if (!zerobus_slot_lock(true, false))
-		return;
+		return false;
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
@@ -182,6 +185,7 @@ sweep_orphan_slots(bool installed)
 	}
 	SPI_finish();
 	PopActiveSnapshot();
+	return true;
 }
 
 static LauncherWorker *
@@ -487,7 +491,12 @@ launcher_round(MemoryContext round_cxt, bool *busy)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING, "dropping orphan zerobus slots");
-	sweep_orphan_slots(installed);
+	if (!sweep_orphan_slots(installed))
+	{
+		/* a create_stream runs or is ending: stay, and look again soon */
+		*busy = true;
+		timeout = Min(timeout, ORPHAN_RETRY_MS);
+	}
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	pgstat_report_stat(true);
