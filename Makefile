@@ -25,6 +25,7 @@ PB_HDRS = $(PB_SRCS:.c=.h)
 SRCDIRS = src/common src/plugin src/api src/worker src/client
 OBJS = \
 	src/common/module.o \
+	src/common/shared.o \
 	src/common/store.o \
 	src/common/options.o \
 	src/common/url.o \

@@ -7,7 +7,8 @@
 # restart; a database without the extension, or without streams, keeps no
 # launcher and can be dropped; DROP EXTENSION is refused while streams
 # exist and stops nothing running once they are dropped; DROP DATABASE of a
-# database with a paused stream drops its slot; zerobus.databases follows a
+# database with a paused stream drops its slot; three databases stream at
+# once under load while a fourth is dropped; zerobus.databases follows a
 # reload.
 
 use strict;
@@ -17,6 +18,7 @@ use lib dirname(__FILE__) . '/lib';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 use ZerobusTest;
 
 my $node = zb_node('databases', "max_worker_processes = 20\n");
@@ -88,6 +90,14 @@ sub target_ids
 	return join ',', sort { $a <=> $b } map { $_->{id} } values %$rows;
 }
 
+# The ids of the rows of table t_$db, sorted.
+sub source_ids
+{
+	my ($db) = @_;
+	return $node->safe_psql($db,
+		"SELECT string_agg(id::text, ',' ORDER BY id) FROM t_$db");
+}
+
 # A database without the extension, and one with it but no stream.
 $node->safe_psql('postgres', 'CREATE DATABASE plain');
 $node->safe_psql('postgres', 'CREATE DATABASE nostreams');
@@ -147,6 +157,44 @@ wait_streaming($node, 's_late', 'late');
 write_rows('late', 1, 3);
 is(target_ids('late'), '1,2,3',
 	'a stream of a database created after start runs without a restart');
+
+# Three databases streaming at once under load (one transaction a row, from
+# a background session in each), while a fourth, whose stream ran, is
+# dropped: its stream paused, its launcher gone, DROP DATABASE.  The three
+# streams flow on and every row of each lands in its own target.
+setup_database('doomed');
+create_stream($node, $emu, 's_doomed', 'pub', dbname => 'doomed');
+wait_streaming($node, 's_doomed', 'doomed');
+my %load;
+for my $db (qw(shop billing late))
+{
+	$load{$db} = {};
+	$load{$db}{run} = IPC::Run::start(
+		[
+			'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+			'-d', $node->connstr($db),
+			'-c',
+			"DO \$\$ BEGIN FOR i IN 1001..3000 LOOP INSERT INTO t_$db VALUES (i, 'load'); COMMIT; END LOOP; END \$\$"
+		],
+		'>', \$load{$db}{out}, '2>', \$load{$db}{err});
+}
+$node->safe_psql('doomed', "SELECT zerobus.pause_stream('s_doomed')");
+wait_processes('doomed', '', 'the paused stream of doomed leaves no process');
+$node->safe_psql('postgres', 'DROP DATABASE doomed');
+for my $db (qw(shop billing late))
+{
+	ok($load{$db}{run}->finish, "the load of database $db committed")
+	  or diag $load{$db}{err};
+	write_rows($db, 4001, 4002);
+	is(target_ids($db), source_ids($db),
+		"database $db: every row landed while doomed was dropped");
+}
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'zerobus_s_doomed'"
+	),
+	'0',
+	'the dropped database took its stream\'s slot along');
 
 # DROP EXTENSION with streams: refused, the slots would stay behind.
 ($ret, $stdout, $stderr) = $node->psql('billing', 'DROP EXTENSION zerobus');
@@ -211,7 +259,7 @@ $node->reload;
 wait_processes('shop', 'zerobus launcher,zerobus worker',
 	'served again, its stream runs again');
 write_rows('shop', 6, 8);
-is(target_ids('shop'), '1,2,3,4,5,6,7,8', 'and its rows land');
+is(target_ids('shop'), source_ids('shop'), 'and its rows land');
 
 $node->stop;
 stop_emulator($emu);

@@ -2,7 +2,7 @@
  *
  * stream.h
  *	  Streams: their configuration (the zerobus.streams catalog table, read
- *	  by store.c), their shared-memory state (module.c), and the entry
+ *	  by store.c), their shared-memory state (shared.c), and the entry
  *	  points of the launcher and the stream workers (launcher.c, worker.c).
  *
  * A stream is a publication + a logical replication slot + a Zerobus
@@ -147,8 +147,13 @@ extern int	zerobus_max_streams_per_table;
 #define ZB_MAX_STREAMS_PER_TABLE	64
 
 extern void zerobus_check_stream_option(const char *name, int value);
+extern void zerobus_require_preload(void);
+extern bool zerobus_preloaded;
+extern bool zerobus_in_served_database(void);
+extern bool zerobus_database_served(const char *datname, bool istemplate);
 
-/* module.c: shared memory */
+/* shared.c: shared memory */
+extern void zerobus_shared_register(void);
 extern ZerobusStreamShared *zerobus_stream_shared(int32 stream_id,
 												  bool create);
 extern ZerobusStreamShared *zerobus_stream_shared_reserve(int32 stream_id);
@@ -157,10 +162,6 @@ extern void zerobus_launcher_wakeup(void);
 extern void zerobus_cluster_launcher_wakeup(void);
 extern void zerobus_stream_note_error(ZerobusStreamShared *shared,
 									  const char *message);
-extern void zerobus_require_preload(void);
-extern bool zerobus_preloaded;
-extern bool zerobus_in_served_database(void);
-extern bool zerobus_database_served(const char *datname, bool istemplate);
 extern void zerobus_launcher_wakeup_at_commit(void);
 extern void zerobus_stream_mark_dropping(int32 stream_id);
 extern void zerobus_stream_unmark_dropping(int32 stream_id);
@@ -175,7 +176,7 @@ extern void zerobus_stream_release_databases(bool (*keep) (Oid dboid,
 														   void *arg),
 											 void *arg);
 
-/* module.c: the launchers' shared state (see there) */
+/* shared.c: the launchers' shared state (see there) */
 extern int	zerobus_max_database_entries(void);
 extern void zerobus_cluster_launcher_attach(bool attach);
 extern bool zerobus_dblauncher_attach(void);

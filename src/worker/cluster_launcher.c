@@ -17,7 +17,7 @@
  *	  installed and a stream wants a worker, and exits at once if not;
  *	- for a database whose backends asked for one (create_stream,
  *	  resume_stream, drop_stream... wake their database's launcher, and ask
- *	  for one when none runs: src/common/module.c);
+ *	  for one when none runs: src/common/shared.c);
  *	- again, after a backoff, for one that exited with an error.
  *
  * At most ZB_MAX_PROBES database launchers run as probes at once, so that a
@@ -82,6 +82,7 @@ typedef struct ClusterDatabase
 	bool		terminating;	/* we asked it to stop */
 	TimestampTz next_start;		/* not started before */
 	int			backoff_ms;		/* delay of the next restart after a failure */
+	bool		warned;			/* said that its launcher could not start */
 } ClusterDatabase;
 
 static HTAB *databases = NULL;
@@ -260,8 +261,21 @@ start_launcher(ClusterDatabase *db)
 
 		db->handle = NULL;
 		(void) zerobus_dblauncher_stopped(db->dboid, &asked);
+		/* said once until it starts: it is tried again every second */
+		if (!db->warned)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("zerobus could not start the launcher of database \"%s\"",
+							db->name),
+					 errdetail("Every background worker slot is taken; the launcher is tried again every second."),
+					 errhint("Increase max_worker_processes.")));
+		db->warned = true;
 		return false;
 	}
+	if (db->warned)
+		ereport(LOG,
+				(errmsg("zerobus started the launcher of database \"%s\"", db->name)));
+	db->warned = false;
 	db->start = false;
 	db->terminating = false;
 	return true;

@@ -15,7 +15,7 @@
  * that exited with an exponential backoff, and drops the replication slots
  * named zerobus_* that no stream owns and that this server's create_stream
  * made (left behind by a rolled back create_stream).  The SQL functions
- * wake it when their transaction commits (src/common/module.c).
+ * wake it when their transaction commits (src/common/shared.c).
  *
  * A database launcher with nothing to do (no extension, no stream that
  * wants a worker, no worker left) sweeps the orphan slots and exits: the
