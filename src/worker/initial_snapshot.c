@@ -22,7 +22,7 @@
  *
  *	SELECT r, <key columns>::text FROM [ONLY] <table> r
  *	 WHERE (<key columns>) > (<last key>) AND (<publication row filter>)
- *	 ORDER BY <key columns> LIMIT <chunk rows> FOR SHARE OF r
+ *	 ORDER BY <key columns> LIMIT <chunk rows> FOR SHARE OF r NOWAIT
  *
  * The rows reach a DestReceiver one at a time, as the LockRows node returns
  * them locked, and the receiver stops the query once the rows kept reach
@@ -36,7 +36,7 @@
  *
  *	SELECT r FROM [ONLY] <table> r
  *	 WHERE r.ctid >= '(<first block>,0)' AND r.ctid < '(<end block>,0)'
- *	   AND (<publication row filter>) FOR SHARE OF r
+ *	   AND (<publication row filter>) FOR SHARE OF r NOWAIT
  *
  * (a TID range scan), the range sized from the table's density to hold
  * about snapshot_chunk_rows rows and the byte bound above.  The range is
@@ -44,6 +44,18 @@
  * is the newest version, whose ctid need not be the scan position, so no
  * row tells where a range cut short would have to resume.  The bound on a
  * chunk of such a table is therefore its range, at least one block.
+ *
+ * NOWAIT: the chunk never waits for a row lock.  Waiting, it would lock
+ * rows in key order while an application transaction locks them in its own
+ * order: when that transaction holds a row the chunk reaches and then
+ * updates one the chunk locked, the two deadlock, and PostgreSQL aborts the
+ * one that completes the cycle, the application's.  Instead a chunk that
+ * meets a locked row rolls back (a subtransaction around the query) and is
+ * read again later, 10 ms after, then twice as long each time up to 1 s,
+ * while the change stream flows on; the first such wait of a table is
+ * logged.  A transaction that holds a row lock for long thus holds the
+ * snapshot of that table until it ends, as waiting would, without anyone's
+ * transaction failing.
  *
  * Still in the chunk's transaction, the worker writes a non-transactional
  * logical message ("zerobus.snapshot", "<stream>:<relid>:<chunk>") whose
@@ -136,6 +148,10 @@
 /* An idle worker looks for tables to snapshot this often (ms) */
 #define ZB_SNAPSHOT_POLL_MS		1000
 
+/* First and longest delay before a chunk that met a locked row is retried */
+#define ZB_SNAPSHOT_LOCKED_MIN_MS	10
+#define ZB_SNAPSHOT_LOCKED_MAX_MS	1000
+
 /*
  * Alias of the table in the chunk query.  A column of that name would hide
  * the whole-row reference; '$' cannot appear in a column sent to Zerobus.
@@ -192,6 +208,9 @@ struct ZerobusSnapshot
 	bool		sync_due;
 	TimestampTz next_sync;
 	TimestampTz next_poll;
+	TimestampTz locked_until;	/* a row of cur was locked: not before */
+	int			locked_ms;		/* the next delay after a locked row; 0
+								 * while cur's last chunk met none */
 };
 
 /* Reads the relids of the stream's stream_tables rows into snap->known. */
@@ -299,6 +318,7 @@ drop_current(ZerobusSnapshot *snap)
 	pfree(t->target_name);
 	pfree(t);
 	snap->cur = NULL;
+	snap->locked_ms = 0;
 }
 
 /*
@@ -638,7 +658,7 @@ chunk_query(ZerobusSnapshot *snap, SnapTable *t, Relation rel,
 							 quote_identifier(NameStr(TupleDescAttr(desc, keys[i] - 1)->attname)));
 		appendStringInfo(sql, " LIMIT %d", zerobus_snapshot_chunk_rows);
 	}
-	appendStringInfoString(sql, " FOR SHARE OF " ZB_ROW_ALIAS);
+	appendStringInfoString(sql, " FOR SHARE OF " ZB_ROW_ALIAS " NOWAIT");
 	return true;
 }
 
@@ -721,9 +741,11 @@ receive_shutdown(DestReceiver *self)
  * key's type brings (an enum's cast to text, a domain's check, a row
  * filter) were written by whoever owns the type, and must never run with
  * the worker's superuser rights.  The table's owner reads its own table,
- * FOR SHARE included.
+ * FOR SHARE included.  Returns false, the chunk read to no effect, when a
+ * row to return was locked by another transaction (see NOWAIT in the file
+ * header).
  */
-static void
+static bool
 run_chunk_query(SnapTable *t, Oid table_owner, const char *sql,
 				SnapReceiver *r)
 {
@@ -732,6 +754,9 @@ run_chunk_query(SnapTable *t, Oid table_owner, const char *sql,
 	int			save_sec_context;
 	int			save_nestlevel;
 	int			k;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool locked = false;
 
 	r->pub.receiveSlot = receive_row;
 	r->pub.rStartup = receive_startup;
@@ -762,14 +787,38 @@ run_chunk_query(SnapTable *t, Oid table_owner, const char *sql,
 		}
 	}
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(table_owner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	if (SPI_execute_extended(sql, &options) < 0)
-		elog(ERROR, "snapshot query failed on table %s", t->qualname);
-	AtEOXact_GUC(false, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	/*
+	 * A locked row (NOWAIT) rolls the subtransaction back, which also gives
+	 * back the user, the settings and the row locks taken so far.
+	 */
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		SetUserIdAndSecContext(table_owner,
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		save_nestlevel = NewGUCNestLevel();
+		if (SPI_execute_extended(sql, &options) < 0)
+			elog(ERROR, "snapshot query failed on table %s", t->qualname);
+		AtEOXact_GUC(false, save_nestlevel);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		if (geterrcode() != ERRCODE_LOCK_NOT_AVAILABLE)
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		locked = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return !locked;
 }
 
 /*
@@ -787,6 +836,29 @@ write_watermark(ZerobusSnapshot *snap, SnapTable *t)
 									   strlen(content), false);
 	pfree(content);
 	return ProcLastRecPtr;
+}
+
+/*
+ * A chunk of table t met a row locked by another transaction: it is read
+ * again after a delay that doubles from ZB_SNAPSHOT_LOCKED_MIN_MS to
+ * ZB_SNAPSHOT_LOCKED_MAX_MS while its rows stay locked.  The first time in
+ * a row, says so in the log: a snapshot held by a long transaction should
+ * not look stuck for no reason.
+ */
+static void
+chunk_locked(ZerobusSnapshot *snap, SnapTable *t)
+{
+	if (snap->locked_ms == 0)
+	{
+		ereport(LOG,
+				(errmsg("zerobus stream \"%s\": snapshot of table %s waits for a row locked by another transaction",
+						snap->ws->config->name, t->qualname),
+				 errdetail("The chunk is read again once the lock is released; the snapshot never waits on row locks, so that it cannot deadlock with the application.")));
+		snap->locked_ms = ZB_SNAPSHOT_LOCKED_MIN_MS;
+	}
+	snap->locked_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 snap->locked_ms);
+	snap->locked_ms = Min(snap->locked_ms * 2, ZB_SNAPSHOT_LOCKED_MAX_MS);
 }
 
 /*
@@ -874,7 +946,19 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 	recv.cxt = chunk_cxt;
 	recv.nkeys = nkeys;
 	recv.max_bytes = nkeys > 0 ? chunk_max_bytes(snap) : 0;
-	run_chunk_query(t, rel->rd_rel->relowner, sql.data, &recv);
+	if (!run_chunk_query(t, rel->rd_rel->relowner, sql.data, &recv))
+	{
+		chunk_locked(snap, t);
+		relation_close(rel, AccessShareLock);
+		pfree(chunk);
+		MemoryContextDelete(chunk_cxt);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
+		return;
+	}
+	snap->locked_ms = 0;
 	chunk->lsn = write_watermark(snap, t);
 
 	meta.kind = ZB_CHANGE_SNAPSHOT;
@@ -1031,6 +1115,8 @@ zerobus_snapshot_create(ZerobusWorkerState *ws, MemoryContext parent)
 bool
 zerobus_snapshot_has_work(ZerobusSnapshot *snap)
 {
+	if (snap->locked_until != 0)
+		return false;			/* until zerobus_snapshot_check_timers */
 	return snap->cur != NULL || !snap->idle;
 }
 
@@ -1155,8 +1241,9 @@ zerobus_snapshot_progress(ZerobusSnapshot *snap)
 }
 
 /*
- * Timers: the periodic sync with the publication, and the poll of an idle
- * snapshot for tables put back to pending.  Lowers *timeout (ms) to the
+ * Timers: the periodic sync with the publication, the poll of an idle
+ * snapshot for tables put back to pending, and the retry of a chunk that
+ * met a locked row.  Lowers *timeout (ms) to the
  * next one.
  */
 void
@@ -1167,7 +1254,11 @@ zerobus_snapshot_check_timers(ZerobusSnapshot *snap, TimestampTz now,
 		sync_now(snap, now);
 	if (snap->idle && now >= snap->next_poll)
 		snap->idle = false;
+	if (snap->locked_until != 0 && now >= snap->locked_until)
+		snap->locked_until = 0;
 	zerobus_timeout_until(timeout, now, snap->next_sync);
+	if (snap->locked_until != 0)
+		zerobus_timeout_until(timeout, now, snap->locked_until);
 	if (snap->idle)
 		zerobus_timeout_until(timeout, now, snap->next_poll);
 }
