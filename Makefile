@@ -54,7 +54,12 @@ OBJS = \
 
 TAP_TESTS = 1
 
-DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
+# The install script of 0.1.0 and the update scripts from it: CREATE
+# EXTENSION runs them in turn up to default_version (as pg_stat_statements
+# does), and ALTER EXTENSION zerobus UPDATE runs those after the installed
+# version.  A released script is never edited: a change is a new update
+# script (see README.md, "Upgrading").
+DATA = $(sort $(wildcard sql/$(EXTENSION)--*.sql))
 
 # Every sql/*.sql but the extension script is a pg_regress test.
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql))))
@@ -64,7 +69,8 @@ REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/zerobus.conf \
 # PostgreSQL's and protoc-c's headers are system headers here, so that the
 # warnings below judge our code only.
 PG_CPPFLAGS = $(addprefix -I$(srcdir)/,$(SRCDIRS)) -isystem $(srcdir)/src/pb \
-	-isystem $(includedir_server) -isystem $(includedir_internal) -I$(libpq_srcdir)
+	-isystem $(includedir_server) -isystem $(includedir_internal) -I$(libpq_srcdir) \
+	-DZEROBUS_VERSION='"$(EXTVERSION)"'
 # On top of PostgreSQL's own warnings.  Unused parameters are the rule in
 # callbacks whose signatures PostgreSQL and libcurl fix, and tables whose
 # rows leave optional trailing fields out are PostgreSQL's style.  Header

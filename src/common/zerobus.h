@@ -28,11 +28,11 @@
 #include "compat.h"
 #include "wire.h"
 
-#define ZEROBUS_VERSION "0.1.0"
-
 /*
  * The user-agent of our requests (gRPC calls, token requests): the
- * official SDKs identify themselves there, and so do we.
+ * official SDKs identify themselves there, and so do we.  ZEROBUS_VERSION
+ * is the extension's version (default_version of zerobus.control), given by
+ * the Makefile.
  */
 #define ZEROBUS_USER_AGENT "zerobus-postgres/" ZEROBUS_VERSION " PostgreSQL/" PG_VERSION
 
