@@ -753,6 +753,16 @@ zerobus_dblauncher_reset(void)
 	return clean;
 }
 
+/* Frees stream slot s.  The caller holds zb_lock exclusively. */
+static void
+free_stream_slot(ZerobusStreamShared *s)
+{
+	SpinLockAcquire(&s->mutex);
+	s->stream_id = 0;
+	s->dboid = InvalidOid;
+	SpinLockRelease(&s->mutex);
+}
+
 /*
  * Frees the shared slot of every stream of this database for which
  * in_use(stream_id, arg) says false: the database launcher's call, for
@@ -768,13 +778,9 @@ zerobus_stream_release_unused(bool (*in_use) (int32 stream_id, void *arg),
 	{
 		ZerobusStreamShared *s = &zb_shared->streams[i];
 
-		if (s->stream_id == 0 || s->dboid != MyDatabaseId ||
-			in_use(s->stream_id, arg))
-			continue;
-		SpinLockAcquire(&s->mutex);
-		s->stream_id = 0;
-		s->dboid = InvalidOid;
-		SpinLockRelease(&s->mutex);
+		if (s->stream_id != 0 && s->dboid == MyDatabaseId &&
+			!in_use(s->stream_id, arg))
+			free_stream_slot(s);
 	}
 	LWLockRelease(zb_lock);
 }
@@ -796,13 +802,9 @@ zerobus_stream_release_databases(bool (*keep) (Oid dboid, void *arg),
 	{
 		ZerobusStreamShared *s = &zb_shared->streams[i];
 
-		if (s->stream_id == 0 || keep(s->dboid, arg) ||
-			database_entry(s->dboid) != NULL)
-			continue;
-		SpinLockAcquire(&s->mutex);
-		s->stream_id = 0;
-		s->dboid = InvalidOid;
-		SpinLockRelease(&s->mutex);
+		if (s->stream_id != 0 && !keep(s->dboid, arg) &&
+			database_entry(s->dboid) == NULL)
+			free_stream_slot(s);
 	}
 	LWLockRelease(zb_lock);
 }

@@ -251,6 +251,9 @@ extern char *zerobus_stream_target_table(ZerobusStreamConfig *config,
 										 const char *table_name);
 extern void zerobus_stream_set_failed(int32 stream_id, const char *reason);
 
+/* launcher.c: error recovery of a launcher's round, for both launchers */
+extern void zerobus_launcher_round_failed(void);
+
 /* background worker entry points */
 extern PGDLLEXPORT void zerobus_cluster_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void zerobus_launcher_main(Datum main_arg);

@@ -416,12 +416,7 @@ zerobus_cluster_launcher_main(Datum main_arg)
 		}
 		PG_CATCH();
 		{
-			HOLD_INTERRUPTS();
-			EmitErrorReport();
-			AbortCurrentTransaction();
-			FlushErrorState();
-			MemoryContextSwitchTo(TopMemoryContext);
-			RESUME_INTERRUPTS();
+			zerobus_launcher_round_failed();
 			timeout = 10000;
 		}
 		PG_END_TRY();

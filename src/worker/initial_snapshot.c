@@ -862,6 +862,25 @@ chunk_locked(ZerobusSnapshot *snap, SnapTable *t)
 }
 
 /*
+ * Ends the transaction of a chunk that read nothing: closes rel (when
+ * open), frees the chunk and its memory, and returns to the caller's
+ * memory context.
+ */
+static void
+end_chunk_unread(Relation rel, SnapChunk *chunk, MemoryContext chunk_cxt,
+				 MemoryContext caller)
+{
+	if (rel)
+		relation_close(rel, AccessShareLock);
+	pfree(chunk);
+	MemoryContextDelete(chunk_cxt);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+}
+
+/*
  * Reads the next chunk of snap->cur in a transaction of its own (see the
  * file header), and hands its records to the sender once that transaction
  * has committed.  Picks the next table first when there is none.
@@ -927,15 +946,8 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 		forget_table(snap, t->relid, t->qualname,
 					 rel == NULL ? "the table was dropped" :
 					 "the table is no longer published");
-		if (rel)
-			relation_close(rel, AccessShareLock);
 		drop_current(snap);
-		pfree(chunk);
-		MemoryContextDelete(chunk_cxt);
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(caller);
+		end_chunk_unread(rel, chunk, chunk_cxt, caller);
 		return;
 	}
 
@@ -949,13 +961,7 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 	if (!run_chunk_query(t, rel->rd_rel->relowner, sql.data, &recv))
 	{
 		chunk_locked(snap, t);
-		relation_close(rel, AccessShareLock);
-		pfree(chunk);
-		MemoryContextDelete(chunk_cxt);
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(caller);
+		end_chunk_unread(rel, chunk, chunk_cxt, caller);
 		return;
 	}
 	snap->locked_ms = 0;

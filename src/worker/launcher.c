@@ -505,6 +505,22 @@ launcher_round(MemoryContext round_cxt, bool *busy)
 }
 
 /*
+ * In the PG_CATCH of a launcher's round (this one's or the cluster
+ * launcher's): logs the error, aborts the round's transaction and leaves
+ * the launcher ready for the next round.
+ */
+void
+zerobus_launcher_round_failed(void)
+{
+	HOLD_INTERRUPTS();
+	EmitErrorReport();
+	AbortCurrentTransaction();
+	FlushErrorState();
+	MemoryContextSwitchTo(TopMemoryContext);
+	RESUME_INTERRUPTS();
+}
+
+/*
  * The main function of a database's launcher; main_arg is the database's
  * OID.  Errors of a round are logged and the round retried later; the
  * workers keep running meanwhile.  Exits once a round finds nothing to do
@@ -565,12 +581,7 @@ zerobus_launcher_main(Datum main_arg)
 		}
 		PG_CATCH();
 		{
-			HOLD_INTERRUPTS();
-			EmitErrorReport();
-			AbortCurrentTransaction();
-			FlushErrorState();
-			MemoryContextSwitchTo(TopMemoryContext);
-			RESUME_INTERRUPTS();
+			zerobus_launcher_round_failed();
 			timeout = 10000;
 			busy = true;		/* try again rather than go quietly */
 		}
