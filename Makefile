@@ -39,6 +39,7 @@ OBJS = \
 	src/api/lifecycle.o \
 	src/api/target_ddl.o \
 	src/api/stat.o \
+	src/api/targets.o \
 	src/worker/launcher.o \
 	src/worker/worker.o \
 	src/worker/reactions.o \
@@ -48,6 +49,7 @@ OBJS = \
 	src/client/grpc_reader.o \
 	src/client/auth.o \
 	src/client/token_reply.o \
+	src/client/statement.o \
 	$(PB_SRCS:.c=.o)
 
 TAP_TESTS = 1

@@ -45,6 +45,7 @@
 #include "store.h"
 #include "delta_schema.h"
 #include "stream.h"
+#include "targets.h"
 
 PG_FUNCTION_INFO_V1(zerobus_create_stream);
 PG_FUNCTION_INFO_V1(zerobus_alter_stream);
@@ -598,13 +599,47 @@ insert_stream(ZerobusColumnValues *cols, ZerobusColumnValues *secrets, const cha
 }
 
 /*
+ * Checks create_stream's create_targets and warehouse_id: creating the
+ * targets takes a warehouse, and a warehouse id goes into a URL's JSON
+ * body, so it must be what Databricks' ids are (letters and digits).
+ * Returns create_targets.
+ */
+static bool
+check_create_targets(FunctionCallInfo fcinfo)
+{
+	int			create_arg = arg_position(fcinfo, "create_targets");
+	int			warehouse_arg = arg_position(fcinfo, "warehouse_id");
+	bool		create = !PG_ARGISNULL(create_arg) && PG_GETARG_BOOL(create_arg);
+
+	if (!PG_ARGISNULL(warehouse_arg))
+	{
+		char	   *id = text_to_cstring(PG_GETARG_TEXT_PP(warehouse_arg));
+
+		if (strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != strlen(id) ||
+			strlen(id) > 64)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid warehouse_id \"%s\"", id),
+					 errdetail("A SQL warehouse id is made of at most 64 ASCII letters and digits."),
+					 errhint("Copy it from the warehouse's connection details in Databricks.")));
+	}
+	else if (create)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("create_targets needs a warehouse_id"),
+				 errdetail("The target tables are created by SQL statements run on a Databricks SQL warehouse.")));
+	return create;
+}
+
+/*
  * zerobus.create_stream(name, publication, endpoint, workspace_url,
  *	 client_id, client_secret, target_catalog, ...) returns int
  *
  * Superusers only.  Creates the logical slot zerobus_<name> first (a
  * logical slot cannot be created once the transaction has written), then
  * the rows.  The slot is not transactional: if the calling transaction
- * rolls back later, the launcher drops the slot it left.
+ * rolls back later, the launcher drops the slot it left.  With
+ * create_targets, then creates the missing target tables (targets.c).
  */
 Datum
 zerobus_create_stream(PG_FUNCTION_ARGS)
@@ -619,6 +654,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	int32		id;
 	int			failover_arg = arg_position(fcinfo, "failover");
 	bool		failover;
+	bool		create_targets;
 
 	zerobus_require_preload();
 	name = zerobus_text_arg(fcinfo, 0, "name", true);
@@ -634,6 +670,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	failover = PG_ARGISNULL(failover_arg) ? ZB_HAVE_FAILOVER_SLOTS :
 		PG_GETARG_BOOL(failover_arg);
 	collect_settings(fcinfo, true, NULL, NULL, GetUserId(), &cols, &secrets);
+	create_targets = check_create_targets(fcinfo);
 	zerobus_add_column(&cols, "name", TEXTOID, CStringGetTextDatum(name), false);
 	zerobus_add_column(&cols, "slot_name", NAMEOID,
 					   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
@@ -668,6 +705,9 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	id = insert_stream(&cols, &secrets, slot_name);
 	zerobus_stream_tables_sync(id);
 	zerobus_catalog_end(&access);
+	/* before the commit that lets the worker start */
+	if (create_targets)
+		zerobus_create_targets(id, NIL);
 
 	if (!zerobus_in_served_database())
 		ereport(WARNING,

@@ -92,6 +92,11 @@ const ZerobusStreamOption zerobus_stream_options[] = {
 	ZB_OPT_CREATE_ONLY, NOT_LOADED},	/* the slot's, set at its creation */
 	{"shared_connection", ZB_OPT_BOOL, BOOLOID,
 	0, CONFIG_FIELD(shared_connection)},
+	/* the targets are created with the stream (targets.c) */
+	{"warehouse_id", ZB_OPT_TEXT, TEXTOID,
+	ZB_OPT_CREATE_ONLY, CONFIG_FIELD(warehouse_id)},
+	{"create_targets", ZB_OPT_BOOL, BOOLOID,
+	ZB_OPT_CREATE_ONLY, CONFIG_FIELD(create_targets)},
 };
 
 const int	zerobus_stream_noptions = lengthof(zerobus_stream_options);

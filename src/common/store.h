@@ -19,7 +19,7 @@
 #include "utils/relcache.h"
 
 /* Room for every stream setting and the few columns added to them */
-#define ZB_MAX_COLUMNS 32
+#define ZB_MAX_COLUMNS 40
 
 /* Column values collected for an INSERT or UPDATE, as SPI parameters */
 typedef struct ZerobusColumnValues

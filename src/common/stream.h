@@ -98,6 +98,8 @@ typedef struct ZerobusStreamConfig
 	bool		pause_array_nulls;	/* array_nulls: pause a table at a
 									 * record with an array holding NULL
 									 * elements, not send it marked */
+	char	   *warehouse_id;	/* SQL warehouse of the DDL; NULL: none */
+	bool		create_targets; /* create missing target tables */
 	int			ntargets;		/* table_map: source -> target table */
 	char	  **target_sources; /* quote_qualified_identifier(schema, table) */
 	char	  **target_tables;	/* catalog.schema.table */
@@ -127,6 +129,7 @@ extern int	zerobus_ack_timeout;
 extern int	zerobus_restart_backoff_max;
 extern int	zerobus_snapshot_chunk_rows;
 extern char *zerobus_ca_file;
+extern int	zerobus_statement_timeout;
 extern char *zerobus_proxy;
 extern char *zerobus_no_proxy;
 extern int	zerobus_stream_max_records_per_second;
