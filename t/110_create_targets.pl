@@ -2,7 +2,8 @@
 #
 # Target tables created by zerobus: create_stream(..., create_targets)
 # against an emulator that has no tables runs target_ddl's CREATE TABLE
-# through the SQL Statement Execution API; the tables appear (with column
+# through the SQL Statement Execution API (polled through a slow warehouse
+# and failed polls); the tables appear (with column
 # mapping by name), rows flow, the Delta tables folded equal the sources,
 # and zerobus.statements records every statement.  A warehouse error, a
 # missing CREATE privilege and a statement timeout each pause their table
@@ -41,12 +42,19 @@ $node->safe_psql(
 
 # --- tables created, rows flow --------------------------------------------
 
+# a warehouse that takes a while, and polls that fail twice on the way:
+# the statements are polled until they end
+emulator_api($emu, 'PUT', '/admin/sql',
+	{ statement_delay_ms => 500, poll_errors => { status => 503, count => 2 } });
 my $err = create_stream(
 	$node, $emu, 's1', 'pub',
 	warehouse_id => "'wh1'",
 	create_targets => 'true',
 	create_schemas => ['main.cdc']);
 is($err, '', 'create_stream with create_targets warns of nothing');
+is(emulator_api($emu, 'GET', '/admin/sql')->{poll_errors},
+	undef, 'the failed polls were tried again');
+emulator_api($emu, 'PUT', '/admin/sql', { statement_delay_ms => 0 });
 
 for my $t ('t1', 't2')
 {

@@ -21,7 +21,7 @@ const crypto = require('node:crypto');
 const T = require('./types');
 
 /* Knobs (GET/PUT /admin/sql), and their defaults. */
-const DEFAULT_KNOBS = { statement_delay_ms: 0, warehouse_error: null, warehouses: null };
+const DEFAULT_KNOBS = { statement_delay_ms: 0, warehouse_error: null, warehouses: null, poll_errors: null };
 
 /* A failure of the request itself: an HTTP status with {error_code, message}. */
 class StatementHttpError extends Error {
@@ -457,6 +457,11 @@ class Statements {
 				!(v && typeof v.message === 'string' && (v.count === undefined || (Number.isInteger(v.count) && v.count > 0))))
 				throw new StatementHttpError(400, 'INVALID_PARAMETER_VALUE',
 					'warehouse_error must be null or {message, error_code?, count?}');
+			if (key === 'poll_errors' && v !== null &&
+				!(v && Number.isInteger(v.status) && v.status >= 400 && v.status <= 599 &&
+					Number.isInteger(v.count) && v.count > 0))
+				throw new StatementHttpError(400, 'INVALID_PARAMETER_VALUE',
+					'poll_errors must be null or {status: 400-599, count: N > 0}');
 			if (key === 'warehouses' && v !== null && !(Array.isArray(v) && v.every(w => typeof w === 'string')))
 				throw new StatementHttpError(400, 'INVALID_PARAMETER_VALUE', 'warehouses must be null or an array of ids');
 			k[key] = v;
@@ -602,8 +607,16 @@ class Statements {
 		let m;
 		if (p === '/api/2.0/sql/statements' && method === 'POST')
 			return this.submit(req, body);
-		if ((m = /^\/api\/2\.0\/sql\/statements\/([^/]+)$/.exec(p)) && method === 'GET')
+		if ((m = /^\/api\/2\.0\/sql\/statements\/([^/]+)$/.exec(p)) && method === 'GET') {
+			const pe = this.knobs.poll_errors;
+			if (pe) {
+				if (--pe.count <= 0)
+					this.knobs.poll_errors = null;
+				throw new StatementHttpError(pe.status, pe.status === 429 ? 'REQUEST_LIMIT_EXCEEDED' : 'TEMPORARILY_UNAVAILABLE',
+					`injected fault: HTTP ${pe.status} on a poll`);
+			}
 			return this.view(this.find(req, decodeURIComponent(m[1])));
+		}
 		if ((m = /^\/api\/2\.0\/sql\/statements\/([^/]+)\/cancel$/.exec(p)) && method === 'POST') {
 			this.cancel(this.find(req, decodeURIComponent(m[1])));
 			return {};

@@ -207,6 +207,21 @@ test('warehouse errors: the next N statements fail with the given error', async 
 	assert.strictEqual((await emu.http('PUT', '/admin/sql', { nope: 1 })).status, 400);
 });
 
+test('poll errors: the next N polls answer an HTTP error', async () => {
+	assert.strictEqual((await emu.http('PUT', '/admin/sql', { poll_errors: { status: 503, count: 2 } })).status, 200);
+	const r = await api('POST', '/api/2.0/sql/statements', { statement: 'CREATE TABLE main.cdc.p (a INT)',
+		warehouse_id: 'w', wait_timeout: '0s' });
+	const url = `/api/2.0/sql/statements/${r.body.statement_id}`;
+	for (let i = 0; i < 2; i++) {
+		const g = await api('GET', url);
+		assert.strictEqual(g.status, 503);
+		assert.strictEqual(g.body.error_code, 'TEMPORARILY_UNAVAILABLE');
+	}
+	assert.strictEqual((await api('GET', url)).status, 200);
+	assert.strictEqual((await emu.http('GET', '/admin/sql')).body.poll_errors, null);
+	assert.strictEqual((await emu.http('PUT', '/admin/sql', { poll_errors: { status: 200, count: 1 } })).status, 400);
+});
+
 test('the catalog keeps mapped columns and properties across a restart', async () => {
 	await emu.stop();
 	const dataDir = emu.dataDir;

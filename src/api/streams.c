@@ -600,9 +600,9 @@ insert_stream(ZerobusColumnValues *cols, ZerobusColumnValues *secrets, const cha
 
 /*
  * Checks create_stream's create_targets and warehouse_id: creating the
- * targets takes a warehouse, and a warehouse id goes into a URL's JSON
- * body, so it must be what Databricks' ids are (letters and digits).
- * Returns create_targets.
+ * targets takes a warehouse, and a warehouse id is what Databricks' ids are
+ * (letters and digits), so that a mistake is caught here rather than by
+ * the warehouse after the slot is made.  Returns create_targets.
  */
 static bool
 check_create_targets(FunctionCallInfo fcinfo)

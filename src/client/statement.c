@@ -429,6 +429,18 @@ zerobus_statement_next(ZerobusStatement *st, const char *token, long *wait_ms)
 	return NULL;
 }
 
+/* Waits for the next poll: 100 ms after the last, doubling up to 1 s. */
+static void
+schedule_poll(ZerobusStatement *st)
+{
+	int			delay = ZB_STMT_FIRST_POLL_MS << Min(st->polls, 4);
+
+	st->polls++;
+	st->phase = PH_WAIT;
+	st->next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												Min(delay, ZB_STMT_MAX_POLL_MS));
+}
+
 /* Goes on from the state the warehouse reported. */
 static void
 apply_state(ZerobusStatement *st, const ReplyParse *rp)
@@ -448,14 +460,7 @@ apply_state(ZerobusStatement *st, const ReplyParse *rp)
 				   state[0] == 'F' ? "failed" : "canceled");
 	}
 	else if (strcmp(state, "PENDING") == 0 || strcmp(state, "RUNNING") == 0)
-	{
-		int			delay = ZB_STMT_FIRST_POLL_MS << Min(st->polls, 4);
-
-		st->polls++;
-		st->phase = PH_WAIT;
-		st->next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													Min(delay, ZB_STMT_MAX_POLL_MS));
-	}
+		schedule_poll(st);
 	else
 		finish(st, false, "ERROR", "the warehouse reported the unknown state \"%.64s\"",
 			   state);
@@ -491,14 +496,14 @@ zerobus_statement_done(ZerobusStatement *st, CURLcode result)
 			   "the statement did not end within %d ms (zerobus.statement_timeout); it was canceled",
 			   st->timeout_ms);
 	else if (result != CURLE_OK && phase == PH_POLLING)
-		st->phase = PH_WAIT;	/* polled again at the next interval */
+		schedule_poll(st);		/* polled again at the next interval */
 	else if (result != CURLE_OK)
 		finish(st, false, "ERROR", "could not submit the statement to %s: %s",
 			   st->base_url,
 			   st->reply.too_large ? "the reply is too large" :
 			   st->curl_error[0] ? st->curl_error : curl_easy_strerror(result));
 	else if (phase == PH_POLLING && (http_status >= 500 || http_status == 429))
-		st->phase = PH_WAIT;
+		schedule_poll(st);
 	else if (http_status < 200 || http_status >= 300)
 		finish(st, false, "ERROR", "%s answered HTTP %ld: %s%s%s%s", st->url,
 			   http_status,

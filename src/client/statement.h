@@ -13,6 +13,8 @@
  * transfers it waits for its next poll, whose time next() returns.  So a
  * stream worker can run statements inside its loop; a backend runs them
  * with zerobus_statements_run(), which waits on its latch and the sockets.
+ * Its functions may raise an ERROR only when out of memory (they palloc
+ * briefly to build a request or parse a reply, never inside a callback).
  *
  * Memory: a statement and everything libcurl reads or writes for it are
  * malloc'd, freed by zerobus_statement_free().
@@ -71,7 +73,10 @@ extern ZerobusStatement *zerobus_statement_create(const char *workspace_url,
 extern CURL *zerobus_statement_next(ZerobusStatement *st, const char *token,
 									long *wait_ms);
 
-/* The transfer next() gave is over with result; read its reply. */
+/*
+ * The transfer next() gave is over with result: reads its reply and frees
+ * it.  The caller has taken it off its multi handle first.
+ */
 extern void zerobus_statement_done(ZerobusStatement *st, CURLcode result);
 
 extern ZerobusStatementState zerobus_statement_state(const ZerobusStatement *st);
