@@ -44,6 +44,7 @@ OBJS = \
 	src/worker/worker.o \
 	src/worker/reactions.o \
 	src/worker/initial_snapshot.o \
+	src/worker/evolve.o \
 	src/client/sender.o \
 	src/client/grpc.o \
 	src/client/grpc_reader.o \

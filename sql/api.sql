@@ -75,6 +75,8 @@ SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
 	create_targets => true);
 SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
 	'https://w.example.com', 'id', 'secret', 'main', warehouse_id => '');
+SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
+	'https://w.example.com', 'id', 'secret', 'main', schema_policy => 'evolve');
 SET output_plugin_libraries = 'pgoutput';
 SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
 	'https://w.example.com', 'id', 'secret', 'main');

@@ -366,9 +366,10 @@ COMMENT ON FUNCTION snapshot_table(text, regclass) IS
 REVOKE ALL ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text, bool) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------
--- Target tables created by zerobus (create_stream's create_targets): the
--- stream's warehouse and choice, the record of the SQL statements run in
--- Databricks, and create_stream with the two new arguments.
+-- Target tables created and altered by zerobus (create_stream's
+-- create_targets, schema_policy evolve): the stream's warehouse and choice,
+-- the record of the SQL statements run in Databricks, and create_stream
+-- with the two new arguments.
 -- ---------------------------------------------------------------------
 
 ALTER TABLE streams ADD COLUMN warehouse_id text;
@@ -378,6 +379,11 @@ COMMENT ON COLUMN streams.warehouse_id IS
 COMMENT ON COLUMN streams.create_targets IS
 'create_stream (and resume_stream, for the tables it paused) creates the missing target tables';
 GRANT SELECT (warehouse_id, create_targets) ON streams TO PUBLIC;
+
+-- schema_policy evolve: the worker alters the target through the warehouse
+ALTER TABLE streams DROP CONSTRAINT streams_schema_policy_check;
+ALTER TABLE streams ADD CONSTRAINT streams_schema_policy_check
+	CHECK (schema_policy IN ('pause', 'drop_missing_columns', 'evolve'));
 
 -- Every SQL statement run in Databricks for a stream.  The error may quote
 -- the warehouse's words: the view shows it to the stream's owner and

@@ -11,7 +11,10 @@
  * A statement is PENDING (the warehouse is starting) for the first half of
  * the statement_delay_ms setting, RUNNING for the second, and then takes
  * effect at once, as one catalog change (a Delta metaData commit): a
- * statement canceled before then changes nothing.  Privileges come from
+ * statement canceled before then changes nothing.  An ALTER TABLE first
+ * publishes the records acknowledged before it, so that they are
+ * committed, with the schema they were checked against, before the
+ * change.  Privileges come from
  * the OAuth client of the bearer token: CREATE TABLE in a schema its
  * create_schemas name, ALTER on the tables it owns (created) or may write.
  * See README.md, "SQL statements".
@@ -434,6 +437,10 @@ async function execute(emu, stmt, clientId) {
 		columns = mapColumns(columns);
 	else if (mappedByName(t.properties))
 		throw new SqlError('DELTA_UNSUPPORTED_COLUMN_MAPPING_MODE_CHANGE', 'Changing column mapping mode from \'name\' to \'none\' is not supported.', '0AKDC');
+	/* the records acknowledged before the statement are committed before
+	 * it, with the schema they were checked against */
+	await emu.wal.idle();
+	await emu.publish();
 	await emu.putTable(stmt.table, columns, { properties: props });
 }
 

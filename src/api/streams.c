@@ -599,17 +599,21 @@ insert_stream(ZerobusColumnValues *cols, ZerobusColumnValues *secrets, const cha
 }
 
 /*
- * Checks create_stream's create_targets and warehouse_id: creating the
- * targets takes a warehouse, and a warehouse id is what Databricks' ids are
- * (letters and digits), so that a mistake is caught here rather than by
- * the warehouse after the slot is made.  Returns create_targets.
+ * Checks create_stream's create_targets, schema_policy and warehouse_id:
+ * creating the targets and schema_policy evolve take a warehouse, and a
+ * warehouse id is what Databricks' ids are (letters and digits), so that
+ * a mistake is caught here rather than by the warehouse after the slot is
+ * made.  Returns create_targets.
  */
 static bool
 check_create_targets(FunctionCallInfo fcinfo)
 {
 	int			create_arg = arg_position(fcinfo, "create_targets");
 	int			warehouse_arg = arg_position(fcinfo, "warehouse_id");
+	int			policy_arg = arg_position(fcinfo, "schema_policy");
 	bool		create = !PG_ARGISNULL(create_arg) && PG_GETARG_BOOL(create_arg);
+	bool		evolve = !PG_ARGISNULL(policy_arg) &&
+		strcmp(text_to_cstring(PG_GETARG_TEXT_PP(policy_arg)), "evolve") == 0;
 
 	if (!PG_ARGISNULL(warehouse_arg))
 	{
@@ -623,11 +627,12 @@ check_create_targets(FunctionCallInfo fcinfo)
 					 errdetail("A SQL warehouse id is made of at most 64 ASCII letters and digits."),
 					 errhint("Copy it from the warehouse's connection details in Databricks.")));
 	}
-	else if (create)
+	else if (create || evolve)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("create_targets needs a warehouse_id"),
-				 errdetail("The target tables are created by SQL statements run on a Databricks SQL warehouse.")));
+				 errmsg("%s needs a warehouse_id",
+						create ? "create_targets" : "schema_policy evolve"),
+				 errdetail("The target tables are created and altered by SQL statements run on a Databricks SQL warehouse.")));
 	return create;
 }
 

@@ -125,7 +125,7 @@ static const IntSetting int_settings[] = {
 		&zerobus_max_streams_per_table, 16, 1, ZB_MAX_STREAMS_PER_TABLE, PGC_SIGHUP, 0, false},
 	/* a warehouse may have to start first: minutes for a classic one */
 	{"statement_timeout",
-		"Time a Databricks SQL statement (creating a target table) may take, warehouse start included, before it is canceled.",
+		"Time a Databricks SQL statement (creating or altering a target table) may take, warehouse start included, before it is canceled.",
 		&zerobus_statement_timeout, 300000, 1000, INT_MAX, PGC_SUSET, GUC_UNIT_MS, false},
 };
 

@@ -276,13 +276,66 @@ zerobus_reaction_rejected(ZerobusWorkerState *ws,
 	known = zerobus_schema_load_accepted(config->id, rel->relid, &accepted);
 	zerobus_xact_end(&xact);
 
-	if (config->drop_missing_columns && known && rel->drop == NULL)
+	if (config->schema_policy == ZB_SCHEMA_DROP_MISSING && known && rel->drop == NULL)
 		drop_missing_columns(ws, rel, &accepted, target_name);
 	zerobus_schema_explain(known ? &accepted : NULL, &rel->columns,
 						   rel->qualname, target_name, config->name, message,
 						   &problem, &hint);
 	return psprintf("%s. Zerobus ended the stream for table %s with status %s: %s. Hint: %s",
 					problem, target_name, status, message, hint);
+}
+
+/*
+ * schema_policy evolve: when the target rejected the descriptor of a call
+ * (ZB_OUTCOME_REJECTED) for changes Delta applies to a table in place
+ * (added and renamed columns, widened types), returns the ALTER TABLE
+ * statements that apply them, one per change, in the order they must run,
+ * and sets *nsql and *relid (the source table); else returns NULL (the
+ * target pauses as under the pause policy).  Dropped columns need none: the target's columns are nullable.
+ */
+char	  **
+zerobus_reaction_evolution(ZerobusWorkerState *ws,
+						   const ZerobusOutcome *outcome, int *nsql,
+						   Oid *relid)
+{
+	ZerobusStreamConfig *config = ws->config;
+	ZerobusRelation *rel;
+	ZerobusXact xact;
+	ZerobusColumnSet accepted;
+	ZerobusSchemaChange *changes;
+	int			nchanges;
+	char	  **sql;
+	bool		known;
+
+	*nsql = 0;
+	if (config->schema_policy != ZB_SCHEMA_EVOLVE || config->warehouse_id == NULL)
+		return NULL;
+	rel = find_relation(ws, outcome->target, outcome->descriptor,
+						outcome->descriptor_len);
+	if (rel == NULL)
+		return NULL;
+	*relid = rel->relid;
+	zerobus_xact_begin(&xact, false);
+	MemoryContextSwitchTo(xact.caller); /* the columns outlive it */
+	known = zerobus_schema_load_accepted(config->id, rel->relid, &accepted);
+	zerobus_xact_end(&xact);
+	if (!known)
+		return NULL;
+
+	nchanges = zerobus_schema_diff(&accepted, &rel->columns, &changes);
+	sql = palloc(sizeof(char *) * (nchanges + 1));
+	for (int i = 0; i < nchanges; i++)
+	{
+		const ZerobusSchemaChange *c = &changes[i];
+
+		if (c->kind == ZB_SCHEMA_DROP)
+			continue;
+		if (c->kind == ZB_SCHEMA_RETYPE &&
+			!zerobus_schema_widens(c->old->delta_type, c->new->delta_type))
+			return NULL;
+		sql[(*nsql)++] = zerobus_schema_alter_text(outcome->target_name, c, 1, "");
+	}
+	return *nsql > 0 ? sql : NULL;
 }
 
 /*

@@ -647,8 +647,19 @@ react(void)
 				zerobus_reaction_accepted(&ws, &outcome);
 				break;
 			case ZB_OUTCOME_REJECTED:
-				pause_target(outcome.target, outcome.target_name,
-							 zerobus_reaction_rejected(&ws, &outcome));
+				if (zerobus_evolve_start(&ws, &outcome))
+				{
+					/* a pause that is not recorded, while it is altered */
+					zerobus_sender_pause(ws.sender, outcome.target);
+					freeze_confirm();
+				}
+				else
+					pause_target(outcome.target, outcome.target_name,
+								 zerobus_reaction_rejected(&ws, &outcome));
+				break;
+			case ZB_OUTCOME_TRANSFER_DONE:
+				zerobus_evolve_transfer_done(&ws, outcome.transfer,
+											 outcome.result);
 				break;
 			case ZB_OUTCOME_PAUSED:
 				/* the sender paused it already */
@@ -1033,7 +1044,10 @@ end_session(void)
 	if (zb->wes)
 		FreeWaitEventSet(zb->wes);
 	if (ws.sender)
+	{
+		zerobus_evolve_end(&ws);	/* its transfers are on the sender */
 		zerobus_sender_destroy(ws.sender);
+	}
 	ws.sender = NULL;
 	ws.relations = NULL;
 	if (zb->rcv)
@@ -1106,6 +1120,7 @@ run_session(void)
 		zerobus_snapshot_progress(zb->snapshot);
 		zerobus_sender_check_timers(ws.sender, &timeout);
 		react();
+		zerobus_evolve_step(&ws, &timeout);
 		zerobus_snapshot_check_timers(zb->snapshot, zb_now, &timeout);
 		send_feedback(&timeout);
 		if (wal_receiver_status_interval > 0)

@@ -68,6 +68,8 @@ typedef struct ZerobusWorkerState
 	List	   *column_drops;	/* ZerobusColumnDrop, in cxt */
 	ZerobusSender *sender;
 	HTAB	   *relations;		/* ZerobusRelation by relid */
+	List	   *evolutions;		/* targets being altered (evolve.c), in
+								 * cxt; of the current session */
 } ZerobusWorkerState;
 
 /* worker.c */
@@ -99,5 +101,16 @@ extern void zerobus_reaction_record_pause(ZerobusWorkerState *ws,
 										  const char *target_name,
 										  const char *reason);
 extern void zerobus_reaction_load_pauses(ZerobusWorkerState *ws);
+extern char **zerobus_reaction_evolution(ZerobusWorkerState *ws,
+										 const ZerobusOutcome *outcome,
+										 int *nsql, Oid *relid);
+
+/* evolve.c */
+extern bool zerobus_evolve_start(ZerobusWorkerState *ws,
+								 const ZerobusOutcome *outcome);
+extern void zerobus_evolve_step(ZerobusWorkerState *ws, long *timeout);
+extern void zerobus_evolve_transfer_done(ZerobusWorkerState *ws,
+										 void *transfer, int result);
+extern void zerobus_evolve_end(ZerobusWorkerState *ws);
 
 #endif							/* ZEROBUS_WORKER_H */
