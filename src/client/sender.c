@@ -459,6 +459,7 @@ zerobus_sender_add_transfer(ZerobusSender *sender, void *easy, char *errbuf,
 	return zerobus_grpc_add_transfer(sender->grpc, easy, NULL, errbuf, errlen);
 }
 
+/* Takes a transfer of the worker's off, done or not; no outcome follows. */
 void
 zerobus_sender_remove_transfer(ZerobusSender *sender, void *easy)
 {
