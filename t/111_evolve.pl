@@ -42,9 +42,10 @@ $node->safe_psql('postgres',
 wait_acked($node, 'sev',
 	$node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
 
-# the three changes, with writes between them; the worker catches up with
-# each before the next (see README, "schema_policy evolve": a rejected
-# descriptor that is not the relation's last pauses its table)
+# the three changes, with writes between them; the worker sends the rows
+# before each change before the next comes (see README, "Schema changes":
+# rows of the previous descriptor not yet acked when a rename or a type
+# change is applied cannot be replayed into the altered target)
 $node->safe_psql(
 	'postgres', q{
 	ALTER TABLE ev ADD COLUMN extra text;

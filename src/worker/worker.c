@@ -556,17 +556,20 @@ handle_relation(const uint8 *data, size_t len)
 	rel = hash_search(ws.relations, &msg->relid, HASH_ENTER, &found);
 	if (found)
 	{
+		/* kept for the outcomes of the calls opened with it */
+		ZerobusRelationVersion *old = palloc(sizeof(ZerobusRelationVersion));
+
+		old->descriptor = rel->descriptor;
+		old->descriptor_len = rel->descriptor_len;
+		old->columns = rel->columns;
+		old->accepted_stored = rel->accepted_stored;
+		rel->previous = lappend(rel->previous, old);
 		pfree(rel->qualname);
 		pfree(rel->target_name);
-		pfree(rel->descriptor);
-		for (int c = 0; c < rel->columns.ncolumns; c++)
-		{
-			pfree(rel->columns.columns[c].name);
-			pfree(rel->columns.columns[c].delta_type);
-		}
-		pfree(rel->columns.columns);
 		bms_free(rel->key_fields);
 	}
+	else
+		rel->previous = NIL;
 	rel->qualname = quote_qualified_identifier(msg->schema_name,
 											   msg->table_name);
 	rel->descriptor = palloc(msg->descriptor_proto.len);
@@ -649,6 +652,9 @@ react(void)
 				zerobus_reaction_accepted(&ws, &outcome);
 				break;
 			case ZB_OUTCOME_REJECTED:
+				/* a call opened before its target stopped: moot */
+				if (zerobus_sender_paused(outcome.target))
+					break;
 				if (zerobus_evolve_start(&ws, &outcome))
 				{
 					/* a pause that is not recorded, while it is altered */

@@ -36,6 +36,19 @@ typedef struct ZerobusColumnDrop
 	char	   *notice;			/* shown by zerobus.stat_streams */
 } ZerobusColumnDrop;
 
+/*
+ * A descriptor a relation had before its last Relation message in this
+ * session: calls opened with it may still be accepted or rejected, and
+ * their outcomes need its columns.
+ */
+typedef struct ZerobusRelationVersion
+{
+	char	   *descriptor;
+	int			descriptor_len;
+	ZerobusColumnSet columns;
+	bool		accepted_stored;
+} ZerobusRelationVersion;
+
 /* A source relation, as last described by a Relation message. */
 typedef struct ZerobusRelation
 {
@@ -53,6 +66,8 @@ typedef struct ZerobusRelation
 								 * match (zerobus_sender_add) */
 	Bitmapset  *key_fields;		/* field numbers of the replica identity
 								 * key's columns */
+	List	   *previous;		/* ZerobusRelationVersion, this session's
+								 * earlier descriptors */
 } ZerobusRelation;
 
 /*
