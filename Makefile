@@ -41,15 +41,18 @@ OBJS = \
 	src/api/target_ddl.o \
 	src/api/stat.o \
 	src/worker/cluster_launcher.o \
+	src/api/targets.o \
 	src/worker/launcher.o \
 	src/worker/worker.o \
 	src/worker/reactions.o \
 	src/worker/initial_snapshot.o \
+	src/worker/evolve.o \
 	src/client/sender.o \
 	src/client/grpc.o \
 	src/client/grpc_reader.o \
 	src/client/auth.o \
 	src/client/token_reply.o \
+	src/client/statement.o \
 	$(PB_SRCS:.c=.o)
 
 TAP_TESTS = 1

@@ -68,6 +68,16 @@ SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
 	'https://w.example.com', 'id', 'secret', 'main', batch_max_bytes => 10485760);
 SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
 	'https://w.example.com', 'id', 'secret', 'main', ack_timeout => 0);
+-- creating the targets takes a warehouse, whose id is letters and digits
+SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
+	'https://w.example.com', 'id', 'secret', 'main', create_targets => true);
+SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
+	'https://w.example.com', 'id', 'secret', 'main', warehouse_id => 'ab"c',
+	create_targets => true);
+SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
+	'https://w.example.com', 'id', 'secret', 'main', warehouse_id => '');
+SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
+	'https://w.example.com', 'id', 'secret', 'main', schema_policy => 'evolve');
 SET output_plugin_libraries = 'pgoutput';
 SELECT zerobus.create_stream('s', 'api_pub', 'https://e.example.com',
 	'https://w.example.com', 'id', 'secret', 'main');

@@ -199,7 +199,9 @@ def check_ddl(ddl, desc):
     for line in body.splitlines():
         line = re.sub(r"\s+--.*$", "", line).strip().rstrip(",")
         m = re.match(r"^`?([A-Za-z_][A-Za-z0-9_]*)`?\s+(.+?)(\s+NOT NULL)?(\s+COMMENT\s+'.*')?$", line)
-        if not line or line.startswith(")") or not m:
+        if line.startswith(")"):
+            break               # the table's clauses follow (TBLPROPERTIES)
+        if not line or not m:
             continue
         cols.append((m.group(1), m.group(2).strip(), bool(m.group(3))))
     fields = list(desc.field)

@@ -75,7 +75,7 @@ function applyConfig(emu, file) {
 	for (const t of cfg.tables || [])
 		emu.catalog.putTable(t.name, t.columns);
 	for (const c of cfg.clients || [])
-		emu.catalog.putClient(c.client_id, c.client_secret, c.tables || ['*']);
+		emu.catalog.putClient(c.client_id, c.client_secret, c.tables || ['*'], c.create_schemas);
 }
 
 async function main() {

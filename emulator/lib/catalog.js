@@ -34,6 +34,12 @@ function checkTableName(name) {
 	return name;
 }
 
+/* Columns as the catalog file and the publisher take them. */
+function columnsJson(columns) {
+	return columns.map(c => ({ name: c.name, type: T.typeText(c.type), nullable: c.nullable,
+		...(c.physical !== undefined ? { physical: c.physical, id: c.id } : {}) }));
+}
+
 class Catalog {
 	constructor(dataDir, tokenTtlS = 3600) {
 		this.file = path.join(dataDir, 'catalog.json');
@@ -47,15 +53,16 @@ class Catalog {
 		const saved = fs.existsSync(this.file) ? JSON.parse(fs.readFileSync(this.file, 'utf8'))
 			: { tables: {}, clients: {} };
 		this.tables = new Map(Object.entries(saved.tables).map(([n, t]) =>
-			[n, { name: n, columns: T.parseColumns(t.columns), schemaVersion: t.schemaVersion }]));
+			[n, { name: n, columns: T.parseColumns(t.columns), schemaVersion: t.schemaVersion,
+				properties: t.properties || {}, owner: t.owner || null }]));
 		this.clients = new Map(Object.entries(saved.clients));
 	}
 
 	save() {
 		const out = {
 			tables: Object.fromEntries([...this.tables].map(([n, t]) => [n, {
-				schemaVersion: t.schemaVersion,
-				columns: t.columns.map(c => ({ name: c.name, type: T.typeText(c.type), nullable: c.nullable })),
+				schemaVersion: t.schemaVersion, properties: t.properties, owner: t.owner,
+				columns: columnsJson(t.columns),
 			}])),
 			clients: Object.fromEntries(this.clients),
 		};
@@ -79,9 +86,11 @@ class Catalog {
 	/*
 	 * Declare a table or replace its columns.  Returns {table, changed}; a
 	 * change bumps schemaVersion so streams opened before it are checked
-	 * again at publication.
+	 * again at publication.  extra may give the table's properties
+	 * (TBLPROPERTIES) and owner (the client that created it with a SQL
+	 * statement); a table keeps its own when not.
 	 */
-	putTable(name, columns) {
+	putTable(name, columns, extra = {}) {
 		checkTableName(name);
 		let cols;
 		try {
@@ -90,10 +99,13 @@ class Catalog {
 			throw new CatalogError(e.message);
 		}
 		const old = this.tables.get(name);
-		const same = old && JSON.stringify(T.deltaStruct(old.columns)) === JSON.stringify(T.deltaStruct(cols));
+		const properties = extra.properties || (old ? old.properties : {});
+		const owner = extra.owner !== undefined ? extra.owner : (old ? old.owner : null);
+		const same = old && JSON.stringify(T.deltaStruct(old.columns)) === JSON.stringify(T.deltaStruct(cols)) &&
+			JSON.stringify(old.properties) === JSON.stringify(properties);
 		if (same)
 			return { table: old, changed: false };
-		const t = { name, columns: cols, schemaVersion: old ? old.schemaVersion + 1 : 1 };
+		const t = { name, columns: cols, schemaVersion: old ? old.schemaVersion + 1 : 1, properties, owner };
 		this.tables.set(name, t);
 		this.save();
 		return { table: t, changed: !!old };
@@ -105,13 +117,28 @@ class Catalog {
 		this.save();
 	}
 
-	putClient(id, secret, tables) {
+	/*
+	 * A client: the tables it may write (MODIFY), and the schemas it may
+	 * create tables in (CREATE TABLE, with USE CATALOG and USE SCHEMA:
+	 * "catalog.schema" or "*"; none when absent).
+	 */
+	putClient(id, secret, tables, createSchemas = []) {
 		if (typeof id !== 'string' || !id || typeof secret !== 'string' || !secret)
 			throw new CatalogError('client_id and client_secret must be non-empty strings');
 		if (!Array.isArray(tables) || !tables.every(t => t === '*' || checkTableName(t)))
 			throw new CatalogError('tables must be an array of table names or "*"');
-		this.clients.set(id, { client_secret: secret, tables });
+		if (!Array.isArray(createSchemas) ||
+			!createSchemas.every(s => s === '*' || (typeof s === 'string' && s.split('.').length === 2 &&
+				s.split('.').every(p => T.IDENT.test(p)))))
+			throw new CatalogError('create_schemas must be an array of catalog.schema names or "*"');
+		this.clients.set(id, { client_secret: secret, tables, create_schemas: createSchemas });
 		this.save();
+	}
+
+	clientMayCreate(id, schema) {
+		const c = this.clients.get(id);
+		const granted = (c && c.create_schemas) || [];
+		return granted.includes('*') || granted.includes(schema);
 	}
 
 	dropClient(id) {
@@ -163,4 +190,4 @@ class Catalog {
 	}
 }
 
-module.exports = { Catalog, CatalogError, checkTableName };
+module.exports = { Catalog, CatalogError, checkTableName, columnsJson };

@@ -125,12 +125,27 @@ function tableState(root) {
 	};
 }
 
-function protocolFor(columns) {
+/*
+ * The protocol a table needs: table features (reader 3, writer 7) for
+ * TIMESTAMP_NTZ, and with column mapping the columnMapping feature then, or
+ * else reader 2 / writer 5, the versions that introduced it.
+ */
+function protocolFor(columns, properties) {
 	const ntz = columns.some(c => T.usesKind(c.type, 'TIMESTAMP_NTZ'));
-	if (ntz)
-		return { minReaderVersion: 3, minWriterVersion: 7,
-			readerFeatures: ['timestampNtz'], writerFeatures: ['timestampNtz'] };
-	return { minReaderVersion: 1, minWriterVersion: 2 };
+	const mapped = (properties || {})['delta.columnMapping.mode'] === 'name';
+	if (ntz) {
+		const features = mapped ? ['timestampNtz', 'columnMapping'] : ['timestampNtz'];
+		return { minReaderVersion: 3, minWriterVersion: 7, readerFeatures: features, writerFeatures: features };
+	}
+	return mapped ? { minReaderVersion: 2, minWriterVersion: 5 } : { minReaderVersion: 1, minWriterVersion: 2 };
+}
+
+/* The table's configuration: its properties, and the highest column id. */
+function configurationFor(columns, properties) {
+	const conf = { ...(properties || {}) };
+	if (conf['delta.columnMapping.mode'] === 'name')
+		conf['delta.columnMapping.maxColumnId'] = String(Math.max(0, ...columns.map(c => c.id || 0)));
+	return conf;
 }
 
 function schemaString(columns) {
@@ -142,24 +157,27 @@ function schemaString(columns) {
  * log, or commit a new metaData (and protocol) when the schema changed.
  * Returns the table's current version.
  */
-function ensureTable(root, columns, tableName) {
+function ensureTable(root, columns, tableName, properties) {
 	fs.mkdirSync(path.join(root, '_delta_log'), { recursive: true });
 	const st = tableState(root);
 	const schema = schemaString(columns);
-	if (st.metaData && st.metaData.schemaString === schema)
+	const configuration = configurationFor(columns, properties);
+	if (st.metaData && st.metaData.schemaString === schema &&
+		JSON.stringify(st.metaData.configuration || {}) === JSON.stringify(configuration))
 		return st.version;
 	const now = Date.now();
 	const actions = [
-		{ commitInfo: { timestamp: now, operation: st.metaData ? 'CHANGE COLUMN' : 'CREATE TABLE',
+		{ commitInfo: { timestamp: now, operation: !st.metaData ? 'CREATE TABLE'
+			: st.metaData.schemaString === schema ? 'SET TBLPROPERTIES' : 'CHANGE COLUMN',
 			engineInfo: 'zerobus-emulator' } },
-		{ protocol: protocolFor(columns) },
+		{ protocol: protocolFor(columns, properties) },
 		{ metaData: {
 			id: st.metaData ? st.metaData.id : crypto.randomUUID(),
 			name: tableName,
 			format: { provider: 'parquet', options: {} },
 			schemaString: schema,
 			partitionColumns: [],
-			configuration: {},
+			configuration,
 			createdTime: st.metaData ? st.metaData.createdTime : now,
 		} },
 	];
@@ -279,7 +297,9 @@ async function writeParquet(file, rows, columns) {
 	fs.writeSync(fd, buf);
 	fs.closeSync(fd);
 	const cols = '{' + columns.map(c => `${sqlString(c.name)}: ${sqlString(T.duckType(stagedType(c.type)))}`).join(', ') + '}';
-	const select = columns.map(c => `${castExpr(T.quoteIdent(c.name), c.type)}::${T.duckType(c.type)} AS ${T.quoteIdent(c.name)}`).join(', ');
+	/* a mapped column's Parquet name is its physical name */
+	const select = columns.map(c => `${castExpr(T.quoteIdent(c.name), c.type)}::${T.duckType(c.type)} AS ` +
+		T.quoteIdent(c.physical || c.name)).join(', ');
 	try {
 		await conn.run(`COPY (SELECT ${select} FROM read_json(${sqlString(staging)}, ` +
 			`format='newline_delimited', columns=${cols}, maximum_object_size=67108864)) ` +
@@ -403,6 +423,8 @@ function outValue(v, t) {
 function columnsOf(metaData) {
 	return JSON.parse(metaData.schemaString).fields.map(f => ({
 		name: f.name, type: T.fromDeltaType(f.type, f.metadata), nullable: f.nullable,
+		...(f.metadata && f.metadata['delta.columnMapping.physicalName'] !== undefined
+			? { physical: f.metadata['delta.columnMapping.physicalName'], id: f.metadata['delta.columnMapping.id'] } : {}),
 	}));
 }
 
@@ -442,8 +464,10 @@ async function readParquetFiles(files, columns) {
 		const cols = columns || res.columnNames().map((name, i) => ({ name, type: fromDuckType(res.columnTypes()[i]) }));
 		for (const r of res.getRowObjects()) {
 			const o = {};
-			for (const c of cols)
-				o[c.name] = outValue(r[c.name] === undefined ? null : r[c.name], c.type);
+			for (const c of cols) {
+				const v = r[c.physical || c.name];
+				o[c.name] = outValue(v === undefined ? null : v, c.type);
+			}
 			rows.push(o);
 		}
 	}

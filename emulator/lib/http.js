@@ -3,14 +3,16 @@
  * http.js
  *    The emulator's HTTP side: the OAuth token endpoint the SDKs call
  *    (POST /oidc/v1/token), the Unity Catalog table lookup the SDK schema
- *    tools use, and the admin/test API (JSON) under /admin/: tables,
- *    clients, faults, settings, tokens, flush, stats, streams.
+ *    tools use, the SQL statements API (statements.js), and the admin/test
+ *    API (JSON) under /admin/: tables, clients, faults, settings, tokens,
+ *    flush, stats, streams, sql.
  */
 
 const http = require('node:http');
 const { CatalogError, checkTableName } = require('./catalog');
 const { FaultError } = require('./faults');
 const { SettingsError } = require('./settings');
+const { StatementHttpError } = require('./statements');
 const T = require('./types');
 
 class HttpError extends Error {
@@ -86,6 +88,13 @@ async function oauthToken(emu, req, body) {
 		throw new HttpError(401, 'invalid client_id or client_secret', 'invalid_client');
 	if (form.get('scope') !== 'all-apis')
 		throw new HttpError(400, `scope must be "all-apis", got "${form.get('scope')}"`, 'invalid_scope');
+	/* no resource and no authorization_details: a workspace token, for the
+	 * workspace's REST APIs (the SQL statements), good for no Zerobus write */
+	if (!form.has('resource') && !form.has('authorization_details')) {
+		const { token, expiresIn } = emu.catalog.mintToken(id, null, false);
+		emu.counters.tokens_issued = (emu.counters.tokens_issued || 0) + 1;
+		return { access_token: token, token_type: 'Bearer', expires_in: expiresIn, scope: 'all-apis' };
+	}
 	const resource = form.get('resource') || '';
 	if (!/^api:\/\/databricks\/workspaces\/[^/]+\/zerobusDirectWriteApi$/.test(resource))
 		throw new HttpError(400, `resource must be api://databricks/workspaces/<workspace-id>/zerobusDirectWriteApi, got "${resource}"`, 'invalid_request');
@@ -142,17 +151,14 @@ async function oauthToken(emu, req, body) {
 function tableJson(emu, t) {
 	return {
 		name: t.name, schema_version: t.schemaVersion, delta_version: emu.versions.get(t.name),
+		properties: t.properties, owner: t.owner,
 		columns: t.columns.map(c => ({ name: c.name, type: T.typeText(c.type), nullable: c.nullable })),
 	};
 }
 
 /* Declare or alter a table; alters end the table's live streams. */
 async function putTable(emu, name, body) {
-	const { table, changed } = emu.catalog.putTable(name, body.columns);
-	await emu.syncTable(name);
-	if (changed)
-		emu.endTableStreams(name, `table "${name}" schema changed; reopen the stream with a matching descriptor`);
-	return tableJson(emu, table);
+	return tableJson(emu, await emu.putTable(name, body.columns));
 }
 
 async function route(emu, req, url, body) {
@@ -169,6 +175,10 @@ async function route(emu, req, url, body) {
 			columns: t.columns.map((c, i) => ({ name: c.name, type_text: T.typeText(c.type).toLowerCase(),
 				type_name: c.type.kind, nullable: c.nullable, position: i })) };
 	}
+	const sql = await emu.statements.route(req, p, method, p.startsWith('/api/2.0/sql/') || p.startsWith('/admin/sql')
+		? parseJson(body) : null);
+	if (sql !== undefined)
+		return sql;
 	if (p === '/admin/health')
 		return { ok: true };
 	if (p === '/admin/tables' && method === 'GET')
@@ -191,18 +201,19 @@ async function route(emu, req, url, body) {
 		}
 	}
 	if (p === '/admin/clients' && method === 'GET')
-		return [...emu.catalog.clients].map(([id, c]) => ({ client_id: id, tables: c.tables }));
+		return [...emu.catalog.clients].map(([id, c]) => ({ client_id: id, tables: c.tables,
+			create_schemas: c.create_schemas || [] }));
 	if (p === '/admin/clients' && method === 'POST') {
 		const b = parseJson(body);
-		emu.catalog.putClient(b.client_id, b.client_secret, b.tables);
-		return { client_id: b.client_id, tables: b.tables };
+		emu.catalog.putClient(b.client_id, b.client_secret, b.tables, b.create_schemas);
+		return { client_id: b.client_id, tables: b.tables, create_schemas: b.create_schemas || [] };
 	}
 	if ((m = /^\/admin\/clients\/([^/]+)$/.exec(p))) {
 		const id = decodeURIComponent(m[1]);
 		if (method === 'PUT') {
 			const b = parseJson(body);
-			emu.catalog.putClient(id, b.client_secret, b.tables);
-			return { client_id: id, tables: b.tables };
+			emu.catalog.putClient(id, b.client_secret, b.tables, b.create_schemas);
+			return { client_id: id, tables: b.tables, create_schemas: b.create_schemas || [] };
 		}
 		if (method === 'DELETE') {
 			emu.catalog.dropClient(id);
@@ -268,7 +279,10 @@ function startHttp(emu, host, port) {
 				res.end(e.body);
 				return;
 			}
-			if (e instanceof HttpError) {
+			if (e instanceof StatementHttpError) {
+				status = e.status;
+				out = { error_code: e.code, message: e.message };
+			} else if (e instanceof HttpError) {
 				status = e.status;
 				out = url.pathname.startsWith('/oidc/') ? { error: e.code || 'invalid_request', error_description: e.message }
 					: { error_code: e.code || (status === 404 ? 'NOT_FOUND' : 'INVALID_PARAMETER_VALUE'), message: e.message };

@@ -46,10 +46,10 @@ class Publisher {
 	}
 
 	/* Create or change a table; returns {version, position}. */
-	table(name, columns, schemaVersion) {
+	table(name, columns, schemaVersion, properties) {
 		const cols = T.parseColumns(columns);
 		const root = D.tableRoot(this.dataDir, name);
-		const version = D.ensureTable(root, cols, name);
+		const version = D.ensureTable(root, cols, name, properties);
 		const st = D.tableState(root);
 		const t = { columns: cols, schemaVersion, version, position: st.position };
 		this.tables.set(name, t);

@@ -30,7 +30,8 @@ const { Wal } = require('./wal');
 const { Reader, WireError } = require('./wire');
 const { RecordSet } = require('./recordset');
 const { PublisherClient } = require('./publisher');
-const { Catalog } = require('./catalog');
+const { Catalog, columnsJson } = require('./catalog');
+const { Statements } = require('./statements');
 const { Faults } = require('./faults');
 const { Settings, RECEIVE_CAP } = require('./settings');
 
@@ -205,6 +206,7 @@ class Emulator {
 		this.log = opts.log || (() => {});
 		this.catalog = new Catalog(this.dataDir, opts.tokenTtlS);
 		this.faults = new Faults();
+		this.statements = new Statements(this);
 		this.settings = opts.settings || new Settings();
 		this.streams = new Map();		/* stream id -> live stream */
 		this.streamInfo = new Map();	/* stream number -> {table, columns, ...} from OPEN */
@@ -268,10 +270,21 @@ class Emulator {
 	/* Create or update the Delta table of a catalog table (after a catalog change). */
 	async syncTable(name) {
 		const t = this.catalog.table(name);
-		const r = await this.publisher.call('table', name,
-			t.columns.map(c => ({ name: c.name, type: T.typeText(c.type), nullable: c.nullable })), t.schemaVersion);
+		const r = await this.publisher.call('table', name, columnsJson(t.columns), t.schemaVersion, t.properties);
 		this.versions.set(name, r.version);
 		this.published.set(name, r.position);
+	}
+
+	/*
+	 * Declare or alter a table (admin API, SQL statements); an alteration
+	 * ends the table's live streams.  Returns the catalog's table.
+	 */
+	async putTable(name, columns, extra) {
+		const { table, changed } = this.catalog.putTable(name, columns, extra);
+		await this.syncTable(name);
+		if (changed)
+			this.endTableStreams(name, `table "${name}" schema changed; reopen the stream with a matching descriptor`);
+		return table;
 	}
 
 	async dropTable(name) {

@@ -151,7 +151,16 @@ function parseColumns(cols) {
 			throw new TypeError_(`duplicate column "${c.name}"`);
 		seen.add(lower);
 		const type = typeof c.type === 'string' ? parseType(c.type) : c.type;
-		return { name: c.name, type, nullable: c.nullable !== false };
+		const col = { name: c.name, type, nullable: c.nullable !== false };
+		/* Delta column mapping (mode name): the column's id and the name of
+		 * its Parquet column, which a rename leaves as it was */
+		if (c.physical !== undefined || c.id !== undefined) {
+			if (typeof c.physical !== 'string' || !c.physical || !Number.isInteger(c.id) || c.id < 1)
+				throw new TypeError_(`column "${c.name}": a mapped column needs a physical name and an id >= 1`);
+			col.physical = c.physical;
+			col.id = c.id;
+		}
+		return col;
 	});
 }
 
@@ -191,7 +200,11 @@ function deltaStruct(fields) {
 			name: f.name,
 			type: deltaType(f.type),
 			nullable: f.nullable,
-			metadata: f.type.kind === 'VARIANT' ? { 'zerobus.type': 'VARIANT' } : {},
+			metadata: {
+				...(f.type.kind === 'VARIANT' ? { 'zerobus.type': 'VARIANT' } : {}),
+				...(f.physical !== undefined ? { 'delta.columnMapping.id': f.id,
+					'delta.columnMapping.physicalName': f.physical } : {}),
+			},
 		})),
 	};
 }

@@ -33,6 +33,7 @@
 
 #include "store.h"
 #include "stream.h"
+#include "targets.h"
 
 PG_FUNCTION_INFO_V1(zerobus_drop_stream);
 PG_FUNCTION_INFO_V1(zerobus_pause_stream);
@@ -277,11 +278,17 @@ zerobus_pause_stream(PG_FUNCTION_ARGS)
  * Restarts a stream paused by the user or by an error (whose reason it
  * clears).  Also clears the pauses of its tables (stream_tables), and
  * then restarts a running worker (a new config_version), which replays
- * from the slot what the paused tables held back.
+ * from the slot what the paused tables held back.  A stream that creates
+ * its targets first runs the CREATE TABLE of its paused tables again
+ * (targets.c): a table still not created is paused again.
  */
 Datum
 zerobus_resume_stream(PG_FUNCTION_ARGS)
 {
+	int32		stream_id;
+	List	   *paused = zerobus_targets_paused(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+												&stream_id);
+
 	update_stream(fcinfo, "WITH t AS (UPDATE zerobus.stream_tables"
 				  "  SET paused_reason = NULL, paused_at = NULL"
 				  "  WHERE stream_id = $1 AND paused_reason IS NOT NULL"
@@ -291,6 +298,9 @@ zerobus_resume_stream(PG_FUNCTION_ARGS)
 				  " config_version = config_version +"
 				  "  (SELECT least(count(*), 1)::int FROM t)"
 				  " WHERE id = $1");
+	/* after the owner's check: creates the targets whose creation failed */
+	if (paused != NIL)
+		zerobus_create_targets(stream_id, paused);
 	PG_RETURN_VOID();
 }
 

@@ -46,6 +46,7 @@
 #include "store.h"
 #include "delta_schema.h"
 #include "stream.h"
+#include "targets.h"
 
 PG_FUNCTION_INFO_V1(zerobus_create_stream);
 PG_FUNCTION_INFO_V1(zerobus_alter_stream);
@@ -64,10 +65,16 @@ PG_FUNCTION_INFO_V1(zerobus_stream_credentials);
  * search_path to pg_catalog, pg_temp.
  */
 
+/* Whether argument argno (from arg_position) is NULL or not declared */
+#define ARGNO_ISNULL(argno) ((argno) < 0 || PG_ARGISNULL(argno))
+
 /*
  * The position of argument argname of the SQL function being called, from
  * its declaration (pg_proc.proargnames, cached in fn_extra): the options
- * table (options.c) names arguments, the declarations order them.
+ * table (options.c) names arguments, the declarations order them.  -1 when
+ * the declaration has no such argument: those of an older version of the
+ * extension's SQL, not updated yet (ALTER EXTENSION zerobus UPDATE), lack
+ * the arguments added since, which then count as NULL (ARGNO_ISNULL).
  */
 static int
 arg_position(FunctionCallInfo fcinfo, const char *argname)
@@ -99,8 +106,7 @@ arg_position(FunctionCallInfo fcinfo, const char *argname)
 	for (int i = 0; i < nargs; i++)
 		if (strcmp(names[i], argname) == 0)
 			return i;
-	elog(ERROR, "function %u has no argument \"%s\"", flinfo->fn_oid, argname);
-	return -1;					/* keep compiler quiet */
+	return -1;
 }
 
 /*
@@ -400,7 +406,7 @@ collect_settings(FunctionCallInfo fcinfo, bool create, ZerobusStreamRow *old,
 			continue;
 		argno = arg_position(fcinfo, s->name);
 		if (!create && (s->flags & ZB_OPT_SUPERUSER) && !superuser_arg(caller) &&
-			((reset != NULL && reset[i]) || !PG_ARGISNULL(argno)))
+			((reset != NULL && reset[i]) || !ARGNO_ISNULL(argno)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied to change setting \"%s\" of a stream", s->name),
@@ -415,7 +421,7 @@ collect_settings(FunctionCallInfo fcinfo, bool create, ZerobusStreamRow *old,
 			}
 			continue;
 		}
-		if (PG_ARGISNULL(argno))
+		if (ARGNO_ISNULL(argno))
 		{
 			if (create && (s->flags & ZB_OPT_REQUIRED))
 				ereport(ERROR,
@@ -630,13 +636,52 @@ check_slot_free(const char *name, const char *slot_name)
 }
 
 /*
+ * Checks create_stream's create_targets, schema_policy and warehouse_id:
+ * creating the targets and schema_policy evolve take a warehouse, and a
+ * warehouse id is what Databricks' ids are (letters and digits), so that
+ * a mistake is caught here rather than by the warehouse after the slot is
+ * made.  Returns create_targets.
+ */
+static bool
+check_create_targets(FunctionCallInfo fcinfo)
+{
+	int			create_arg = arg_position(fcinfo, "create_targets");
+	int			warehouse_arg = arg_position(fcinfo, "warehouse_id");
+	int			policy_arg = arg_position(fcinfo, "schema_policy");
+	bool		create = !ARGNO_ISNULL(create_arg) && PG_GETARG_BOOL(create_arg);
+	bool		evolve = !ARGNO_ISNULL(policy_arg) &&
+		strcmp(text_to_cstring(PG_GETARG_TEXT_PP(policy_arg)), "evolve") == 0;
+
+	if (!ARGNO_ISNULL(warehouse_arg))
+	{
+		char	   *id = text_to_cstring(PG_GETARG_TEXT_PP(warehouse_arg));
+
+		if (strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != strlen(id) ||
+			strlen(id) > 64)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid warehouse_id \"%s\"", id),
+					 errdetail("A SQL warehouse id is made of at most 64 ASCII letters and digits."),
+					 errhint("Copy it from the warehouse's connection details in Databricks.")));
+	}
+	else if (create || evolve)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s needs a warehouse_id",
+						create ? "create_targets" : "schema_policy evolve"),
+				 errdetail("The target tables are created and altered by SQL statements run on a Databricks SQL warehouse.")));
+	return create;
+}
+
+/*
  * zerobus.create_stream(name, publication, endpoint, workspace_url,
  *	 client_id, client_secret, target_catalog, ...) returns int
  *
  * Superusers only.  Creates the logical slot zerobus_<name> first (a
  * logical slot cannot be created once the transaction has written), then
  * the rows.  The slot is not transactional: if the calling transaction
- * rolls back later, the launcher drops the slot it left.
+ * rolls back later, the launcher drops the slot it left.  With
+ * create_targets, then creates the missing target tables (targets.c).
  */
 Datum
 zerobus_create_stream(PG_FUNCTION_ARGS)
@@ -652,6 +697,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	int			failover_arg = arg_position(fcinfo, "failover");
 	bool		failover;
 	int			nelsewhere;
+	bool		create_targets;
 
 	zerobus_require_preload();
 	name = zerobus_text_arg(fcinfo, 0, "name", true);
@@ -664,13 +710,14 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	check_stream_name(name);
 	slot_name = psprintf("%s%s", ZB_SLOT_PREFIX, name);
 	/* the column's default says the same: on where the server supports it */
-	failover = PG_ARGISNULL(failover_arg) ? ZB_HAVE_FAILOVER_SLOTS :
+	failover = ARGNO_ISNULL(failover_arg) ? ZB_HAVE_FAILOVER_SLOTS :
 		PG_GETARG_BOOL(failover_arg);
 	collect_settings(fcinfo, true, NULL, NULL, GetUserId(), &cols, &secrets);
+	create_targets = check_create_targets(fcinfo);
 	zerobus_add_column(&cols, "name", TEXTOID, CStringGetTextDatum(name), false);
 	zerobus_add_column(&cols, "slot_name", NAMEOID,
 					   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
-	if (PG_ARGISNULL(arg_position(fcinfo, "owner")))
+	if (ARGNO_ISNULL(arg_position(fcinfo, "owner")))
 		zerobus_add_column(&cols, "owner", REGROLEOID, ObjectIdGetDatum(GetUserId()), false);
 
 	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
@@ -707,6 +754,9 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	id = insert_stream(&cols, &secrets, slot_name);
 	zerobus_stream_tables_sync(id);
 	zerobus_catalog_end(&access);
+	/* before the commit that lets the worker start */
+	if (create_targets)
+		zerobus_create_targets(id, NIL);
 
 	if (!zerobus_in_served_database())
 		ereport(WARNING,
@@ -750,7 +800,7 @@ parse_resets(FunctionCallInfo fcinfo, bool *reset)
 	int			reset_argno = arg_position(fcinfo, "reset");
 
 	memset(reset, 0, sizeof(bool) * zerobus_stream_noptions);
-	if (PG_ARGISNULL(reset_argno))
+	if (ARGNO_ISNULL(reset_argno))
 		return;
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(reset_argno), TEXTOID, -1,
 					  false, TYPALIGN_INT, &names, &nulls, &n);
@@ -788,7 +838,7 @@ parse_resets(FunctionCallInfo fcinfo, bool *reset)
 					 errmsg("setting \"%s\" cannot be reset", name),
 					 errdetail("A stream must always have its own %s.", name),
 					 errhint("Give it a new value instead.")));
-		if (!PG_ARGISNULL(arg_position(fcinfo, s->name)))
+		if (!ARGNO_ISNULL(arg_position(fcinfo, s->name)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("setting \"%s\" is both given a value and reset", name)));

@@ -93,7 +93,16 @@ zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 	append_sql_string(&out, psprintf("Changes of PostgreSQL table %s, streamed by zerobus",
 									 quote_qualified_identifier(plan->schema_name,
 																plan->table_name)));
-	appendStringInfoChar(&out, ';');
+	/*
+	 * Column mapping by name: a source column's rename becomes a RENAME
+	 * COLUMN of the target, which Delta allows only with it (and a DROP
+	 * COLUMN too).  Type widening: an int4 column that becomes int8, or a
+	 * numeric whose precision grows, becomes ALTER COLUMN ... TYPE of the
+	 * target (Delta's widening changes) rather than a new table.
+	 */
+	appendStringInfoString(&out, "\nTBLPROPERTIES ("
+						   "'delta.columnMapping.mode' = 'name', "
+						   "'delta.enableTypeWidening' = 'true');");
 	return out.data;
 }
 
@@ -103,8 +112,8 @@ zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
  * every column, also when the publication does not publish the table.
  * Connects to SPI for the query.
  */
-static Bitmapset *
-published_columns(const char *publication, Oid relid)
+Bitmapset *
+zerobus_published_columns(const char *publication, Oid relid)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	Oid			types[3] = {TEXTOID, NAMEOID, NAMEOID};
@@ -226,7 +235,7 @@ zerobus_target_ddl(PG_FUNCTION_ARGS)
 			target_table = zerobus_stream_target_table(config,
 													   get_namespace_name(RelationGetNamespace(rel)),
 													   RelationGetRelationName(rel));
-		columns = published_columns(config->publication, relid);
+		columns = zerobus_published_columns(config->publication, relid);
 	}
 
 	plan = zerobus_plan_build(rel, columns, CurrentMemoryContext);

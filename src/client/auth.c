@@ -6,7 +6,10 @@
  *
  * A Zerobus token is scoped to one table: the request names the workspace
  * in its resource and asks for USE CATALOG, USE SCHEMA and SELECT + MODIFY
- * on the table in authorization_details.  The client secret travels only
+ * on the table in authorization_details.  A request for no table asks for
+ * neither: it gets a workspace token, for the workspace's REST APIs (the
+ * SQL statements of statement.c), with the service principal's own
+ * privileges.  The client secret travels only
  * in the Basic authorization header that libcurl builds; it is never put
  * in an error message, a log line or the request body, and curl's verbose
  * output is never enabled.
@@ -176,7 +179,8 @@ struct ZerobusAuthRequest
 };
 
 /*
- * Starts a token request for one table.  See auth.h.  The form is built in
+ * Starts a token request for one table, or for the workspace when
+ * table_name is NULL.  See auth.h.  The form is built in
  * palloc'd memory first and copied off palloc, so that an ERROR cannot
  * leak a curl handle: nothing can fail between the handle's creation and
  * the return.
@@ -199,17 +203,22 @@ zerobus_auth_start(const char *workspace_url, const char *workspace_id,
 		return NULL;
 	while (urllen > 0 && workspace_url[urllen - 1] == '/')
 		urllen--;
-	details = authorization_details(table_name, errbuf, errlen);
-	if (details == NULL)
-		return NULL;
-	resource = psprintf("api://databricks/workspaces/%s/zerobusDirectWriteApi",
-						workspace_id);
 	url = psprintf("%.*s/oidc/v1/token", (int) urllen, workspace_url);
 	initStringInfo(&form);
 	append_form_field(&form, "grant_type", "client_credentials");
 	append_form_field(&form, "scope", "all-apis");
-	append_form_field(&form, "resource", resource);
-	append_form_field(&form, "authorization_details", details);
+	if (table_name != NULL)
+	{
+		details = authorization_details(table_name, errbuf, errlen);
+		if (details == NULL)
+			return NULL;
+		resource = psprintf("api://databricks/workspaces/%s/zerobusDirectWriteApi",
+							workspace_id);
+		append_form_field(&form, "resource", resource);
+		append_form_field(&form, "authorization_details", details);
+		pfree(details);
+		pfree(resource);
+	}
 
 	req = calloc(1, sizeof(ZerobusAuthRequest));
 	if (req == NULL ||
@@ -223,8 +232,6 @@ zerobus_auth_start(const char *workspace_url, const char *workspace_id,
 		snprintf(errbuf, errlen, "out of memory");
 	}
 	pfree(form.data);
-	pfree(details);
-	pfree(resource);
 	pfree(url);
 	if (req == NULL)
 		return NULL;

@@ -32,7 +32,9 @@ typedef enum ZerobusAuthResult
 typedef struct ZerobusAuthRequest ZerobusAuthRequest;
 
 /*
- * Sets up a client-credentials token request for one table to
+ * Sets up a client-credentials token request for one table (a Zerobus
+ * token), or with table_name NULL for the workspace (a token for its REST
+ * APIs, such as the SQL statements), to
  * <workspace_url>/oidc/v1/token (zerobus-wire.md, "OAuth"), to take at
  * most timeout_ms.  Nothing is sent yet: the caller adds the transfer
  * (zerobus_auth_easy()) to a multi handle of its own and, once libcurl says

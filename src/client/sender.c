@@ -431,6 +431,41 @@ queue_outcome(ZerobusSender *sender, ZerobusOutcomeKind kind,
 	MemoryContextSwitchTo(oldcxt);
 }
 
+/* Tells the worker that a transfer of its own is over. */
+static void
+queue_transfer_done(ZerobusSender *sender, void *transfer, int result)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(sender->outcome_cxt);
+	ZerobusOutcome *outcome = palloc0(sizeof(ZerobusOutcome));
+
+	outcome->kind = ZB_OUTCOME_TRANSFER_DONE;
+	outcome->transfer = transfer;
+	outcome->result = result;
+	sender->outcomes = lappend(sender->outcomes, outcome);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Runs a transfer of the worker's (a SQL statement's, statement.h) on the
+ * sender's connection, with its traffic; a TRANSFER_DONE outcome says when
+ * it is over, and the worker then takes it off with
+ * zerobus_sender_remove_transfer() before freeing it.  Returns false, with
+ * errbuf filled, when libcurl refuses it.
+ */
+bool
+zerobus_sender_add_transfer(ZerobusSender *sender, void *easy, char *errbuf,
+							size_t errlen)
+{
+	return zerobus_grpc_add_transfer(sender->grpc, easy, NULL, errbuf, errlen);
+}
+
+/* Takes a transfer of the worker's off, done or not; no outcome follows. */
+void
+zerobus_sender_remove_transfer(ZerobusSender *sender, void *easy)
+{
+	zerobus_grpc_remove_transfer(sender->grpc, easy);
+}
+
 /*
  * Pauses target for a failure of its own (zerobus_sender_pause) and tells
  * the worker why.
@@ -1380,6 +1415,11 @@ zerobus_sender_process(ZerobusSender *sender)
 	{
 		ZbCall	   *call;
 
+		if (ev.kind == ZB_GRPC_EV_TRANSFER_DONE && ev.user_data == NULL)
+		{
+			queue_transfer_done(sender, ev.transfer, ev.result);
+			continue;
+		}
 		if (ev.kind == ZB_GRPC_EV_TRANSFER_DONE)
 		{
 			token_done(sender, (ZerobusTarget *) ev.user_data, ev.result);

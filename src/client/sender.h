@@ -57,8 +57,10 @@ typedef enum ZerobusOutcomeKind
 	ZB_OUTCOME_ACCEPTED,		/* the target accepted a call's descriptor */
 	ZB_OUTCOME_REJECTED,		/* it rejected a call's descriptor at
 								 * creation; the target is not paused */
-	ZB_OUTCOME_PAUSED			/* a failure of this target alone: the sender
+	ZB_OUTCOME_PAUSED,			/* a failure of this target alone: the sender
 								 * paused it (zerobus_sender_pause) */
+	ZB_OUTCOME_TRANSFER_DONE	/* a transfer of zerobus_sender_add_transfer()
+								 * is over; target is NULL */
 } ZerobusOutcomeKind;
 
 /*
@@ -75,6 +77,8 @@ typedef struct ZerobusOutcome
 	const char *status;			/* REJECTED: "<code> (<name>)" */
 	const char *message;		/* REJECTED: the server's words, scrubbed;
 								 * PAUSED: the reason */
+	void	   *transfer;		/* TRANSFER_DONE: its CURL easy handle */
+	int			result;			/* TRANSFER_DONE: its CURLcode */
 } ZerobusOutcome;
 
 extern ZerobusSender *zerobus_sender_create(ZerobusStreamConfig *config,
@@ -82,6 +86,9 @@ extern ZerobusSender *zerobus_sender_create(ZerobusStreamConfig *config,
 											MemoryContext parent,
 											char *errbuf, size_t errlen);
 extern void zerobus_sender_destroy(ZerobusSender *sender);
+extern bool zerobus_sender_add_transfer(ZerobusSender *sender, void *easy,
+										char *errbuf, size_t errlen);
+extern void zerobus_sender_remove_transfer(ZerobusSender *sender, void *easy);
 extern void zerobus_sender_set_now(ZerobusSender *sender, TimestampTz now);
 extern ZerobusTarget *zerobus_sender_target(ZerobusSender *sender,
 											const char *name);

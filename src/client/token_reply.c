@@ -125,13 +125,13 @@ token_is_printable(const char *token)
 }
 
 /*
- * Whether the JSON text nests objects and arrays no deeper than
- * ZB_TOKEN_MAX_DEPTH (a token reply has one level): checked before parsing,
- * so that a hostile reply cannot make the recursive parser exhaust the
- * stack.  Brackets inside strings do not count.
+ * Whether the JSON text nests objects and arrays no deeper than max_depth:
+ * checked before parsing a server's reply, so that a hostile reply cannot
+ * make the recursive parser exhaust the stack.  Brackets inside strings do
+ * not count.
  */
-static bool
-json_depth_ok(const char *s, size_t len)
+bool
+zerobus_json_depth_ok(const char *s, size_t len, int max_depth)
 {
 	int			depth = 0;
 	bool		in_string = false;
@@ -151,7 +151,7 @@ json_depth_ok(const char *s, size_t len)
 			in_string = true;
 		else if (c == '{' || c == '[')
 		{
-			if (++depth > ZB_TOKEN_MAX_DEPTH)
+			if (++depth > max_depth)
 				return false;
 		}
 		else if (c == '}' || c == ']')
@@ -214,7 +214,7 @@ parse_reply(char *body, size_t len, char **token, long *expires_in,
 	sem.object_field_end = token_field_end;
 	sem.scalar = token_scalar;
 
-	if (!json_depth_ok(body, len))
+	if (!zerobus_json_depth_ok(body, len, ZB_TOKEN_MAX_DEPTH))
 	{
 		snprintf(errbuf, errlen, "token endpoint sent a reply nested deeper than %d levels",
 				 ZB_TOKEN_MAX_DEPTH);

@@ -21,4 +21,6 @@ extern bool zerobus_token_reply_parse(char *body, size_t len, char **token,
 									  long *expires_in, char *errbuf,
 									  size_t errlen);
 
+extern bool zerobus_json_depth_ok(const char *s, size_t len, int max_depth);
+
 #endif							/* ZEROBUS_TOKEN_REPLY_H */

@@ -347,6 +347,41 @@ zerobus_schema_diff(const ZerobusColumnSet *accepted,
 }
 
 /*
+ * Whether Delta's type widening (delta.enableTypeWidening) changes a column
+ * of Delta type from to type to: a wider integer, FLOAT to DOUBLE, DATE to
+ * TIMESTAMP_NTZ, a DECIMAL with no fewer integer and fraction digits.
+ */
+bool
+zerobus_schema_widens(const char *from, const char *to)
+{
+	static const char *const ints[] = {"TINYINT", "SMALLINT", "INT", "BIGINT"};
+	int			f = -1;
+	int			t = -1;
+	int			p1,
+				s1,
+				p2,
+				s2;
+
+	for (int i = 0; i < (int) lengthof(ints); i++)
+	{
+		if (strcmp(from, ints[i]) == 0)
+			f = i;
+		if (strcmp(to, ints[i]) == 0)
+			t = i;
+	}
+	if (f >= 0 && t >= 0)
+		return t > f;
+	if (strcmp(from, "FLOAT") == 0 && strcmp(to, "DOUBLE") == 0)
+		return true;
+	if (strcmp(from, "DATE") == 0 && strcmp(to, "TIMESTAMP_NTZ") == 0)
+		return true;
+	if (sscanf(from, "DECIMAL(%d,%d)", &p1, &s1) == 2 &&
+		sscanf(to, "DECIMAL(%d,%d)", &p2, &s2) == 2)
+		return s2 >= s1 && p2 - s2 >= p1 - s1 && (p2 > p1 || s2 > s1);
+	return false;
+}
+
+/*
  * The Databricks SQL statements that apply changes to target_table (which
  * is validated), each ending with a semicolon, joined by separator.  All
  * additions go into one ADD COLUMNS.

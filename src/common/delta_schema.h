@@ -55,6 +55,7 @@ extern char *zerobus_schema_to_json(const ZerobusColumnSet *set);
 extern int	zerobus_schema_diff(const ZerobusColumnSet *accepted,
 								const ZerobusColumnSet *current,
 								ZerobusSchemaChange **changes);
+extern bool zerobus_schema_widens(const char *from, const char *to);
 extern char *zerobus_schema_alter_text(const char *target_table,
 									   const ZerobusSchemaChange *changes,
 									   int nchanges, const char *separator);

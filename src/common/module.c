@@ -61,6 +61,7 @@ char	   *zerobus_no_proxy = NULL;
 int			zerobus_stream_max_records_per_second = 15000;
 int			zerobus_stream_max_bytes_per_second = 100000000;
 int			zerobus_max_streams_per_table = 16;
+int			zerobus_statement_timeout = 300000;
 
 /*
  * The integer settings.  Those marked per_stream are also options of
@@ -116,6 +117,10 @@ static const IntSetting int_settings[] = {
 	{"max_streams_per_table",
 		"Maximum number of Zerobus streams one table's records are spread over.",
 		&zerobus_max_streams_per_table, 16, 1, ZB_MAX_STREAMS_PER_TABLE, PGC_SIGHUP, 0, false},
+	/* a warehouse may have to start first: minutes for a classic one */
+	{"statement_timeout",
+		"Time a Databricks SQL statement (creating or altering a target table) may take, warehouse start included, before it is canceled.",
+		&zerobus_statement_timeout, 300000, 1000, INT_MAX, PGC_SUSET, GUC_UNIT_MS, false},
 };
 
 /*

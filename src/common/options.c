@@ -39,7 +39,7 @@
  * unencrypted connection.  The owner changes the rest.
  */
 static const char *const schema_policies[] = {
-	"pause", "drop_missing_columns", NULL
+	"pause", "drop_missing_columns", "evolve", NULL
 };
 static const char *const array_nulls_policies[] = {"mark", "pause", NULL};
 
@@ -83,7 +83,7 @@ const ZerobusStreamOption zerobus_stream_options[] = {
 	{"owner", ZB_OPT_OWNER, REGROLEOID,
 	ZB_OPT_SUPERUSER, CONFIG_FIELD(owner)},
 	{"schema_policy", ZB_OPT_POLICY, TEXTOID,
-	0, CONFIG_FIELD(drop_missing_columns), .choices = schema_policies},
+	0, CONFIG_FIELD(schema_policy), .choices = schema_policies},
 	{"array_nulls", ZB_OPT_POLICY, TEXTOID,
 	0, CONFIG_FIELD(pause_array_nulls), .choices = array_nulls_policies},
 	{"snapshot", ZB_OPT_BOOL, BOOLOID,
@@ -92,6 +92,11 @@ const ZerobusStreamOption zerobus_stream_options[] = {
 	ZB_OPT_CREATE_ONLY, NOT_LOADED},	/* the slot's, set at its creation */
 	{"shared_connection", ZB_OPT_BOOL, BOOLOID,
 	0, CONFIG_FIELD(shared_connection)},
+	/* the targets are created with the stream (targets.c) */
+	{"warehouse_id", ZB_OPT_TEXT, TEXTOID,
+	ZB_OPT_CREATE_ONLY, CONFIG_FIELD(warehouse_id)},
+	{"create_targets", ZB_OPT_BOOL, BOOLOID,
+	ZB_OPT_CREATE_ONLY, CONFIG_FIELD(create_targets)},
 };
 
 const int	zerobus_stream_noptions = lengthof(zerobus_stream_options);
@@ -121,8 +126,16 @@ load_option(ZerobusStreamConfig *config, const ZerobusStreamOption *o,
 			*(bool *) field = !isnull && DatumGetBool(value);
 			break;
 		case ZB_OPT_POLICY:
-			*(bool *) field = !isnull &&
-				strcmp(TextDatumGetCString(value), o->choices[1]) == 0;
+			/* the choice's position; NULL is the first */
+			*(int *) field = 0;
+			if (!isnull)
+			{
+				char	   *choice = TextDatumGetCString(value);
+
+				for (int c = 0; o->choices[c] != NULL; c++)
+					if (strcmp(choice, o->choices[c]) == 0)
+						*(int *) field = c;
+			}
 			break;
 		case ZB_OPT_OWNER:
 			*(Oid *) field = isnull ? InvalidOid : DatumGetObjectId(value);
@@ -167,9 +180,14 @@ zerobus_stream_load(int32 stream_id, bool credentials)
 	{
 		const ZerobusStreamOption *o = &zerobus_stream_options[i];
 
-		if (o->config_offset != NOT_LOADED)
+		if (o->config_offset == NOT_LOADED)
+			continue;
+		if (zerobus_catalog_has_column(o->flags & ZB_OPT_SECRET ?
+									   "stream_secrets" : "streams", o->name))
 			appendStringInfo(&sql, ", %s.%s", o->flags & ZB_OPT_SECRET ? "c" : "s",
 							 o->name);
+		else
+			appendStringInfoString(&sql, ", NULL"); /* not updated yet */
 	}
 	appendStringInfoString(&sql, " FROM zerobus.streams s"
 						   " LEFT JOIN zerobus.stream_secrets c"

@@ -17,6 +17,7 @@
 
 #include "access/relation.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -460,4 +461,19 @@ zerobus_stream_tables_reset(int32 stream_id, Oid relid)
 	found = SPI_processed > 0;
 	SPI_finish();
 	return found;
+}
+
+/*
+ * Whether table table of schema zerobus has column column.  The library
+ * serves every version of the extension's SQL from 0.1.0 on: in a database
+ * not updated yet (ALTER EXTENSION zerobus UPDATE), the columns added
+ * since are missing, and what they hold reads as unset.
+ */
+bool
+zerobus_catalog_has_column(const char *table, const char *column)
+{
+	Oid			relid = get_relname_relid(table,
+										  get_namespace_oid("zerobus", false));
+
+	return OidIsValid(relid) && get_attnum(relid, column) != InvalidAttrNumber;
 }

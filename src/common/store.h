@@ -19,7 +19,7 @@
 #include "utils/relcache.h"
 
 /* Room for every stream setting and the few columns added to them */
-#define ZB_MAX_COLUMNS 32
+#define ZB_MAX_COLUMNS 40
 
 /* Column values collected for an INSERT or UPDATE, as SPI parameters */
 typedef struct ZerobusColumnValues
@@ -70,6 +70,7 @@ extern void zerobus_create_stream_slot(const char *slot_name, bool failover);
 extern char *zerobus_result_text(int attnum);
 extern Datum zerobus_result_datum(int attnum, bool *isnull);
 extern Relation zerobus_open_table(Oid relid);
+extern bool zerobus_catalog_has_column(const char *table, const char *column);
 extern ZerobusStreamRow *zerobus_lookup_stream(const char *name,
 											   bool missing_ok);
 extern void zerobus_check_stream_owner(ZerobusCatalogAccess *access,

@@ -70,6 +70,15 @@ typedef struct ZerobusStreamShared
 								 * start another */
 } ZerobusStreamShared;
 
+/*
+ * schema_policy, by its position among the choices (options.c): pause the
+ * target, strip the columns it lacks (drop_missing_columns), or alter it
+ * through the SQL statements of its warehouse (evolve).
+ */
+#define ZB_SCHEMA_PAUSE			0
+#define ZB_SCHEMA_DROP_MISSING	1
+#define ZB_SCHEMA_EVOLVE		2
+
 /* One stream's configuration, as the worker reads it at start. */
 typedef struct ZerobusStreamConfig
 {
@@ -95,11 +104,14 @@ typedef struct ZerobusStreamConfig
 	int			batch_max_delay_ms;
 	int			max_inflight_bytes;
 	int			ack_timeout_ms;
-	bool		drop_missing_columns;	/* schema_policy: strip the columns
-										 * the target lacks, not pause */
-	bool		pause_array_nulls;	/* array_nulls: pause a table at a
-									 * record with an array holding NULL
-									 * elements, not send it marked */
+	int			schema_policy;	/* ZB_SCHEMA_*: what a target that rejects
+								 * a descriptor gets */
+	int			pause_array_nulls;	/* array_nulls: 1 (pause) to pause a
+									 * table at a record with an array
+									 * holding NULL elements, 0 (mark) to
+									 * send it marked */
+	char	   *warehouse_id;	/* SQL warehouse of the DDL; NULL: none */
+	bool		create_targets; /* create missing target tables */
 	int			ntargets;		/* table_map: source -> target table */
 	char	  **target_sources; /* quote_qualified_identifier(schema, table) */
 	char	  **target_tables;	/* catalog.schema.table */
@@ -137,6 +149,7 @@ extern int	zerobus_ack_timeout;
 extern int	zerobus_restart_backoff_max;
 extern int	zerobus_snapshot_chunk_rows;
 extern char *zerobus_ca_file;
+extern int	zerobus_statement_timeout;
 extern char *zerobus_proxy;
 extern char *zerobus_no_proxy;
 extern int	zerobus_stream_max_records_per_second;
@@ -212,8 +225,8 @@ typedef enum ZerobusOptionKind
 	ZB_OPT_TUNING,				/* int, in the limits of zerobus.<name>,
 								 * which gives its default */
 	ZB_OPT_BOOL,
-	ZB_OPT_POLICY,				/* one of choices; the bool field says
-								 * whether it is choices[1] */
+	ZB_OPT_POLICY,				/* one of choices; the int field holds its
+								 * position */
 	ZB_OPT_CONNINFO,			/* libpq connection string */
 	ZB_OPT_OWNER				/* regrole */
 } ZerobusOptionKind;

@@ -231,6 +231,8 @@ extern void zerobus_render_record(StringInfo out,
 /* target_ddl.c, delta_schema.c */
 extern char *zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 									 const char *target_table);
+extern Bitmapset *zerobus_published_columns(const char *publication,
+											Oid relid);
 extern bool zerobus_is_identifier(const char *name);
 extern const char *zerobus_delta_identifier(const char *name);
 

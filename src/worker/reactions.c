@@ -159,11 +159,14 @@ zerobus_reaction_column_drop(ZerobusWorkerState *ws, ZerobusRelation *rel)
 
 /*
  * The relation whose records go to target with the given descriptor, or
- * NULL (a descriptor of no Relation message, e.g. a snapshot's).
+ * NULL (a descriptor of no Relation message, e.g. a snapshot's); the
+ * descriptor may be the relation's current one or an earlier one of the
+ * session.  *columns gets its columns and *stored its accepted_stored flag.
  */
 static ZerobusRelation *
 find_relation(ZerobusWorkerState *ws, ZerobusTarget *target,
-			  const char *descriptor, int len)
+			  const char *descriptor, int len, ZerobusColumnSet **columns,
+			  bool **stored)
 {
 	HASH_SEQ_STATUS status;
 	ZerobusRelation *rel;
@@ -171,11 +174,30 @@ find_relation(ZerobusWorkerState *ws, ZerobusTarget *target,
 	hash_seq_init(&status, ws->relations);
 	while ((rel = hash_seq_search(&status)) != NULL)
 	{
-		if (rel->target == target && rel->descriptor_len == len &&
+		ListCell   *lc;
+
+		if (rel->target != target)
+			continue;
+		if (rel->descriptor_len == len &&
 			memcmp(rel->descriptor, descriptor, len) == 0)
 		{
+			*columns = &rel->columns;
+			*stored = &rel->accepted_stored;
 			hash_seq_term(&status);
 			return rel;
+		}
+		foreach(lc, rel->previous)
+		{
+			ZerobusRelationVersion *v = lfirst(lc);
+
+			if (v->descriptor_len == len &&
+				memcmp(v->descriptor, descriptor, len) == 0)
+			{
+				*columns = &v->columns;
+				*stored = &v->accepted_stored;
+				hash_seq_term(&status);
+				return rel;
+			}
 		}
 	}
 	return NULL;
@@ -191,19 +213,22 @@ zerobus_reaction_accepted(ZerobusWorkerState *ws,
 						  const ZerobusOutcome *outcome)
 {
 	ZerobusStreamConfig *config = ws->config;
+	ZerobusColumnSet *columns;
+	bool	   *stored;
 	ZerobusRelation *rel = find_relation(ws, outcome->target,
 										 outcome->descriptor,
-										 outcome->descriptor_len);
+										 outcome->descriptor_len,
+										 &columns, &stored);
 	ZerobusXact xact;
 
-	if (rel == NULL || rel->accepted_stored)
+	if (rel == NULL || *stored)
 		return;
 	zerobus_xact_begin(&xact, false);
 	zerobus_stream_tables_add(config->id, rel->relid);
-	zerobus_schema_store_accepted(config->id, rel->relid, &rel->columns,
+	zerobus_schema_store_accepted(config->id, rel->relid, columns,
 								  rel->drop ? rel->drop->notice : NULL);
 	zerobus_xact_end(&xact);
-	rel->accepted_stored = true;
+	*stored = true;
 }
 
 /*
@@ -258,9 +283,12 @@ zerobus_reaction_rejected(ZerobusWorkerState *ws,
 	const char *target_name = outcome->target_name;
 	const char *status = outcome->status;
 	const char *message = outcome->message;
+	ZerobusColumnSet *columns;
+	bool	   *stored;
 	ZerobusRelation *rel = find_relation(ws, outcome->target,
 										 outcome->descriptor,
-										 outcome->descriptor_len);
+										 outcome->descriptor_len,
+										 &columns, &stored);
 	ZerobusXact xact;
 	ZerobusColumnSet accepted;
 	bool		known;
@@ -276,13 +304,70 @@ zerobus_reaction_rejected(ZerobusWorkerState *ws,
 	known = zerobus_schema_load_accepted(config->id, rel->relid, &accepted);
 	zerobus_xact_end(&xact);
 
-	if (config->drop_missing_columns && known && rel->drop == NULL)
+	/* columns are left out of the relation's current descriptor only */
+	if (config->schema_policy == ZB_SCHEMA_DROP_MISSING && known &&
+		rel->drop == NULL && columns == &rel->columns)
 		drop_missing_columns(ws, rel, &accepted, target_name);
-	zerobus_schema_explain(known ? &accepted : NULL, &rel->columns,
+	zerobus_schema_explain(known ? &accepted : NULL, columns,
 						   rel->qualname, target_name, config->name, message,
 						   &problem, &hint);
 	return psprintf("%s. Zerobus ended the stream for table %s with status %s: %s. Hint: %s",
 					problem, target_name, status, message, hint);
+}
+
+/*
+ * schema_policy evolve: when the target rejected the descriptor of a call
+ * (ZB_OUTCOME_REJECTED) for changes Delta applies to a table in place
+ * (added and renamed columns, widened types), returns the ALTER TABLE
+ * statements that apply them, one per change, in the order they must run,
+ * and sets *nsql and *relid (the source table); else returns NULL (the
+ * target pauses as under the pause policy).  Dropped columns need none: the target's columns are nullable.
+ */
+char	  **
+zerobus_reaction_evolution(ZerobusWorkerState *ws,
+						   const ZerobusOutcome *outcome, int *nsql,
+						   Oid *relid)
+{
+	ZerobusStreamConfig *config = ws->config;
+	ZerobusRelation *rel;
+	ZerobusColumnSet *columns;
+	bool	   *stored;
+	ZerobusXact xact;
+	ZerobusColumnSet accepted;
+	ZerobusSchemaChange *changes;
+	int			nchanges;
+	char	  **sql;
+	bool		known;
+
+	*nsql = 0;
+	if (config->schema_policy != ZB_SCHEMA_EVOLVE || config->warehouse_id == NULL)
+		return NULL;
+	rel = find_relation(ws, outcome->target, outcome->descriptor,
+						outcome->descriptor_len, &columns, &stored);
+	if (rel == NULL)
+		return NULL;
+	*relid = rel->relid;
+	zerobus_xact_begin(&xact, false);
+	MemoryContextSwitchTo(xact.caller); /* the columns outlive it */
+	known = zerobus_schema_load_accepted(config->id, rel->relid, &accepted);
+	zerobus_xact_end(&xact);
+	if (!known)
+		return NULL;
+
+	nchanges = zerobus_schema_diff(&accepted, columns, &changes);
+	sql = palloc(sizeof(char *) * (nchanges + 1));
+	for (int i = 0; i < nchanges; i++)
+	{
+		const ZerobusSchemaChange *c = &changes[i];
+
+		if (c->kind == ZB_SCHEMA_DROP)
+			continue;
+		if (c->kind == ZB_SCHEMA_RETYPE &&
+			!zerobus_schema_widens(c->old->delta_type, c->new->delta_type))
+			return NULL;
+		sql[(*nsql)++] = zerobus_schema_alter_text(outcome->target_name, c, 1, "");
+	}
+	return *nsql > 0 ? sql : NULL;
 }
 
 /*

@@ -78,7 +78,9 @@
  * target (reactions.c, delta_schema.c).
  * Under schema_policy drop_missing_columns, columns the target lacks are
  * instead left out of the descriptor and the records, from a replay of the
- * slot on.  A slot that lost WAL it needed (wal_status 'lost') or vanished
+ * slot on.  Under schema_policy evolve, the target is altered through the
+ * stream's SQL warehouse while its records wait (evolve.c), and a replay of
+ * the slot sends them with the new descriptor.  A slot that lost WAL it needed (wal_status 'lost') or vanished
  * fails the stream before replication starts, naming recover_stream().
  *
  * Initial snapshots (initial_snapshot.c) share the loop: between reads of the
@@ -554,17 +556,20 @@ handle_relation(const uint8 *data, size_t len)
 	rel = hash_search(ws.relations, &msg->relid, HASH_ENTER, &found);
 	if (found)
 	{
+		/* kept for the outcomes of the calls opened with it */
+		ZerobusRelationVersion *old = palloc(sizeof(ZerobusRelationVersion));
+
+		old->descriptor = rel->descriptor;
+		old->descriptor_len = rel->descriptor_len;
+		old->columns = rel->columns;
+		old->accepted_stored = rel->accepted_stored;
+		rel->previous = lappend(rel->previous, old);
 		pfree(rel->qualname);
 		pfree(rel->target_name);
-		pfree(rel->descriptor);
-		for (int c = 0; c < rel->columns.ncolumns; c++)
-		{
-			pfree(rel->columns.columns[c].name);
-			pfree(rel->columns.columns[c].delta_type);
-		}
-		pfree(rel->columns.columns);
 		bms_free(rel->key_fields);
 	}
+	else
+		rel->previous = NIL;
 	rel->qualname = quote_qualified_identifier(msg->schema_name,
 											   msg->table_name);
 	rel->descriptor = palloc(msg->descriptor_proto.len);
@@ -647,8 +652,22 @@ react(void)
 				zerobus_reaction_accepted(&ws, &outcome);
 				break;
 			case ZB_OUTCOME_REJECTED:
-				pause_target(outcome.target, outcome.target_name,
-							 zerobus_reaction_rejected(&ws, &outcome));
+				/* a call opened before its target stopped: moot */
+				if (zerobus_sender_paused(outcome.target))
+					break;
+				if (zerobus_evolve_start(&ws, &outcome))
+				{
+					/* a pause that is not recorded, while it is altered */
+					zerobus_sender_pause(ws.sender, outcome.target);
+					freeze_confirm();
+				}
+				else
+					pause_target(outcome.target, outcome.target_name,
+								 zerobus_reaction_rejected(&ws, &outcome));
+				break;
+			case ZB_OUTCOME_TRANSFER_DONE:
+				zerobus_evolve_transfer_done(&ws, outcome.transfer,
+											 outcome.result);
 				break;
 			case ZB_OUTCOME_PAUSED:
 				/* the sender paused it already */
@@ -1033,7 +1052,10 @@ end_session(void)
 	if (zb->wes)
 		FreeWaitEventSet(zb->wes);
 	if (ws.sender)
+	{
+		zerobus_evolve_end(&ws);	/* its transfers are on the sender */
 		zerobus_sender_destroy(ws.sender);
+	}
 	ws.sender = NULL;
 	ws.relations = NULL;
 	if (zb->rcv)
@@ -1106,6 +1128,7 @@ run_session(void)
 		zerobus_snapshot_progress(zb->snapshot);
 		zerobus_sender_check_timers(ws.sender, &timeout);
 		react();
+		zerobus_evolve_step(&ws, &timeout);
 		zerobus_snapshot_check_timers(zb->snapshot, zb_now, &timeout);
 		send_feedback(&timeout);
 		if (wal_receiver_status_interval > 0)

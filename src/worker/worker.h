@@ -36,6 +36,19 @@ typedef struct ZerobusColumnDrop
 	char	   *notice;			/* shown by zerobus.stat_streams */
 } ZerobusColumnDrop;
 
+/*
+ * A descriptor a relation had before its last Relation message in this
+ * session: calls opened with it may still be accepted or rejected, and
+ * their outcomes need its columns.
+ */
+typedef struct ZerobusRelationVersion
+{
+	char	   *descriptor;
+	int			descriptor_len;
+	ZerobusColumnSet columns;
+	bool		accepted_stored;
+} ZerobusRelationVersion;
+
 /* A source relation, as last described by a Relation message. */
 typedef struct ZerobusRelation
 {
@@ -53,6 +66,8 @@ typedef struct ZerobusRelation
 								 * match (zerobus_sender_add) */
 	Bitmapset  *key_fields;		/* field numbers of the replica identity
 								 * key's columns */
+	List	   *previous;		/* ZerobusRelationVersion, this session's
+								 * earlier descriptors */
 } ZerobusRelation;
 
 /*
@@ -68,6 +83,8 @@ typedef struct ZerobusWorkerState
 	List	   *column_drops;	/* ZerobusColumnDrop, in cxt */
 	ZerobusSender *sender;
 	HTAB	   *relations;		/* ZerobusRelation by relid */
+	List	   *evolutions;		/* targets being altered (evolve.c), in
+								 * cxt; of the current session */
 } ZerobusWorkerState;
 
 /* worker.c */
@@ -99,5 +116,16 @@ extern void zerobus_reaction_record_pause(ZerobusWorkerState *ws,
 										  const char *target_name,
 										  const char *reason);
 extern void zerobus_reaction_load_pauses(ZerobusWorkerState *ws);
+extern char **zerobus_reaction_evolution(ZerobusWorkerState *ws,
+										 const ZerobusOutcome *outcome,
+										 int *nsql, Oid *relid);
+
+/* evolve.c */
+extern bool zerobus_evolve_start(ZerobusWorkerState *ws,
+								 const ZerobusOutcome *outcome);
+extern void zerobus_evolve_step(ZerobusWorkerState *ws, long *timeout);
+extern void zerobus_evolve_transfer_done(ZerobusWorkerState *ws,
+										 void *transfer, int result);
+extern void zerobus_evolve_end(ZerobusWorkerState *ws);
 
 #endif							/* ZEROBUS_WORKER_H */

@@ -181,9 +181,13 @@ sub declare_target
 }
 
 # Creates a stream to the emulator (insecure: plain h2c to loopback, unless
-# $opts{endpoint} names another) with a client allowed to write every table.
-# %opts are extra named arguments of zerobus.create_stream (SQL literals),
-# but for dbname, the database to create it in (default postgres).
+# $opts{endpoint} names another) with a client allowed to write every table
+# and to create tables in the schemas $opts{create_schemas} lists (none by
+# default).  $opts{settings} is SQL run first in the same session (SET
+# commands).  The other %opts are extra named arguments of
+# zerobus.create_stream (SQL literals).  Returns the call's messages
+# (stderr).  $opts{dbname} is the database to create it in (default
+# postgres).
 sub create_stream
 {
 	my ($node, $emu, $name, $publication, %opts) = @_;
@@ -191,18 +195,27 @@ sub create_stream
 	my $client = "client_$name";
 	my $endpoint = delete $opts{endpoint}
 	  // "'http://127.0.0.1:$emu->{grpc_port}'";
-	emulator_api($emu, 'POST', '/admin/clients',
-		{ client_id => $client, client_secret => "secret_$name", tables => ['*'] });
+	my $settings = delete $opts{settings} // '';
+	emulator_api(
+		$emu, 'POST',
+		'/admin/clients',
+		{
+			client_id => $client,
+			client_secret => "secret_$name",
+			tables => ['*'],
+			create_schemas => delete $opts{create_schemas} // []
+		});
 	my $extra = join '', map { ", $_ => $opts{$_}" } sort keys %opts;
-	$node->safe_psql(
-		$dbname, qq{
+	my ($ret, $out, $err) = $node->psql(
+		$dbname, qq{$settings
 		SELECT zerobus.create_stream('$name', '$publication',
 			endpoint => $endpoint,
 			workspace_url => 'http://127.0.0.1:$emu->{http_port}',
 			client_id => '$client', client_secret => 'secret_$name',
 			target_catalog => 'main', target_schema => 'cdc',
 			insecure => true$extra)});
-	return;
+	die "create_stream $name failed: $err" if $ret != 0;
+	return $err;
 }
 
 # The setup of the tests that need one table: t1 (id int, val text),
