@@ -56,6 +56,7 @@ scratches=()
 trap 'rm -rf "${scratches[@]}"' EXIT
 
 echo "=== PostgreSQL 15 (Debian's packages) ==="
+started=$SECONDS
 if [ "$(id -u)" -eq 0 ]; then
 	scratch=$(scratch_copy)
 	scratches+=("$scratch")
@@ -63,6 +64,7 @@ if [ "$(id -u)" -eq 0 ]; then
 else
 	run_pg_tests || status=1
 fi
+echo "=== PostgreSQL 15: $((SECONDS - started)) s ==="
 
 # PostgreSQL 18, built from Debian's source package into a cache outside the
 # clone (scripts/pg-build.sh: minutes the first time, nothing afterwards);
@@ -70,6 +72,7 @@ fi
 # leaves it out.
 if [ "${ZEROBUS_TEST_PG18:-1}" = 1 ]; then
 	echo "=== PostgreSQL 18 (built from Debian's source package) ==="
+	started=$SECONDS
 	if pg18=$("$top/scripts/pg-build.sh" 18); then
 		scratch=$(scratch_copy)
 		scratches+=("$scratch")
@@ -82,6 +85,7 @@ if [ "${ZEROBUS_TEST_PG18:-1}" = 1 ]; then
 			status=1
 		fi
 		unset PG_CONFIG
+		echo "=== PostgreSQL 18: $((SECONDS - started)) s (its build included) ==="
 	else
 		echo "PostgreSQL 18 could not be built (see above)"
 		status=1
