@@ -129,35 +129,12 @@ record_runs(ZerobusStreamConfig *config, List *tables,
 	foreach(lc, tables)
 	{
 		TargetTable *t = lfirst(lc);
-		ZerobusColumnValues args = {0};
 		ZerobusStatementResult *r = &results[i];
 		char	   *reason = NULL;
 
-		zerobus_add_column(&args, "stream_id", INT4OID, Int32GetDatum(config->id), false);
-		zerobus_add_column(&args, "relid", OIDOID, ObjectIdGetDatum(t->relid), false);
 		if (i < nrun)
 		{
-			zerobus_add_column(&args, "target_table", TEXTOID,
-							   CStringGetTextDatum(t->target), false);
-			zerobus_add_column(&args, "statement_id", TEXTOID,
-							   r->statement_id ? CStringGetTextDatum(r->statement_id) : (Datum) 0,
-							   r->statement_id == NULL);
-			zerobus_add_column(&args, "statement", TEXTOID,
-							   CStringGetTextDatum(t->ddl), false);
-			zerobus_add_column(&args, "state", TEXTOID,
-							   CStringGetTextDatum(r->state), false);
-			zerobus_add_column(&args, "error", TEXTOID,
-							   r->error ? CStringGetTextDatum(r->error) : (Datum) 0,
-							   r->error == NULL);
-			zerobus_add_column(&args, "started_at", TIMESTAMPTZOID,
-							   TimestampTzGetDatum(r->started_at), false);
-			zerobus_add_column(&args, "finished_at", TIMESTAMPTZOID,
-							   TimestampTzGetDatum(r->finished_at), false);
-			zerobus_execute_with_values("INSERT INTO zerobus.statement_log"
-										" (stream_id, relid, target_table, statement_id,"
-										"  statement, state, error, started_at, finished_at)"
-										" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-										&args, SPI_OK_INSERT);
+			zerobus_statement_record(config->id, t->relid, t->target, t->ddl, r);
 			if (!r->succeeded)
 			{
 				failed = t;

@@ -40,26 +40,20 @@
 
 #define ZB_AUTH_MAX_REPLY (256 * 1024)
 
-/* The reply being received, in malloc'd memory (filled by a callback). */
-typedef struct AuthReply
-{
-	char	   *data;
-	size_t		len;
-	bool		too_large;
-} AuthReply;
-
 /*
- * CURLOPT_WRITEFUNCTION: keeps the reply, up to ZB_AUTH_MAX_REPLY bytes (a
- * token is a few KB); a larger reply ends the transfer.
+ * CURLOPT_WRITEFUNCTION of a ZerobusHttpReply: keeps the reply, up to
+ * reply->max bytes; a larger reply ends the transfer (too_large).  Used by
+ * every request of ours that reads a JSON reply (tokens here, SQL
+ * statements in statement.c).
  */
-static size_t
-reply_cb(char *data, size_t size, size_t nmemb, void *userp)
+size_t
+zerobus_http_reply_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
-	AuthReply  *reply = userp;
+	ZerobusHttpReply *reply = userp;
 	size_t		n = size * nmemb;
 	char	   *grown;
 
-	if (reply->len + n > ZB_AUTH_MAX_REPLY)
+	if (reply->len + n > reply->max)
 	{
 		reply->too_large = true;
 		return 0;
@@ -148,12 +142,13 @@ authorization_details(const char *table_name, char *errbuf, size_t errlen)
 }
 
 /*
- * A short, printable excerpt of an error reply for the error message (the
- * body of a 4xx/5xx never holds the secret: it was not in the request
- * body, only in the authorization header).
+ * A short, printable excerpt of an error reply for an error message (the
+ * body of a 4xx/5xx never holds a secret: secrets travel in the request
+ * body or the authorization header, never in a reply).
  */
-static void
-reply_excerpt(char *dst, size_t dstlen, const AuthReply *reply)
+void
+zerobus_http_reply_excerpt(char *dst, size_t dstlen,
+						   const ZerobusHttpReply *reply)
 {
 	size_t		o = 0;
 
@@ -173,7 +168,7 @@ struct ZerobusAuthRequest
 	struct curl_slist *headers;
 	char	   *url;
 	char	   *form;			/* the request body, kept while curl sends it */
-	AuthReply	reply;
+	ZerobusHttpReply reply;
 	char		curl_error[CURL_ERROR_SIZE];
 	TimestampTz started;
 };
@@ -254,7 +249,9 @@ zerobus_auth_start(const char *workspace_url, const char *workspace_id,
 	curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->headers);
 	curl_easy_setopt(req->easy, CURLOPT_POSTFIELDS, req->form);
 	curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req->form));
-	curl_easy_setopt(req->easy, CURLOPT_WRITEFUNCTION, reply_cb);
+	/* a token is a few KB */
+	req->reply.max = ZB_AUTH_MAX_REPLY;
+	curl_easy_setopt(req->easy, CURLOPT_WRITEFUNCTION, zerobus_http_reply_cb);
 	curl_easy_setopt(req->easy, CURLOPT_WRITEDATA, &req->reply);
 	return req;
 }
@@ -294,7 +291,7 @@ zerobus_auth_finish(ZerobusAuthRequest *req, CURLcode result, char **token,
 	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &http_status);
 	if (http_status < 200 || http_status >= 300)
 	{
-		reply_excerpt(excerpt, sizeof(excerpt), &req->reply);
+		zerobus_http_reply_excerpt(excerpt, sizeof(excerpt), &req->reply);
 		snprintf(errbuf, errlen, "token endpoint %s answered HTTP %ld: %s",
 				 req->url, http_status, excerpt);
 		return http_status >= 500 ? ZB_AUTH_RETRY :

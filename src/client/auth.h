@@ -28,6 +28,20 @@ typedef enum ZerobusAuthResult
 	ZB_AUTH_FORBIDDEN			/* 403: the client may not write this table */
 } ZerobusAuthResult;
 
+/* A reply being received, in malloc'd memory, up to max bytes */
+typedef struct ZerobusHttpReply
+{
+	char	   *data;			/* NUL-terminated; free() it */
+	size_t		len;
+	size_t		max;
+	bool		too_large;		/* the reply passed max: transfer ended */
+} ZerobusHttpReply;
+
+extern size_t zerobus_http_reply_cb(char *data, size_t size, size_t nmemb,
+									void *userp);
+extern void zerobus_http_reply_excerpt(char *dst, size_t dstlen,
+									   const ZerobusHttpReply *reply);
+
 /* A token request in flight (auth.c) */
 typedef struct ZerobusAuthRequest ZerobusAuthRequest;
 

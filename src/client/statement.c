@@ -29,11 +29,14 @@
 
 #include <curl/curl.h>
 
+#include "catalog/pg_type.h"
 #include "common/jsonapi.h"
+#include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -43,6 +46,7 @@
 #include "compat.h"
 #include "grpc.h"
 #include "statement.h"
+#include "store.h"
 #include "stream.h"
 #include "token_reply.h"
 #include "zerobus.h"
@@ -66,14 +70,6 @@ typedef enum StatementPhase
 	PH_DONE
 } StatementPhase;
 
-/* A reply being received, in malloc'd memory (filled by a callback). */
-typedef struct StatementReply
-{
-	char	   *data;
-	size_t		len;
-	bool		too_large;
-} StatementReply;
-
 /* A statement; everything in it is malloc'd */
 struct ZerobusStatement
 {
@@ -90,7 +86,7 @@ struct ZerobusStatement
 	CURL	   *easy;
 	struct curl_slist *headers;
 	char	   *url;
-	StatementReply reply;
+	ZerobusHttpReply reply;
 	char		curl_error[CURL_ERROR_SIZE];
 	/* what the warehouse said */
 	char		id[128];
@@ -111,29 +107,6 @@ typedef struct ReplyParse
 	char	   *http_message;	/* message of an error reply */
 } ReplyParse;
 
-
-/* CURLOPT_WRITEFUNCTION: keeps the reply, up to ZB_STMT_MAX_REPLY bytes. */
-static size_t
-reply_cb(char *data, size_t size, size_t nmemb, void *userp)
-{
-	StatementReply *reply = userp;
-	size_t		n = size * nmemb;
-	char	   *grown;
-
-	if (reply->len + n > ZB_STMT_MAX_REPLY)
-	{
-		reply->too_large = true;
-		return 0;
-	}
-	grown = realloc(reply->data, reply->len + n + 1);
-	if (grown == NULL)
-		return 0;
-	reply->data = grown;
-	memcpy(reply->data + reply->len, data, n);
-	reply->len += n;
-	reply->data[reply->len] = '\0';
-	return n;
-}
 
 static ZB_JSON_ACTION_RESULT
 reply_object_start(void *state)
@@ -215,7 +188,7 @@ reply_scalar(void *state, char *token, JsonTokenType tokentype)
  * the caller deletes); false when it is not JSON.
  */
 static bool
-parse_reply(const StatementReply *reply, ReplyParse *rp)
+parse_reply(const ZerobusHttpReply *reply, ReplyParse *rp)
 {
 	JsonLexContext *lex;
 	JsonSemAction sem;
@@ -236,21 +209,6 @@ parse_reply(const StatementReply *reply, ReplyParse *rp)
 	jerr = pg_parse_json(lex, &sem);
 	zerobus_free_json_lex(lex);
 	return jerr == JSON_SUCCESS;
-}
-
-/* A printable excerpt of a reply that is not what was expected */
-static void
-reply_excerpt(char *dst, size_t dstlen, const StatementReply *reply)
-{
-	size_t		o = 0;
-
-	for (size_t i = 0; i < reply->len && o + 1 < dstlen && o < 200; i++)
-	{
-		unsigned char c = (unsigned char) reply->data[i];
-
-		dst[o++] = (c < 0x20 || c == 0x7f) ? ' ' : (char) c;
-	}
-	dst[o] = '\0';
 }
 
 /*
@@ -376,7 +334,8 @@ start_transfer(ZerobusStatement *st, const char *url, const char *body,
 		curl_easy_setopt(st->easy, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(st->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
 	}
-	curl_easy_setopt(st->easy, CURLOPT_WRITEFUNCTION, reply_cb);
+	st->reply.max = ZB_STMT_MAX_REPLY;
+	curl_easy_setopt(st->easy, CURLOPT_WRITEFUNCTION, zerobus_http_reply_cb);
 	curl_easy_setopt(st->easy, CURLOPT_WRITEDATA, &st->reply);
 	return st->easy;
 }
@@ -488,7 +447,7 @@ zerobus_statement_done(ZerobusStatement *st, CURLcode result)
 								ALLOCSET_SMALL_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);
 	json = result == CURLE_OK && parse_reply(&st->reply, &rp);
-	reply_excerpt(excerpt, sizeof(excerpt), &st->reply);
+	zerobus_http_reply_excerpt(excerpt, sizeof(excerpt), &st->reply);
 
 	if (phase == PH_CANCELING)
 		/* whatever the cancel's fate, the statement has run out of time */
@@ -745,4 +704,39 @@ zerobus_statements_run(const ZerobusWorkspace *ws, const char *const *sql,
 	}
 	PG_END_TRY();
 	return nrun;
+}
+
+/*
+ * Records statement sql, run for the target target_table of table relid of
+ * stream stream_id with result r, in zerobus.statement_log (shown by the
+ * zerobus.statements view).  The caller has SPI connected as the
+ * extension's owner (zerobus_catalog_begin() or zerobus_xact_begin()).
+ */
+void
+zerobus_statement_record(int32 stream_id, Oid relid, const char *target_table,
+						 const char *sql, const ZerobusStatementResult *r)
+{
+	ZerobusColumnValues args = {0};
+
+	zerobus_add_column(&args, "stream_id", INT4OID, Int32GetDatum(stream_id), false);
+	zerobus_add_column(&args, "relid", OIDOID, ObjectIdGetDatum(relid), false);
+	zerobus_add_column(&args, "target_table", TEXTOID,
+					   CStringGetTextDatum(target_table), false);
+	zerobus_add_column(&args, "statement_id", TEXTOID,
+					   r->statement_id ? CStringGetTextDatum(r->statement_id) : (Datum) 0,
+					   r->statement_id == NULL);
+	zerobus_add_column(&args, "statement", TEXTOID, CStringGetTextDatum(sql), false);
+	zerobus_add_column(&args, "state", TEXTOID, CStringGetTextDatum(r->state), false);
+	zerobus_add_column(&args, "error", TEXTOID,
+					   r->error ? CStringGetTextDatum(r->error) : (Datum) 0,
+					   r->error == NULL);
+	zerobus_add_column(&args, "started_at", TIMESTAMPTZOID,
+					   TimestampTzGetDatum(r->started_at), false);
+	zerobus_add_column(&args, "finished_at", TIMESTAMPTZOID,
+					   TimestampTzGetDatum(r->finished_at), false);
+	zerobus_execute_with_values("INSERT INTO zerobus.statement_log"
+								" (stream_id, relid, target_table, statement_id,"
+								"  statement, state, error, started_at, finished_at)"
+								" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+								&args, SPI_OK_INSERT);
 }

@@ -117,4 +117,9 @@ extern int	zerobus_statements_run(const ZerobusWorkspace *ws,
 								   const char *const *sql, int nsql,
 								   ZerobusStatementResult *results);
 
+/* Records a statement run in zerobus.statement_log (needs SPI) */
+extern void zerobus_statement_record(int32 stream_id, Oid relid,
+									 const char *target_table, const char *sql,
+									 const ZerobusStatementResult *r);
+
 #endif							/* ZEROBUS_STATEMENT_H */

@@ -131,31 +131,8 @@ record_statements(ZerobusWorkerState *ws, Evolution *ev)
 	zerobus_xact_begin(&xact, true);
 	for (int i = 0; i < ev->next; i++)
 	{
-		ZerobusStatementResult *r = &ev->results[i];
-		ZerobusColumnValues args = {0};
-
-		zerobus_add_column(&args, "stream_id", INT4OID, Int32GetDatum(ws->config->id), false);
-		zerobus_add_column(&args, "relid", OIDOID, ObjectIdGetDatum(ev->relid), false);
-		zerobus_add_column(&args, "target_table", TEXTOID,
-						   CStringGetTextDatum(ev->target_name), false);
-		zerobus_add_column(&args, "statement_id", TEXTOID,
-						   r->statement_id ? CStringGetTextDatum(r->statement_id) : (Datum) 0,
-						   r->statement_id == NULL);
-		zerobus_add_column(&args, "statement", TEXTOID,
-						   CStringGetTextDatum(ev->sql[i]), false);
-		zerobus_add_column(&args, "state", TEXTOID, CStringGetTextDatum(r->state), false);
-		zerobus_add_column(&args, "error", TEXTOID,
-						   r->error ? CStringGetTextDatum(r->error) : (Datum) 0,
-						   r->error == NULL);
-		zerobus_add_column(&args, "started_at", TIMESTAMPTZOID,
-						   TimestampTzGetDatum(r->started_at), false);
-		zerobus_add_column(&args, "finished_at", TIMESTAMPTZOID,
-						   TimestampTzGetDatum(r->finished_at), false);
-		zerobus_execute_with_values("INSERT INTO zerobus.statement_log"
-									" (stream_id, relid, target_table, statement_id,"
-									"  statement, state, error, started_at, finished_at)"
-									" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-									&args, SPI_OK_INSERT);
+		zerobus_statement_record(ws->config->id, ev->relid, ev->target_name,
+								 ev->sql[i], &ev->results[i]);
 	}
 	zerobus_xact_end(&xact);
 }
