@@ -89,6 +89,47 @@ REVOKE SELECT ON ddl_src FROM ddl_reader;
 REVOKE USAGE ON SCHEMA zerobus FROM ddl_reader;
 DROP ROLE ddl_reader;
 
+-- form 'mirror': the SQL that keeps a current-state mirror of a source
+-- table from its stream's change table, by the replica identity key
+CREATE TABLE ddl_pair (a int4, "order" text, v text, PRIMARY KEY (a, "order"));
+CREATE TABLE ddl_full (id int4 PRIMARY KEY, v text);
+ALTER TABLE ddl_full REPLICA IDENTITY FULL;
+CREATE TABLE ddl_ident (id int4, code text NOT NULL, v text);
+CREATE UNIQUE INDEX ddl_ident_code ON ddl_ident (code);
+ALTER TABLE ddl_ident REPLICA IDENTITY USING INDEX ddl_ident_code;
+CREATE TABLE ddl_nokey (id int4, v text);
+CREATE TABLE ddl_fullnokey (id int4, v text);
+ALTER TABLE ddl_fullnokey REPLICA IDENTITY FULL;
+CREATE TABLE ddl_hidden (id int4 PRIMARY KEY, v text);
+SET client_min_messages = error;
+CREATE PUBLICATION ddl_pub FOR TABLE ddl_src, ddl_pair, ddl_full, ddl_ident,
+	ddl_nokey, ddl_fullnokey;
+CREATE PUBLICATION ddl_inserts FOR TABLE ddl_hidden (v) WITH (publish = 'insert');
+SELECT zerobus.create_stream('ddl_s', 'ddl_pub', 'https://e.example.com',
+	'https://w.example.com', 'id', 'secret', 'main', 'cdc',
+	table_map => '{"public.ddl_pair": "main.other.pairs"}') > 0 AS created;
+SELECT zerobus.create_stream('ddl_ins', 'ddl_inserts', 'https://e.example.com',
+	'https://w.example.com', 'id', 'secret', 'main', 'cdc') > 0 AS created;
+RESET client_min_messages;
+SELECT zerobus.target_ddl('ddl_src', stream => 'ddl_s', form => 'mirror');
+-- a composite key with a reserved word, the mirror named
+SELECT zerobus.target_ddl('ddl_pair', 'main.current.pairs', 'ddl_s', 'mirror');
+-- REPLICA IDENTITY FULL: the primary key
+SELECT zerobus.target_ddl('ddl_full', stream => 'ddl_s', form => 'mirror');
+-- REPLICA IDENTITY USING INDEX: the index's columns
+SELECT zerobus.target_ddl('ddl_ident', stream => 'ddl_s', form => 'mirror');
+-- no key to mirror by
+SELECT zerobus.target_ddl('ddl_nokey', stream => 'ddl_s', form => 'mirror');
+SELECT zerobus.target_ddl('ddl_fullnokey', stream => 'ddl_s', form => 'mirror');
+SELECT zerobus.target_ddl('ddl_hidden', stream => 'ddl_ins', form => 'mirror');
+-- the mirror form needs a stream; the forms
+SELECT zerobus.target_ddl('ddl_src', 'main.sales.orders', form => 'mirror');
+SELECT zerobus.target_ddl('ddl_src', 'main.sales.orders', form => 'mirrors');
+SELECT zerobus.drop_stream('ddl_s');
+SELECT zerobus.drop_stream('ddl_ins');
+DROP PUBLICATION ddl_pub, ddl_inserts;
+DROP TABLE ddl_pair, ddl_full, ddl_ident, ddl_nokey, ddl_fullnokey, ddl_hidden;
+
 -- a NULL source gives NULL
 SELECT zerobus.target_ddl(NULL, 'main.sales.orders') IS NULL AS is_null;
 

@@ -110,3 +110,6 @@ COMMENT ON FUNCTION create_stream(text, text, text, text, text, text, text, text
 'create a stream and its logical replication slot (and, with create_targets, its missing target tables in Databricks); returns the stream id';
 
 REVOKE ALL ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text, bool, text, bool) FROM PUBLIC;
+
+COMMENT ON FUNCTION target_ddl(regclass, text, text, text) IS
+'Databricks SQL for the Delta table that receives the changes of a source table: its CREATE TABLE (form ''create''), the ALTER TABLE statements that bring it from the columns it accepted in a stream to the source table''s columns (form ''alter''), or the AUTO CDC flow and the MERGE that keep a mirror table equal to the source table from it (form ''mirror'')';

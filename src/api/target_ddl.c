@@ -23,6 +23,7 @@
 #include "zerobus.h"
 
 #include "access/relation.h"
+#include "access/sysattr.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -33,6 +34,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 
 #include "delta_schema.h"
 #include "store.h"
@@ -56,15 +58,16 @@ append_sql_string(StringInfo out, const char *s)
 
 /*
  * The CREATE TABLE statement for the target of plan, named target_table
- * (validated here).  Columns whose values are sent as their type's text
+ * (validated here), or with mirror that of its mirror table: the source
+ * columns alone.  Columns whose values are sent as their type's text
  * output carry a SQL comment saying so.
  */
 char *
 zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
-						const char *target_table)
+						const char *target_table, bool mirror)
 {
 	StringInfoData out;
-	int			nmeta = zerobus_plan_nmeta(plan);
+	int			nmeta = mirror ? 0 : zerobus_plan_nmeta(plan);
 	int			i;
 
 	initStringInfo(&out);
@@ -75,8 +78,9 @@ zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 	{
 		const ZerobusField *col = &plan->columns[i];
 
-		appendStringInfo(&out, "  %s %s,", zerobus_delta_identifier(col->name),
-						 col->type->delta_type);
+		appendStringInfo(&out, "  %s %s%s", zerobus_delta_identifier(col->name),
+						 col->type->delta_type,
+						 i == plan->ncolumns - 1 && nmeta == 0 ? "" : ",");
 		if (col->type->as_text)
 			appendStringInfo(&out, " -- %s, sent as text", col->pg_type);
 		else if (zerobus_type_has_text_output(col->type))
@@ -90,7 +94,9 @@ zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 						 i < ZB_META_UNCHANGED_COLUMNS ? " NOT NULL" : "",
 						 i == nmeta - 1 ? "" : ",");
 	appendStringInfoString(&out, ") USING DELTA COMMENT ");
-	append_sql_string(&out, psprintf("Changes of PostgreSQL table %s, streamed by zerobus",
+	append_sql_string(&out, psprintf(mirror ?
+									 "Current state of PostgreSQL table %s, kept from its changes" :
+									 "Changes of PostgreSQL table %s, streamed by zerobus",
 									 quote_qualified_identifier(plan->schema_name,
 																plan->table_name)));
 	/*
@@ -103,6 +109,175 @@ zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 	appendStringInfoString(&out, "\nTBLPROPERTIES ("
 						   "'delta.columnMapping.mode' = 'name', "
 						   "'delta.enableTypeWidening' = 'true');");
+	return out.data;
+}
+
+/*
+ * The key columns of the mirror of rel: its replica identity index, or its
+ * primary key under REPLICA IDENTITY FULL (deletes then carry every
+ * column, the key too), as attribute numbers offset by
+ * FirstLowInvalidHeapAttributeNumber.  Without either, or with a key
+ * column the stream does not publish, no record names the row it changes
+ * unambiguously, so there is no mirror to keep.
+ */
+static Bitmapset *
+mirror_key(Relation rel, const ZerobusRecordPlan *plan)
+{
+	Bitmapset  *key;
+	int			published = 0;
+	int			i;
+
+	key = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
+	if (bms_is_empty(key) &&
+		rel->rd_rel->relreplident == REPLICA_IDENTITY_FULL)
+		key = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
+	for (i = 0; i < plan->ncolumns; i++)
+		if (bms_is_member(plan->columns[i].attnum - FirstLowInvalidHeapAttributeNumber,
+						  key))
+			published++;
+	if (bms_is_empty(key) || published != bms_num_members(key))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" has no replica identity key to mirror by",
+						RelationGetRelationName(rel)),
+				 errdetail(bms_is_empty(key) ?
+						   "A mirror is kept by key, and the table has neither a replica identity index nor a primary key." :
+						   "A mirror is kept by key, and the stream's publication does not publish every key column."),
+				 errhint("Give the table a primary key or a replica identity index (ALTER TABLE ... REPLICA IDENTITY USING INDEX), published in full, or fold its change table as a multiset.")));
+	return key;
+}
+
+/*
+ * The Databricks SQL that keeps mirror, a table equal to the source of
+ * plan, from its change table: a Lakeflow declarative pipeline's AUTO CDC
+ * flow, then for users without pipelines the CREATE TABLE and MERGE that
+ * do the same.
+ *
+ * Both apply each key's last record by (_commit_lsn, _seq), the order of
+ * the changes in the source (a snapshot row's _commit_lsn is its chunk's
+ * watermark, see initial_snapshot.c), so the order in which records
+ * landed does not matter, and a record delivered twice is the same record
+ * at the same position: duplicates are harmless.  Deletes and update
+ * preimages remove their key; an UPDATE that changes the key is a
+ * preimage of the old key then a postimage of the new one (_seq + 1), and
+ * under REPLICA IDENTITY FULL an UPDATE that keeps the key is a preimage
+ * followed by the postimage of the same key, which wins.  Inserts,
+ * postimages and snapshot rows are upserts.  The MERGE reads the whole
+ * change table each time and only overwrites a row with the values of its
+ * key's last record, so it is idempotent and may run at any time.  A
+ * varlena column left out of an update's record (unchanged TOAST) takes
+ * the value of the key's last record that has it; AUTO CDC has no such
+ * per-record choice and applies it as NULL (README).
+ *
+ * AUTO CDC syntax as Databricks documents it ("AUTO CDC INTO (Lakeflow
+ * Declarative Pipelines)", docs.databricks.com and docs.azure.cn
+ * dlt-sql-ref-apply-changes-into: CREATE FLOW ... AS AUTO CDC INTO ...
+ * FROM ... KEYS ... APPLY AS DELETE WHEN ... SEQUENCE BY ... COLUMNS *
+ * EXCEPT (...) STORED AS SCD TYPE 1; SEQUENCE BY takes a struct to order
+ * by several columns).  last_value(expr) IGNORE NULLS OVER ... as in
+ * Databricks' "last_value aggregate function" page.
+ */
+static char *
+mirror_text(Relation rel, const ZerobusRecordPlan *plan,
+			const char *change_table, const char *mirror)
+{
+	Bitmapset  *key = mirror_key(rel, plan);
+	int			nmeta = zerobus_plan_nmeta(plan);
+	const char *type = zerobus_meta_names[ZB_META_CHANGE_TYPE];
+	const char *lsn = zerobus_meta_names[ZB_META_COMMIT_LSN];
+	const char *seq = zerobus_meta_names[ZB_META_SEQ];
+	StringInfoData out;
+	StringInfoData keys;
+	StringInfoData is_delete;
+	StringInfoData on;
+	StringInfoData set;
+	StringInfoData names;
+	StringInfoData values;
+	StringInfoData sent;
+	int			i;
+
+	initStringInfo(&keys);
+	initStringInfo(&names);
+	initStringInfo(&sent);
+	initStringInfo(&on);
+	initStringInfo(&set);
+	initStringInfo(&values);
+	for (i = 0; i < plan->ncolumns; i++)
+	{
+		const ZerobusField *col = &plan->columns[i];
+		const char *name = zerobus_delta_identifier(col->name);
+
+		appendStringInfo(&names, "%s%s", names.len ? ", " : "", name);
+		if (bms_is_member(col->attnum - FirstLowInvalidHeapAttributeNumber,
+						  key))
+		{
+			appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", name);
+			appendStringInfo(&on, "%ss.%s = t.%s", on.len ? " AND " : "",
+							 name, name);
+		}
+		else if (get_typlen(col->type->typid) == -1)
+		{
+			/*
+			 * A varlena value may be TOASTed, and an UPDATE that leaves it
+			 * alone does not send it (the column is in _unchanged_columns):
+			 * its value is that of the key's last record that sent it, or
+			 * the mirror's when no record of the change table did.
+			 */
+			const char *last = zerobus_delta_identifier(psprintf("_sent_%s",
+																 col->name));
+
+			appendStringInfo(&sent, ",\n      last_value(CASE WHEN %s IN ('insert', 'update_postimage', 'snapshot') "
+							 "AND NOT coalesce(array_contains(%s, ",
+							 type, zerobus_meta_names[ZB_META_UNCHANGED_COLUMNS]);
+			append_sql_string(&sent, col->name);
+			appendStringInfo(&sent, "), false) THEN named_struct('v', %s) END) IGNORE NULLS OVER w AS %s",
+							 name, last);
+			appendStringInfo(&set, "%s%s = CASE WHEN s.%s IS NULL THEN t.%s ELSE s.%s.v END",
+							 set.len ? ", " : "", name, last, name, last);
+			appendStringInfo(&values, "%ss.%s.v", values.len ? ", " : "", last);
+			continue;
+		}
+		appendStringInfo(&set, "%s%s = s.%s", set.len ? ", " : "", name, name);
+		appendStringInfo(&values, "%ss.%s", values.len ? ", " : "", name);
+	}
+	initStringInfo(&is_delete);
+	appendStringInfo(&is_delete, "%s IN ('delete', 'update_preimage')", type);
+
+	initStringInfo(&out);
+	appendStringInfoString(&out,
+						   "-- In a Lakeflow declarative pipeline:\n"
+						   "CREATE OR REFRESH STREAMING TABLE ");
+	zerobus_append_target_name(&out, mirror);
+	appendStringInfo(&out, ";\nCREATE FLOW %s AS AUTO CDC INTO ",
+					 zerobus_delta_identifier(psprintf("%s_cdc",
+													   strrchr(mirror, '.') + 1)));
+	zerobus_append_target_name(&out, mirror);
+	appendStringInfoString(&out, "\nFROM stream(");
+	zerobus_append_target_name(&out, change_table);
+	appendStringInfo(&out, ")\nKEYS (%s)\nAPPLY AS DELETE WHEN %s\n"
+					 "SEQUENCE BY struct(%s, %s)\nCOLUMNS * EXCEPT (",
+					 keys.data, is_delete.data, lsn, seq);
+	for (i = 0; i < nmeta; i++)
+		appendStringInfo(&out, "%s%s", i ? ", " : "", zerobus_meta_names[i]);
+	appendStringInfoString(&out, ")\nSTORED AS SCD TYPE 1;\n\n"
+						   "-- Without pipelines, run the MERGE whenever the mirror should catch up:\n");
+	appendStringInfoString(&out, zerobus_target_ddl_text(plan, mirror, true));
+	appendStringInfoString(&out, "\nMERGE INTO ");
+	zerobus_append_target_name(&out, mirror);
+	appendStringInfo(&out, " AS t\nUSING (\n  SELECT * FROM (\n"
+					 "    SELECT *,\n      row_number() OVER (PARTITION BY %s ORDER BY %s DESC, %s DESC) AS _last%s\n"
+					 "    FROM ", keys.data, lsn, seq, sent.data);
+	zerobus_append_target_name(&out, change_table);
+	if (sent.len)
+		appendStringInfo(&out, "\n    WINDOW w AS (PARTITION BY %s ORDER BY %s, %s "
+						 "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)",
+						 keys.data, lsn, seq);
+	appendStringInfo(&out, "\n  ) AS c WHERE _last = 1\n) AS s\nON %s\n"
+					 "WHEN MATCHED AND s.%s THEN DELETE\n"
+					 "WHEN MATCHED THEN UPDATE SET %s\n"
+					 "WHEN NOT MATCHED AND NOT s.%s THEN INSERT (%s) VALUES (%s);",
+					 on.data, is_delete.data, set.data, is_delete.data,
+					 names.data, values.data);
 	return out.data;
 }
 
@@ -156,7 +331,10 @@ zerobus_published_columns(const char *publication, Oid relid)
  * stream to the source table's published columns now; the worker's hint
  * for a rejected descriptor comes from the same code.  With stream given,
  * target_table defaults to the stream's target table for source and the
- * columns are those its publication publishes.  Requires ownership of the
+ * columns are those its publication publishes.  form 'mirror' (stream
+ * required): the SQL that keeps a mirror table, target_table (default the
+ * stream's target table followed by _mirror), equal to source from the
+ * stream's target table, see mirror_text().  Requires ownership of the
  * source table or SELECT privilege on it.
  */
 Datum
@@ -167,6 +345,8 @@ zerobus_target_ddl(PG_FUNCTION_ARGS)
 	char	   *stream = NULL;
 	char	   *form = "create";
 	bool		alter;
+	bool		mirror;
+	char	   *change_table = NULL;
 	int32		stream_id = 0;
 	Bitmapset  *columns = NULL;
 	Relation	rel;
@@ -182,18 +362,22 @@ zerobus_target_ddl(PG_FUNCTION_ARGS)
 		stream = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	if (!PG_ARGISNULL(3))
 		form = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	if (strcmp(form, "create") != 0 && strcmp(form, "alter") != 0)
+	if (strcmp(form, "create") != 0 && strcmp(form, "alter") != 0 &&
+		strcmp(form, "mirror") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid form \"%s\"", form),
-				 errhint("The form is 'create' or 'alter'.")));
+				 errhint("The form is 'create', 'alter' or 'mirror'.")));
 	alter = (form[0] == 'a');
-	if (stream == NULL && (alter || target_table == NULL))
+	mirror = (form[0] == 'm');
+	if (stream == NULL && (alter || mirror || target_table == NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg(alter ? "the alter form needs a stream" :
+						mirror ? "the mirror form needs a stream" :
 						"target_table or stream must be given"),
-				 errhint("The stream knows the target table and the columns it accepted.")));
+				 errhint(mirror ? "The stream knows the change table the mirror is kept from." :
+						 "The stream knows the target table and the columns it accepted.")));
 
 	rel = zerobus_open_table(relid);
 	if (rel->rd_rel->relkind != RELKIND_RELATION &&
@@ -231,16 +415,20 @@ zerobus_target_ddl(PG_FUNCTION_ARGS)
 		SPI_finish();
 
 		config = zerobus_stream_load(stream_id, false);
+		change_table = zerobus_stream_target_table(config,
+												   get_namespace_name(RelationGetNamespace(rel)),
+												   RelationGetRelationName(rel));
 		if (target_table == NULL)
-			target_table = zerobus_stream_target_table(config,
-													   get_namespace_name(RelationGetNamespace(rel)),
-													   RelationGetRelationName(rel));
+			target_table = mirror ? psprintf("%s_mirror", change_table) :
+				change_table;
 		columns = zerobus_published_columns(config->publication, relid);
 	}
 
 	plan = zerobus_plan_build(rel, columns, CurrentMemoryContext);
-	if (!alter)
-		ddl = zerobus_target_ddl_text(plan, target_table);
+	if (mirror)
+		ddl = mirror_text(rel, plan, change_table, target_table);
+	else if (!alter)
+		ddl = zerobus_target_ddl_text(plan, target_table, false);
 	else
 	{
 		ZerobusColumnSet accepted;

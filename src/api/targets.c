@@ -105,7 +105,7 @@ tables_to_create(ZerobusStreamConfig *config, List *relids)
 		ZerobusRecordPlan *plan = zerobus_plan_build(rel, columns,
 													 CurrentMemoryContext);
 
-		t->ddl = zerobus_target_ddl_text(plan, t->target);
+		t->ddl = zerobus_target_ddl_text(plan, t->target, false);
 		zerobus_plan_free(plan);
 		relation_close(rel, AccessShareLock);
 	}

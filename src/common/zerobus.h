@@ -230,7 +230,7 @@ extern void zerobus_render_record(StringInfo out,
 
 /* target_ddl.c, delta_schema.c */
 extern char *zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
-									 const char *target_table);
+									 const char *target_table, bool mirror);
 extern Bitmapset *zerobus_published_columns(const char *publication,
 											Oid relid);
 extern bool zerobus_is_identifier(const char *name);
