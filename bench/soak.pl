@@ -19,8 +19,8 @@
 #	  updates that leave the body alone (unchanged TOAST), body updates,
 #	  deletes;
 #	a transaction touching orders, events and docs at once (two streams);
-#	big: every 40 s one transaction inserting 120,000 rows and deleting the
-#	  batch before it;
+#	big: every 40 s (at most eight times) one transaction inserting 120,000
+#	  rows and deleting the batch before it;
 #	late: upserts from the start, added to a publication half-way (the
 #	  worker snapshots it, then streams its changes).
 # Streams: s1 (orders, events), s2 (docs, then late), s3 (big), each with
@@ -49,6 +49,11 @@
 # faults by kind, recovery after each kind (until every slot advances
 # again), duplicates, peak lag, worker peak memory, samples and violations.
 # Exit status 0 only with no violation and every table equal.
+#
+# --inject-loss SECONDS checks the oracle itself: at that time it pauses
+# s1, commits a row into orders and advances s1's slot past it by hand
+# (what a worker confirming too early would do), then resumes s1; the run
+# must stop with a violation.
 
 use strict;
 use warnings;
@@ -70,13 +75,16 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use ZerobusTest;
 
-my ($minutes, $seed, $fault_interval, $json_file) = (2, 1, 1.8, undef);
+my ($minutes, $seed, $fault_interval, $json_file, $inject_loss) =
+  (2, 1, 1.8, undef, undef);
 GetOptions(
 	'minutes=f' => \$minutes,
 	'seed=i' => \$seed,
 	'fault-interval=f' => \$fault_interval,
-	'json=s' => \$json_file)
-  or die "usage: soak.pl --minutes N --seed S [--fault-interval S] [--json FILE]\n";
+	'json=s' => \$json_file,
+	'inject-loss=f' => \$inject_loss)
+  or die
+  "usage: soak.pl --minutes N --seed S [--fault-interval S] [--json FILE] [--inject-loss SECONDS]\n";
 
 # The helpers report through Test::More; this is no test, so its output is
 # dropped and its end-of-run checks are off.  PostgreSQL::Test::Utils sends
@@ -145,6 +153,9 @@ $relay_h = IPC::Run::start(
 	"$PostgreSQL::Test::Utils::log_path/relay.log");
 poll_until(sub { $relay_h->pump_nb; $relay_out =~ /\n/ })
   or die "the relay did not start";
+# the relay and the session go with the driver, also when it is interrupted
+END { $relay_h->kill_kill if $relay_h; drop_psql(); }
+$SIG{INT} = $SIG{TERM} = sub { die "interrupted\n" };
 my $relay = decode_json((split /\n/, $relay_out)[0]);
 
 sub relay_call
@@ -284,9 +295,11 @@ sub run_pgbench
 	return;
 }
 
-# Every 40 s from 15 s on: one transaction inserting 120,000 rows into big
-# and deleting the batch before it.
+# From 15 s on, every 40 s (in longer runs eight times in all, so that the
+# Delta table stays small enough to fold at the end): one transaction
+# inserting 120,000 rows into big and deleting the batch before it.
 my ($big, $big_next, $big_batch) = (undef, 15, 0);
+my $big_every = max(40, $duration / 8);
 
 sub run_big
 {
@@ -297,7 +310,7 @@ sub run_big
 		$big = undef;
 	}
 	return if $big || now() < $big_next || now() > $duration - 10;
-	$big_next += 40;
+	$big_next += $big_every;
 	my $from = $big_batch * 120000 + 1;
 	my $to = $from + 119999;
 	$big_batch++;
@@ -327,17 +340,32 @@ my ($samples, $violations, $peak_lag) = (0, 0, 0);
 my (@history, $violation);
 my %target_of = map { my $s = $_; map { ($_ => "main.cdc.$_") } @{ $pub_tables{$s} } } @STREAMS;
 
+# Runs $sql in the driver's session, opened when needed; dies when it fails
+# (PostgreSQL restarting kills the session, which is then closed, its
+# process and pipes gone, and opened again at the next call).
 sub psql_query
 {
 	my ($sql) = @_;
 	if (!$psql)
 	{
-		$psql = $node->background_psql('postgres', timeout => 60);
+		$psql = $node->background_psql('postgres', timeout => 60, wait => 0);
 		$psql->set_query_timer_restart;
 	}
-	my ($out, $err) = $psql->query($sql);
-	die "sampling query failed: $psql->{stderr}" if $err;
+	my ($out, $err) = eval { $psql->query($sql) };
+	if (!defined $out || $err)
+	{
+		my $why = $@ || $psql->{stderr};
+		drop_psql();
+		die "query failed: $why";
+	}
 	return $out;
+}
+
+sub drop_psql
+{
+	$psql->{run}->kill_kill if $psql;
+	$psql = undef;
+	return;
 }
 
 # Reads the slots first, then the twins and the emulator, so that what the
@@ -360,11 +388,7 @@ sub sample
 			FROM pg_replication_slots s JOIN zerobus.stat_streams z USING (slot_name);
 			$twins});
 	};
-	if (!defined $out)
-	{
-		$psql = undef;
-		return 0;
-	}
+	return 0 unless defined $out;
 	my %slot;
 	for my $line (split /\n/, $out)
 	{
@@ -498,7 +522,7 @@ my %FAULTS = (
 		undef,
 		sub {
 			my $r = emulator_api($emu, 'POST', '/admin/streams/expire_idle',
-				{ idle_ms => 1000 });
+				{ idle_ms => 100 });
 			return "$r->{expired} idle streams ended by the server";
 		},
 		undef, 1
@@ -521,7 +545,7 @@ my %FAULTS = (
 			return undef unless @pids;
 			my $pid = $pids[ int(rand(@pids)) ];
 			kill 'KILL', $pid;
-			$psql = undef;
+			drop_psql();
 			return "worker pid $pid";
 		},
 		undef, 0
@@ -531,7 +555,7 @@ my %FAULTS = (
 		sub {
 			$node->stop('immediate');
 			$node->start;
-			$psql = undef;
+			drop_psql();
 			return 'immediate shutdown and start';
 		},
 		undef, 0
@@ -599,7 +623,6 @@ sub start_fault
 	my $detail = eval { $start->() };
 	if (!defined $detail)
 	{
-		$psql = undef if $@;
 		return 0;
 	}
 	my $f = { kind => $kind, at => now(), detail => $detail };
@@ -634,7 +657,6 @@ sub end_faults
 		if (($needs_emu && !$emu_up && $f->{kind} ne 'emulator_kill')
 			|| !eval { $end->($f); 1 })
 		{
-			$psql = undef;
 			push @still, $f;
 			next;
 		}
@@ -695,6 +717,24 @@ sub sample_memory
 ######################################################################
 # The run.
 
+# What --inject-loss does: s1's slot passes a transaction its worker never
+# saw.
+sub lose_data
+{
+	psql_query("SELECT zerobus.pause_stream('s1')");
+	poll_until(
+		sub {
+			psql_query(
+				"SELECT NOT active FROM pg_replication_slots WHERE slot_name = 'zerobus_s1'"
+			) eq 't';
+		}) or die 'slot zerobus_s1 stays active';
+	psql_query(
+		q{INSERT INTO orders (customer, amount, status, updated) VALUES (-1, 0, 'lost', now());
+		SELECT pg_replication_slot_advance('zerobus_s1', pg_current_wal_lsn());
+		SELECT zerobus.resume_stream('s1')});
+	return;
+}
+
 sub stop_on_violation
 {
 	return unless $violation;
@@ -731,6 +771,11 @@ while (now() < $duration)
 		push @tables_now, 'main.cdc.late';
 		$late_added = 1;
 		say 'table late added to publication pub_s2';
+	}
+	if (defined $inject_loss && now() >= $inject_loss && eval { lose_data(); 1 })
+	{
+		say 'data lost on purpose: slot of s1 advanced past a transaction never sent';
+		$inject_loss = undef;
 	}
 	end_faults(0);
 	if (now() >= $next_fault_at && start_fault($next_kind))

@@ -6,7 +6,8 @@
 # holds as durable.  No sample may find a slot past a transaction whose
 # records are not all durable, every fault kind must have been injected,
 # the streams must drain, and every Delta table, folded, must equal its
-# source.
+# source.  Then a short run in which a slot is advanced by hand past data
+# never sent must stop with a violation: the oracle can fail.
 
 use strict;
 use warnings;
@@ -48,5 +49,25 @@ for my $t (qw(orders events docs big late))
 {
 	ok($r->{tables_equal}{$t}, "Delta table $t equals its source");
 }
+
+# The oracle can fail: a slot advanced by hand past a transaction that was
+# never sent stops the run with a violation.
+$report = PostgreSQL::Test::Utils::tempdir() . '/loss.json';
+$ok = IPC::Run::run(
+	[
+		'perl', "$top/bench/soak.pl", '--minutes', 1,
+		'--seed', $seed, '--inject-loss', 10, '--json', $report
+	],
+	'<', \undef, '>', \$out, '2>&1');
+note $out;
+ok(!$ok, 'soak with a slot advanced past unsent data exits with failure');
+$r = decode_json(PostgreSQL::Test::Utils::slurp_file($report));
+is($r->{violations}, 1, 'the oracle found the violation');
+like(
+	$r->{violation},
+	qr/^stream s1: slot confirmed_flush_lsn \S+ is past transaction \d+ .*the emulator holds 0 as durable/,
+	'the violation names the stream, the LSNs and the records missing');
+like($out, qr/seed $seed, at .*fault history:/s,
+	'the run printed the seed and the fault history');
 
 done_testing();
