@@ -337,6 +337,7 @@ my %durable;		# target table -> xid -> records held
 my ($feed_gen, $feed_next) = ('', 0);
 my %written = (transactions => 0, rows => 0, records => 0);
 my ($samples, $violations, $peak_lag) = (0, 0, 0);
+my ($last_sample, $max_gap) = (0, 0);    # the longest time without a sample
 my (@history, $violation);
 my %target_of = map { my $s = $_; map { ($_ => "main.cdc.$_") } @{ $pub_tables{$s} } } @STREAMS;
 
@@ -416,6 +417,8 @@ sub sample
 	$durable{ $_->[0] }{ $_->[1] } = $_->[2] for @{ $feed->{changes} };
 	($feed_gen, $feed_next) = ($feed->{generation}, $feed->{next});
 	$samples++;
+	$max_gap = max($max_gap, now() - $last_sample) if $last_sample;
+	$last_sample = now();
 	for my $s (@STREAMS)
 	{
 		my $conf = $slot{$s} // next;
@@ -882,6 +885,7 @@ sub report
 		worker_peak_vmhwm_kb => $mem{vmhwm_kb},
 		worker_peak_rssanon_kb => $mem{rssanon_kb},
 		samples => $samples,
+		sample_gap_max_s => $max_gap,
 		violations => $violations,
 		violation => $violation,
 		drained => $drained ? JSON::PP::true : JSON::PP::false,
@@ -905,7 +909,8 @@ sub report
 	out("peak lag: %.1f MB of WAL\n", $peak_lag / 1048576);
 	out("worker peak memory: VmHWM %.1f MB, private (RssAnon) %.1f MB\n",
 	  $mem{vmhwm_kb} / 1024, $mem{rssanon_kb} / 1024);
-	out("invariant: %d samples, %d violations\n", $samples, $violations);
+	out("invariant: %d samples (%.0f ms apart on average, %.1f s at most), %d violations\n",
+		$samples, $last_sample / max($samples, 1) * 1000, $max_gap, $violations);
 	out("drain after the faults: %.1f s\n", $drain_s // 0);
 	if ($json_file)
 	{
