@@ -154,7 +154,12 @@ $relay_h = IPC::Run::start(
 poll_until(sub { $relay_h->pump_nb; $relay_out =~ /\n/ })
   or die "the relay did not start";
 # the relay and the session go with the driver, also when it is interrupted
-END { $relay_h->kill_kill if $relay_h; drop_psql(); }
+END
+{
+	local $?;    # kill_kill's waitpid must not change the exit status
+	$relay_h->kill_kill if $relay_h;
+	drop_psql();
+}
 $SIG{INT} = $SIG{TERM} = sub { die "interrupted\n" };
 my $relay = decode_json((split /\n/, $relay_out)[0]);
 
@@ -334,6 +339,8 @@ my $psql;
 my %confirmed;		# stream -> confirmed_flush_lsn (bytes) at the last sample
 my %pending;		# stream -> [[commit lsn, xid, records], ...] in commit order
 my %durable;		# target table -> xid -> records held
+my %known;			# stream -> xid -> 1: the transactions the twin gave
+my %twin_upto;		# stream -> end LSN of the last transaction read from the twin
 my ($feed_gen, $feed_next) = ('', 0);
 my %written = (transactions => 0, rows => 0, records => 0);
 my ($samples, $violations, $peak_lag) = (0, 0, 0);
@@ -370,17 +377,28 @@ sub drop_psql
 }
 
 # Reads the slots first, then the twins and the emulator, so that what the
-# oracle knows as durable is never older than the slots it checks.
+# oracle knows as durable is never older than the slots it checks.  The
+# twins are peeked at, and advanced past what was read at the next sample:
+# a batch that fails (PostgreSQL going down) loses nothing, and what a twin
+# gives again (also after a crash, which loses a slot's position read over
+# SQL, as PostgreSQL documents) is known already.
 sub sample
 {
 	my $out = eval {
 		my $twins = join ";\n", map {
-			qq{SELECT '$_', xid, sum(CASE get_byte(data, 0) WHEN 73 THEN 1 WHEN 68 THEN 1
+			my $advance =
+			  $twin_upto{$_}
+			  ? "SELECT 'advanced' FROM pg_replication_slot_advance('oracle_$_', '"
+			  . lsn_text($twin_upto{$_}) . "');"
+			  : '';
+			qq{$advance
+			SELECT 'twin', '$_', xid, sum(CASE get_byte(data, 0) WHEN 73 THEN 1 WHEN 68 THEN 1
 				WHEN 85 THEN CASE WHEN get_byte(data, 5) IN (75, 79) THEN 2 ELSE 1 END ELSE 0 END),
 			  sum(CASE WHEN get_byte(data, 0) IN (73, 68, 85) THEN 1 ELSE 0 END),
 			  max(CASE WHEN get_byte(data, 0) = 67
-				THEN ('x' || encode(substr(data, 3, 8), 'hex'))::bit(64)::bigint END) AS commit_lsn
-			FROM pg_logical_slot_get_binary_changes('oracle_$_', NULL, NULL,
+				THEN ('x' || encode(substr(data, 3, 8), 'hex'))::bit(64)::bigint END) AS commit_lsn,
+			  max(lsn) - '0/0'
+			FROM pg_logical_slot_peek_binary_changes('oracle_$_', NULL, NULL,
 				'proto_version', '1', 'publication_names', 'pub_$_')
 			GROUP BY xid ORDER BY commit_lsn}
 		} @STREAMS;
@@ -399,12 +417,15 @@ sub sample
 			$slot{ $f[1] } = $f[2];
 			$peak_lag = max($peak_lag, $f[3] - $f[2]);
 		}
-		elsif ($f[2] > 0)
+		elsif ($f[0] eq 'twin')
 		{
-			push @{ $pending{ $f[0] } }, [ $f[4], $f[1], $f[2] ];
+			my ($s, $xid, $records, $rows, $commit, $end) = @f[ 1 .. 6 ];
+			$twin_upto{$s} = max($twin_upto{$s} // 0, $end);
+			next if !$records || $known{$s}{$xid}++;
+			push @{ $pending{$s} }, [ $commit, $xid, $records ];
 			$written{transactions}++;
-			$written{records} += $f[2];
-			$written{rows} += $f[3];
+			$written{records} += $records;
+			$written{rows} += $rows;
 		}
 	}
 	return 0 unless $emu_up;
