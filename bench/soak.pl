@@ -554,9 +554,11 @@ my %FAULTS = (
 	token_expiry => [
 		[ 1, 2 ],
 		sub {
-			emulator_api($emu, 'POST', '/admin/tokens/expire', {});
+			# the tokens in use, not one just fetched: zerobus takes the
+			# refusal of a token fetched for a call as final
+			emulator_api($emu, 'POST', '/admin/tokens/expire', { used => JSON::PP::true });
 			emulator_faults({ unavailable => 1 });
-			return 'tokens expired, streams ended at their next request';
+			return 'tokens in use expired, streams ended at their next request';
 		},
 		sub { emulator_faults({ unavailable => undef }) },
 		1
@@ -841,7 +843,12 @@ my $drained = poll_until(
 		$ok && !grep { ($confirmed{$_} // 0) < $end_lsn } @STREAMS;
 	});
 my $drain_s = now() - $faults_stop;
-say $drained ? sprintf('drained in %.1f s', $drain_s) : 'streams did not drain in time';
+say $drained
+  ? sprintf('drained in %.1f s', $drain_s)
+  : 'streams did not drain in time: '
+  . $node->safe_psql('postgres',
+	"SELECT string_agg(name || ' ' || state || coalesce(' (' || paused_reason || ')', ''), '; ') FROM zerobus.stat_streams"
+  );
 
 my %tables_equal;
 my ($delta_records, $delta_duplicates) = (0, 0);

@@ -231,6 +231,10 @@ async function route(emu, req, url, body) {
 	}
 	if (p === '/admin/tokens/expire' && method === 'POST') {
 		const b = parseJson(body);
+		if (b.used) {
+			emu.faults.expireUsedTokens();
+			return { expired: 'used' };
+		}
 		emu.faults.expireTokens(b.client_id);
 		return { expired: b.client_id || 'all' };
 	}

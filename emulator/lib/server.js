@@ -469,6 +469,7 @@ class Emulator {
 		const claims = this.catalog.verifyToken(m[1], this.faults);
 		if (!claims.ok)
 			throw new StatusError(Status.UNAUTHENTICATED, claims.reason);
+		this.faults.tokenUsed(m[1]);
 		const hdr = headerTable(call);
 		if (!hdr)
 			throw new StatusError(Status.INVALID_ARGUMENT, 'missing x-databricks-zerobus-table-name header');
