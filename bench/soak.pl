@@ -160,7 +160,7 @@ END
 	$relay_h->kill_kill if $relay_h;
 	drop_psql();
 }
-$SIG{INT} = $SIG{TERM} = sub { die "interrupted\n" };
+$SIG{INT} = $SIG{TERM} = sub { exit 1 };    # exit: an eval would catch a die
 my $relay = decode_json((split /\n/, $relay_out)[0]);
 
 sub relay_call
