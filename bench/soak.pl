@@ -19,7 +19,7 @@
 #	  updates that leave the body alone (unchanged TOAST), body updates,
 #	  deletes;
 #	a transaction touching orders, events and docs at once (two streams);
-#	big: every 40 s (at most eight times) one transaction inserting 120,000
+#	big: every 40 s (at most four times) one transaction inserting 120,000
 #	  rows and deleting the batch before it;
 #	late: upserts from the start, added to a publication half-way (the
 #	  worker snapshots it, then streams its changes).
@@ -300,11 +300,12 @@ sub run_pgbench
 	return;
 }
 
-# From 15 s on, every 40 s (in longer runs eight times in all, so that the
-# Delta table stays small enough to fold at the end): one transaction
-# inserting 120,000 rows into big and deleting the batch before it.
+# From 15 s on, every 40 s (in longer runs four times in all, so that the
+# Delta table, where faults make such transactions arrive several times,
+# stays small enough to fold at the end): one transaction inserting 120,000
+# rows into big and deleting the batch before it.
 my ($big, $big_next, $big_batch) = (undef, 15, 0);
-my $big_every = max(40, $duration / 8);
+my $big_every = max(40, $duration / 4);
 
 sub run_big
 {
@@ -346,6 +347,7 @@ my %written = (transactions => 0, rows => 0, records => 0);
 my ($samples, $violations, $peak_lag) = (0, 0, 0);
 my ($last_sample, $max_gap) = (0, 0);    # the longest time without a sample
 my (@history, $violation);
+my %report;			# the figures, for --json
 my %target_of = map { my $s = $_; map { ($_ => "main.cdc.$_") } @{ $pub_tables{$s} } } @STREAMS;
 
 # Runs $sql in the driver's session, opened when needed; dies when it fails
@@ -850,6 +852,8 @@ say $drained
 	"SELECT string_agg(name || ' ' || state || coalesce(' (' || paused_reason || ')', ''), '; ') FROM zerobus.stat_streams"
   );
 
+report($drained);
+out("\n");
 my %tables_equal;
 my ($delta_records, $delta_duplicates) = (0, 0);
 for my $t (sort keys %shape)
@@ -872,7 +876,16 @@ for my $t (sort keys %shape)
 	say sprintf('table %s: %d rows, %s', $t, scalar keys %$source,
 		@diff ? scalar(@diff) . " keys differ, e.g. $diff[0]" : 'Delta equals source');
 }
-report($drained);
+out("duplicates: %d of %d records in Delta (ratio %.4f)\n",
+	$delta_duplicates, $delta_records,
+	$delta_records ? $delta_duplicates / $delta_records : 0);
+$report{duplicates} = $delta_duplicates;
+$report{delta_records} = $delta_records;
+$report{duplicate_ratio} =
+  $delta_records ? $delta_duplicates / $delta_records : 0;
+$report{tables_equal} =
+  { map { ($_ => $tables_equal{$_} ? JSON::PP::true : JSON::PP::false) } keys %tables_equal };
+write_json();
 exit(($drained && !$violations && !grep { !$_ } values %tables_equal) ? 0 : 1);
 
 sub pct
@@ -882,6 +895,8 @@ sub pct
 	return @v ? $v[ max(0, ceil($q * @v) - 1) ] : undef;
 }
 
+# The run's figures: printed, and written as JSON (again with the tables
+# once they are compared).
 sub report
 {
 	my ($drained) = @_;
@@ -896,7 +911,8 @@ sub report
 				max => @v ? max(@v) : undef
 			})
 	} @KINDS;
-	my $r = {
+	my $r = \%report;
+	%$r = (
 		seed => $seed,
 		minutes => $minutes,
 		fault_interval_s => $fault_interval,
@@ -906,9 +922,6 @@ sub report
 		faults => scalar @history,
 		faults_by_kind => { map { ($_ => $count{$_} // 0) } @KINDS },
 		recovery_s => \%rec,
-		duplicates => $delta_duplicates,
-		delta_records => $delta_records,
-		duplicate_ratio => $delta_records ? $delta_duplicates / $delta_records : 0,
 		peak_lag_bytes => $peak_lag,
 		worker_peak_vmhwm_kb => $mem{vmhwm_kb},
 		worker_peak_rssanon_kb => $mem{rssanon_kb},
@@ -917,9 +930,7 @@ sub report
 		violations => $violations,
 		violation => $violation,
 		drained => $drained ? JSON::PP::true : JSON::PP::false,
-		drain_s => $drain_s,
-		tables_equal => { map { ($_ => $tables_equal{$_} ? JSON::PP::true : JSON::PP::false) } keys %tables_equal },
-	};
+		drain_s => $drain_s);
 	out("\n== soak report (seed %d) ==\n", $seed);
 	out("minutes %.1f; %d transactions, %d row changes, %d records written\n",
 	  $minutes, @written{qw(transactions rows records)});
@@ -932,19 +943,21 @@ sub report
 		out("  %-20s %5d  %18s %6s %6s (%d)\n", $k, $r->{faults_by_kind}{$k},
 		  map({ defined $_ ? sprintf('%.1f', $_) : '-' } @$x{qw(p50 p99 max)}), $x->{n});
 	}
-	out("duplicates: %d of %d records in Delta (ratio %.4f)\n",
-	  $delta_duplicates, $delta_records, $r->{duplicate_ratio});
 	out("peak lag: %.1f MB of WAL\n", $peak_lag / 1048576);
 	out("worker peak memory: VmHWM %.1f MB, private (RssAnon) %.1f MB\n",
 	  $mem{vmhwm_kb} / 1024, $mem{rssanon_kb} / 1024);
 	out("invariant: %d samples (%.0f ms apart on average, %.1f s at most), %d violations\n",
 		$samples, $last_sample / max($samples, 1) * 1000, $max_gap, $violations);
 	out("drain after the faults: %.1f s\n", $drain_s // 0);
-	if ($json_file)
-	{
-		open my $fh, '>', $json_file or die "$json_file: $!";
-		print $fh JSON::PP->new->canonical->pretty->encode($r);
-		close $fh;
-	}
+	write_json();
+	return;
+}
+
+sub write_json
+{
+	return unless $json_file;
+	open my $fh, '>', $json_file or die "$json_file: $!";
+	print $fh JSON::PP->new->canonical->pretty->encode(\%report);
+	close $fh;
 	return;
 }
