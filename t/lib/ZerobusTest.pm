@@ -392,7 +392,7 @@ sub delta_rows
 # (present when the key changed or the replica identity is FULL) delete by
 # key.  A postimage's _unchanged_columns (unchanged TOAST values, absent
 # from it) keep the values the row had before the update: the row of its
-# key, or the one its preimage just removed.  Returns { key => the last
+# key, or the one its preimage just removed (absent if neither is known).  Returns { key => the last
 # record of the key, metadata included }.
 sub fold_records
 {
@@ -412,12 +412,9 @@ sub fold_records
 			|| $type eq 'snapshot')
 		{
 			my @unchanged = @{ $r->{_unchanged_columns} // [] };
-			if (@unchanged)
-			{
-				my $old = $table{$key} // $before
-				  // die "update of key $key with unchanged columns and no row before it";
-				$r = { %$r, map { ($_ => $old->{$_}) } @unchanged };
-			}
+			my $old = $table{$key} // $before;
+			$r = { %$r, map { ($_ => $old->{$_}) } @unchanged }
+			  if @unchanged && $old;
 			$table{$key} = $r;
 		}
 		elsif ($type eq 'delete' || $type eq 'update_preimage')
