@@ -7,7 +7,7 @@
  *    node emulator/bin/zerobus-emulator.js --data-dir DIR [--config tables.json]
  *        [--grpc-port N] [--http-port N] [--tls-cert F --tls-key F [--grpc-tls-port N]]
  *        [--host 127.0.0.1] [--publish-interval-ms 2000] [--token-ttl-s 3600]
- *        [--compact-bytes 67108864] [--proto FILE]
+ *        [--compact-bytes 67108864] [--proto FILE] [--track-transactions true]
  *        [--profile fast|real] [--ttd-p50-ms N] [--ttd-p95-ms N]
  *        [--stream-records-per-s N] [--stream-bytes-per-s N] [--stream-lifetime-ms N]
  *        [--stream-close-signal-ms N] [--stream-end-status unavailable|ok]
@@ -32,7 +32,7 @@ function parseArgs(argv) {
 		'--data-dir': 'dataDir', '--config': 'config', '--grpc-port': 'grpcPort', '--http-port': 'httpPort',
 		'--tls-cert': 'tlsCert', '--tls-key': 'tlsKey', '--grpc-tls-port': 'tlsPort', '--host': 'host',
 		'--publish-interval-ms': 'publishIntervalMs', '--token-ttl-s': 'tokenTtlS', '--proto': 'protoFile',
-		'--compact-bytes': 'compactBytes', '--profile': 'profile',
+		'--compact-bytes': 'compactBytes', '--profile': 'profile', '--track-transactions': 'trackTransactions',
 	};
 	const knobs = Object.fromEntries(Object.keys(KNOBS).map(k => [cliName(k), k]));
 	const numeric = new Set(['grpcPort', 'httpPort', 'tlsPort', 'publishIntervalMs', 'tokenTtlS', 'compactBytes']);
@@ -57,7 +57,7 @@ function parseArgs(argv) {
 			overrides[knobs[a]] = fromText(knobs[a], v);
 			continue;
 		}
-		opts[key] = numeric.has(key) ? Number(v) : v;
+		opts[key] = numeric.has(key) ? Number(v) : key === 'trackTransactions' ? v === 'true' : v;
 		if (numeric.has(key) && !Number.isInteger(opts[key]))
 			throw new Error(`${a} needs an integer`);
 	}

@@ -182,7 +182,7 @@ class Catalog {
 		const claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
 		if (claims.exp <= Date.now())
 			return { ok: false, reason: 'access token has expired' };
-		if (faults && faults.tokenRevoked(claims.client_id, claims.iat))
+		if (faults && faults.tokenRevoked(claims.client_id, claims.iat, token))
 			return { ok: false, reason: 'access token has expired (injected fault)' };
 		if (!this.clients.has(claims.client_id))
 			return { ok: false, reason: `client "${claims.client_id}" no longer exists` };

@@ -40,7 +40,9 @@
  *                           slow token endpoint, for clients that must not
  *                           wait on it
  * Token expiry is separate: expireTokens() makes every token issued so far
- * (or a client's) expired.  A stream fault overrides the same knob of its table.
+ * (or a client's) expired; expireUsedTokens() only those presented to
+ * create_stream so far (a token fetched and not used yet stays valid, as
+ * with tokens that expire by age).  A stream fault overrides the same knob of its table.
  * A knob set to null is cleared; so is one set to false or a count of 0,
  * except rst_after_trailers, for which false is a value.
  */
@@ -60,6 +62,8 @@ class Faults {
 		this.byStream = new Map();
 		this.revokedAll = 0;
 		this.revokedClient = new Map();
+		this.usedTokens = new Set();	/* tokens presented to create_stream */
+		this.revokedTokens = new Set();
 	}
 
 	/* Merge knobs into the fault set of a table or stream. */
@@ -141,8 +145,19 @@ class Faults {
 			this.revokedAll = now;
 	}
 
-	tokenRevoked(clientId, issuedAt) {
-		return issuedAt < this.revokedAll || issuedAt < (this.revokedClient.get(clientId) || 0);
+	tokenUsed(token) {
+		this.usedTokens.add(token);
+	}
+
+	expireUsedTokens() {
+		for (const t of this.usedTokens)
+			this.revokedTokens.add(t);
+		this.usedTokens.clear();
+	}
+
+	tokenRevoked(clientId, issuedAt, token) {
+		return issuedAt < this.revokedAll || issuedAt < (this.revokedClient.get(clientId) || 0) ||
+			this.revokedTokens.has(token);
 	}
 }
 

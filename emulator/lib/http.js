@@ -242,6 +242,10 @@ async function route(emu, req, url, body) {
 	}
 	if (p === '/admin/tokens/expire' && method === 'POST') {
 		const b = parseJson(body);
+		if (b.used) {
+			emu.faults.expireUsedTokens();
+			return { expired: 'used' };
+		}
 		emu.faults.expireTokens(b.client_id);
 		return { expired: b.client_id || 'all' };
 	}
@@ -259,6 +263,15 @@ async function route(emu, req, url, body) {
 	}
 	if (p === '/admin/streams' && method === 'GET')
 		return emu.streamList();
+	if (p === '/admin/streams/expire_idle' && method === 'POST') {
+		const b = parseJson(body);
+		return { expired: emu.expireIdle(b.table, Number(b.idle_ms || 0)) };
+	}
+	if (p === '/admin/durable' && method === 'GET') {
+		if (!emu.tracker)
+			throw new HttpError(409, 'the emulator was not started with --track-transactions');
+		return emu.tracker.read(Number(url.searchParams.get('from') || 0), url.searchParams.get('generation'));
+	}
 	throw new HttpError(404, `no route for ${method} ${p}`);
 }
 

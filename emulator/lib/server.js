@@ -34,6 +34,7 @@ const { Catalog, columnsJson } = require('./catalog');
 const { Statements } = require('./statements');
 const { Faults } = require('./faults');
 const { Settings, RECEIVE_CAP } = require('./settings');
+const { TxnTracker } = require('./txntracker');
 
 const Status = grpc.status;
 const REC_OPEN = 1;
@@ -195,7 +196,8 @@ function newCounters() {
 class Emulator {
 	/*
 	 * opts: dataDir (required), protoFile, publishIntervalMs, tokenTtlS,
-	 * compactBytes (log size that triggers compaction), settings (a
+	 * compactBytes (log size that triggers compaction), trackTransactions
+	 * (keep the durable records' _xid and _seq: txntracker.js), settings (a
 	 * Settings; the fast profile by default), log (function for stderr
 	 * lines).
 	 */
@@ -219,6 +221,7 @@ class Emulator {
 		this.tokenUserAgent = null;		/* user-agent of the last token request */
 		this.ackLatency = [];			/* ring of ack latencies (noteAckLatency) */
 		this.ackLatencyNext = 0;
+		this.tracker = opts.trackTransactions ? new TxnTracker() : null;
 		this.nextSn = 1;
 		this.inflight = 0;
 		this.publishing = Promise.resolve();
@@ -256,6 +259,8 @@ class Emulator {
 				this.nextSn = Math.max(this.nextSn, info.sn + 1);
 			} else if (type === REC_RECORDS) {
 				const info = this.streamInfo.get(f.payload.readUInt32LE(1));
+				if (info && this.tracker)
+					this.tracker.add(info, f.payload);
 				if (!info || !this.catalog.table(info.table) || f.end <= (this.published.get(info.table) || 0))
 					continue;
 				this.sendChunk(info, f.payload, f.end);
@@ -375,7 +380,7 @@ class Emulator {
 			call, id: null, info: null, table: null, nextOffset: 0, durable: -1, sentAck: -1,
 			received: 0, outstanding: 0, ended: false, halfClosed: false, closeSignalled: false,
 			userAgent: (call.metadata.get('user-agent')[0] || '').toString(),
-			held: [], readyTimer: null, quotaAt: 0, timers: [],
+			held: [], readyTimer: null, quotaAt: 0, timers: [], lastRequestAt: performance.now(),
 			arrivals: [],	/* [offset, performance.now()] of the requests not acked yet */
 		};
 		call.on('data', (msg) => {
@@ -477,6 +482,7 @@ class Emulator {
 		const claims = this.catalog.verifyToken(m[1], this.faults);
 		if (!claims.ok)
 			throw new StatusError(Status.UNAUTHENTICATED, claims.reason);
+		this.faults.tokenUsed(m[1]);
 		const hdr = headerTable(call);
 		if (!hdr)
 			throw new StatusError(Status.INVALID_ARGUMENT, 'missing x-databricks-zerobus-table-name header');
@@ -638,6 +644,7 @@ class Emulator {
 		}
 		s.nextOffset++;
 		s.received += n;
+		s.lastRequestAt = performance.now();
 		this.count(s.table, 'requests_received');
 		this.count(s.table, 'records_received', n);
 		const at = this.readyTime(s, n, size - 9 - 4 * n);
@@ -660,6 +667,8 @@ class Emulator {
 		s.outstanding++;
 		this.track(this.wal.append(payload)).then((end) => {
 			s.outstanding--;
+			if (this.tracker)
+				this.tracker.add(s.info, payload);
 			if (this.catalog.table(s.table))
 				this.sendChunk(s.info, payload, end);
 			if (offset > s.durable) {
@@ -832,6 +841,23 @@ class Emulator {
 		this.count(s.table, 'streams_expired');
 		this.endStream(s, this.settings.values.stream_end_status === 'ok' ? Status.OK : Status.UNAVAILABLE,
 			`Stream timeout reached. Closing the stream (ID: ${s.id}). Error Code: 6002, Error State: 0.`);
+	}
+
+	/*
+	 * End, on the server's stream timeout, the live streams (of one table,
+	 * or all) that owe no ack and received no request for idleMs: the
+	 * service closing idle streams.  Returns how many ended.
+	 */
+	expireIdle(table, idleMs) {
+		const now = performance.now();
+		let n = 0;
+		for (const s of [...this.streams.values()])
+			if (s.id && (!table || s.table === table) && s.outstanding === 0 &&
+				s.sentAck === s.nextOffset - 1 && now - s.lastRequestAt >= idleMs) {
+				this.expire(s);
+				n++;
+			}
+		return n;
 	}
 
 	/* Faults that act on a stream without waiting for a request. */

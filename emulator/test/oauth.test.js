@@ -118,6 +118,16 @@ test('expire tokens early: one client, then all', async () => {
 	assert.strictEqual(await streamStatus(a2), grpc.status.UNAUTHENTICATED);
 });
 
+test('expire the tokens in use: one fetched and not used yet stays valid', async () => {
+	const used = (await H.getToken(emu, 'alice', 'a-secret', T1)).body.access_token;
+	assert.strictEqual(await streamStatus(used), 'OPEN');
+	const unused = (await H.getToken(emu, 'bob', 'b-secret', T1)).body.access_token;
+	assert.deepStrictEqual((await emu.http('POST', '/admin/tokens/expire', { used: true })).body,
+		{ expired: 'used' });
+	assert.strictEqual(await streamStatus(used), grpc.status.UNAUTHENTICATED);
+	assert.strictEqual(await streamStatus(unused), 'OPEN');
+});
+
 test('tokens stay valid across a restart; a dropped client loses its tokens', async () => {
 	const e2 = await H.startEmulator();
 	try {

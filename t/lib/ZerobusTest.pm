@@ -406,12 +406,16 @@ sub delta_rows
 
 # Applies change records in (_commit_lsn, _seq) order: inserts, update
 # postimages and snapshot rows upsert by key, deletes and update preimages
-# (present when the key changed) delete by key.  Returns { key => the last
+# (present when the key changed or the replica identity is FULL) delete by
+# key.  A postimage's _unchanged_columns (unchanged TOAST values, absent
+# from it) keep the values the row had before the update: the row of its
+# key, or the one its preimage just removed (absent if neither is known).  Returns { key => the last
 # record of the key, metadata included }.
 sub fold_records
 {
 	my ($rows, @keys) = @_;
 	my %table;
+	my $before;    # the row the last record, a preimage, removed
 	for my $r (sort {
 			$a->{_commit_lsn} <=> $b->{_commit_lsn}
 			  or $a->{_seq} <=> $b->{_seq}
@@ -419,20 +423,27 @@ sub fold_records
 	{
 		my $key = join "\0", map { $r->{$_} // '' } @keys;
 		my $type = $r->{_change_type};
+		my $removed;
 		if (   $type eq 'insert'
 			|| $type eq 'update_postimage'
 			|| $type eq 'snapshot')
 		{
+			my @unchanged = @{ $r->{_unchanged_columns} // [] };
+			my $old = $table{$key} // $before;
+			$r = { %$r, map { ($_ => $old->{$_}) } @unchanged }
+			  if @unchanged && $old;
 			$table{$key} = $r;
 		}
 		elsif ($type eq 'delete' || $type eq 'update_preimage')
 		{
-			delete $table{$key};
+			$removed = delete($table{$key}) // $r;
+			$removed = undef if $type eq 'delete';
 		}
 		else
 		{
 			die "unknown _change_type $type";
 		}
+		$before = $removed;
 	}
 	return \%table;
 }
