@@ -314,8 +314,12 @@ zerobus_published_columns(const char *publication, Oid relid)
 	{
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[i],
 										SPI_tuptable->tupdesc, 1);
+		AttrNumber	attnum = get_attnum(relid, name);
 
-		columns = bms_add_member(columns, get_attnum(relid, name));
+		/* listed but not published before 18 (see compat.h) */
+		if (!ZB_GENERATED_COLUMNS_PUBLISHED && get_attgenerated(relid, attnum))
+			continue;
+		columns = bms_add_member(columns, attnum);
 	}
 	SPI_finish();
 	return columns;

@@ -212,6 +212,14 @@
 #endif
 
 /*
+ * Can a publication publish a generated column at all (18: a column list
+ * naming it, or publish_generated_columns)?  Before 18 it never does, while
+ * pg_publication_tables.attnames lists a table's generated columns too when
+ * the publication has no column list.
+ */
+#define ZB_GENERATED_COLUMNS_PUBLISHED (PG_VERSION_NUM >= 180000)
+
+/*
  * Failover slots (17+): a logical slot created with failover is copied to
  * standbys that run slot synchronization, so a promoted standby's stream
  * goes on from it.  ZB_CREATE_SLOT_SQL creates a stream's slot with $1 the
