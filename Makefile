@@ -48,6 +48,7 @@ OBJS = \
 	src/worker/initial_snapshot.o \
 	src/worker/evolve.o \
 	src/client/sender.o \
+	src/client/shards.o \
 	src/client/grpc.o \
 	src/client/grpc_reader.o \
 	src/client/auth.o \

@@ -9,7 +9,7 @@
 #    CloseStreamSignal, with UNAVAILABLE or OK) are reopened alone, their
 #    unacked requests sent again, with no session reset; retired streams
 #    are half-closed, not cancelled;
-#  - PERMISSION_DENIED at create is retried once with a fresh token;
+#  - PERMISSION_DENIED at create is retried with a fresh token;
 #  - an HTTP status without grpc-status (a proxy's 503) is a retryable
 #    UNAVAILABLE;
 #  - a request over the service's message limit gets INVALID_ARGUMENT and
@@ -115,7 +115,7 @@ emulator_api($emu, 'PUT', '/admin/settings',
 	{ stream_lifetime_ms => 0, stream_close_signal_ms => 0 });
 
 # PERMISSION_DENIED when a stream is created with a cached token: the
-# token is fetched again and the create retried once.  (An UNAVAILABLE
+# token is fetched again and the create retried.  (An UNAVAILABLE
 # request ends t1's live stream, so that a new one is created.)
 my $tokens = emu_stat('tokens_issued');
 emulator_api($emu, 'POST', '/admin/faults',
@@ -126,7 +126,22 @@ ok(emu_stat('tokens_issued') > $tokens,
 is(zb_stat('coalesce(cardinality(paused_tables), 0)'), '0',
 	'permission denied once: no table paused');
 
-# Denied again with the fresh token: the table pauses alone, naming it.
+# Fresh tokens refused twice in a row (revoked a moment after they were
+# issued, as a rotation does): each reopen fetches another one, after a
+# backoff, and the third is taken.  Neither the table nor the stream stops.
+$tokens = emu_stat('tokens_issued');
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => 'main.cdc.t1', unavailable => 1, unauthenticated => 2 });
+check_all('fresh token refused twice', write_rows(50));
+ok(emu_stat('tokens_issued') >= $tokens + 2,
+	'fresh token refused twice: a token was fetched for each reopen');
+is( $node->safe_psql('postgres',
+		"SELECT state || '/' || coalesce(cardinality(paused_tables), 0) FROM zerobus.stat_streams WHERE name = 's1'"
+	),
+	'streaming/0',
+	'fresh token refused twice: the stream streams, no table paused');
+
+# Denied every time: after its reopens the table pauses alone, naming it.
 emulator_api($emu, 'POST', '/admin/faults',
 	{ table => 'main.cdc.t1', unavailable => 1, permission_denied_on_create => JSON::PP::true });
 $lsn = write_rows(50);

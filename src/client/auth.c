@@ -31,6 +31,8 @@
 #include <curl/curl.h>
 
 #include "auth.h"
+#include "common/base64.h"
+#include "compat.h"
 #include "grpc.h"
 #include "lib/stringinfo.h"
 #include "utils/json.h"
@@ -39,6 +41,96 @@
 #include "zerobus.h"
 
 #define ZB_AUTH_MAX_REPLY (256 * 1024)
+
+/* Appends text with every occurrence of secret (if long enough) redacted */
+static void
+append_redacted(StringInfo out, const char *text, const char *secret)
+{
+	size_t		slen = secret ? strlen(secret) : 0;
+	const char *hit;
+
+	while (slen >= 4 && (hit = strstr(text, secret)) != NULL)
+	{
+		appendBinaryStringInfo(out, text, hit - text);
+		appendStringInfoString(out, "[redacted]");
+		text = hit + slen;
+	}
+	appendStringInfoString(out, text);
+}
+
+/*
+ * A server's words (a grpc-message, a token endpoint's reply), made fit to
+ * be shown and stored: every byte that is not printable ASCII becomes '?'
+ * (so the text is valid in any server encoding and holds no line break),
+ * and the credentials a hostile or careless server could echo (the client
+ * secret, the HTTP Basic value carrying it with client_id, the token, any
+ * of them NULL when unknown) are redacted.  palloc'd.
+ */
+char *
+zerobus_auth_redact(const char *text, const char *client_id,
+					const char *client_secret, const char *token)
+{
+	char	   *ascii = pstrdup(text);
+	char	   *basic;
+	char	   *basic64;
+	int			len;
+	StringInfoData a;
+	StringInfoData b;
+
+	for (char *p = ascii; *p; p++)
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f)
+			*p = '?';
+
+	basic = psprintf("%s:%s", client_id, client_secret);
+	basic64 = palloc(pg_b64_enc_len(strlen(basic)) + 1);
+	len = zerobus_b64_encode(basic, strlen(basic), basic64,
+							 pg_b64_enc_len(strlen(basic)));
+	basic64[Max(len, 0)] = '\0';
+
+	initStringInfo(&a);
+	append_redacted(&a, ascii, client_secret);
+	initStringInfo(&b);
+	append_redacted(&b, a.data, basic64);
+	resetStringInfo(&a);
+	append_redacted(&a, b.data, token);
+
+	explicit_bzero(basic, strlen(basic));
+	pfree(basic);
+	pfree(basic64);
+	pfree(ascii);
+	pfree(b.data);
+	return a.data;
+}
+
+/*
+ * Sets up easy for a REST request of ours (a token, a SQL statement) to
+ * url that keeps its reply in reply, up to max_reply bytes: no signals
+ * (the backend owns them), our user-agent, HTTP(S) only and no redirects
+ * (a credential must not follow one), at most timeout_ms in all and 10 s
+ * to connect, the CA file when given, and the proxy settings.  url,
+ * curl_error (CURL_ERROR_SIZE bytes) and ca_file must outlive the
+ * transfer.
+ */
+void
+zerobus_http_easy_setup(CURL *easy, const char *url, char *curl_error,
+						long timeout_ms, const char *ca_file,
+						ZerobusHttpReply *reply, size_t max_reply)
+{
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, ZEROBUS_USER_AGENT);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, curl_error);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, Min(timeout_ms, 10000L));
+	if (ca_file != NULL)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, ca_file);
+	zerobus_curl_set_proxy(easy, false);
+	reply->max = max_reply;
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, zerobus_http_reply_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, reply);
+}
 
 /*
  * CURLOPT_WRITEFUNCTION of a ZerobusHttpReply: keeps the reply, up to
@@ -232,27 +324,16 @@ zerobus_auth_start(const char *workspace_url, const char *workspace_id,
 		return NULL;
 
 	req->started = GetCurrentTimestamp();
-	curl_easy_setopt(req->easy, CURLOPT_URL, req->url);
-	curl_easy_setopt(req->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(req->easy, CURLOPT_USERAGENT, ZEROBUS_USER_AGENT);
-	curl_easy_setopt(req->easy, CURLOPT_ERRORBUFFER, req->curl_error);
-	curl_easy_setopt(req->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(req->easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(req->easy, CURLOPT_TIMEOUT_MS, (long) timeout_ms);
-	curl_easy_setopt(req->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(timeout_ms, 10000));
-	if (ca_file != NULL)
-		curl_easy_setopt(req->easy, CURLOPT_CAINFO, ca_file);
-	zerobus_curl_set_proxy(req->easy, false);
+	/* a token is a few KB */
+	zerobus_http_easy_setup(req->easy, req->url, req->curl_error,
+							(long) timeout_ms, ca_file, &req->reply,
+							ZB_AUTH_MAX_REPLY);
 	curl_easy_setopt(req->easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
 	curl_easy_setopt(req->easy, CURLOPT_USERNAME, client_id);
 	curl_easy_setopt(req->easy, CURLOPT_PASSWORD, client_secret);
 	curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->headers);
 	curl_easy_setopt(req->easy, CURLOPT_POSTFIELDS, req->form);
 	curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req->form));
-	/* a token is a few KB */
-	req->reply.max = ZB_AUTH_MAX_REPLY;
-	curl_easy_setopt(req->easy, CURLOPT_WRITEFUNCTION, zerobus_http_reply_cb);
-	curl_easy_setopt(req->easy, CURLOPT_WRITEDATA, &req->reply);
 	return req;
 }
 

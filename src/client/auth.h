@@ -41,6 +41,11 @@ extern size_t zerobus_http_reply_cb(char *data, size_t size, size_t nmemb,
 									void *userp);
 extern void zerobus_http_reply_excerpt(char *dst, size_t dstlen,
 									   const ZerobusHttpReply *reply);
+extern void zerobus_http_easy_setup(CURL *easy, const char *url,
+									char *curl_error, long timeout_ms,
+									const char *ca_file,
+									ZerobusHttpReply *reply,
+									size_t max_reply);
 
 /* A token request in flight (auth.c) */
 typedef struct ZerobusAuthRequest ZerobusAuthRequest;
@@ -85,5 +90,12 @@ extern void zerobus_auth_free(ZerobusAuthRequest *req);
  * palloc'd.
  */
 extern char *zerobus_workspace_id(const char *endpoint);
+
+/*
+ * A server's words with every non-printable byte made '?' and the given
+ * credentials redacted.  palloc'd.
+ */
+extern char *zerobus_auth_redact(const char *text, const char *client_id,
+								 const char *client_secret, const char *token);
 
 #endif							/* ZEROBUS_AUTH_H */

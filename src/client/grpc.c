@@ -431,6 +431,41 @@ http_status_to_grpc(int http_status)
 	}
 }
 
+/* Whether the official SDKs give up (rather than retry) on this status. */
+bool
+zerobus_grpc_status_permanent(int status)
+{
+	switch (status)
+	{
+		case ZB_GRPC_INVALID_ARGUMENT:
+		case ZB_GRPC_NOT_FOUND:
+		case ZB_GRPC_PERMISSION_DENIED:
+		case ZB_GRPC_OUT_OF_RANGE:
+		case ZB_GRPC_UNIMPLEMENTED:
+		case ZB_GRPC_UNAUTHENTICATED:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* The name of a gRPC status code, for messages. */
+const char *
+zerobus_grpc_status_name(int status)
+{
+	static const char *const names[] = {
+		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+		"NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
+		"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+		"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
+		"DATA_LOSS", "UNAUTHENTICATED"
+	};
+
+	if (status >= 0 && status < (int) lengthof(names))
+		return names[status];
+	return "UNRECOGNIZED";
+}
+
 /*
  * Copies a percent-encoded grpc-message value (gRPC spec) decoded into
  * dst, dropping control characters so the text is safe to log.

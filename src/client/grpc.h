@@ -206,4 +206,10 @@ extern bool zerobus_grpc_next_event(ZerobusGrpc *grpc, ZerobusGrpcEvent *ev);
 extern int	zerobus_grpc_sockets(ZerobusGrpc *grpc, pgsocket *socks,
 								 int *events, int max, uint64 *generation);
 
+/* Whether the official SDKs give up (rather than retry) on a status. */
+extern bool zerobus_grpc_status_permanent(int status);
+
+/* The name of a gRPC status code ("UNAVAILABLE"), for messages. */
+extern const char *zerobus_grpc_status_name(int status);
+
 #endif							/* ZEROBUS_GRPC_H */

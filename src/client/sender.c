@@ -10,7 +10,7 @@
  * own unless the stream shares one.  A busy table's records are spread
  * over several shards by a hash of their key the caller gives, their
  * number chosen from the table's rate and the service's per-stream quota
- * (adjust_shards); a quiet table has one.  A call is opened lazily,
+ * (shards.c); a quiet table has one.  A call is opened lazily,
  * with a token fetched for its table (auth.c) and the DescriptorProto the
  * caller gives for its records.  Token requests never block the worker:
  * they run on the same multi handle as the calls, so the other tables'
@@ -74,10 +74,7 @@
  */
 #include "postgres.h"
 
-#include <math.h>
-
 #include "lib/ilist.h"
-#include "common/base64.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -88,6 +85,7 @@
 #include "delta_schema.h"
 #include "grpc.h"
 #include "sender.h"
+#include "shards.h"
 #include "stream.h"
 
 /* How long a token request may take */
@@ -124,14 +122,6 @@
  */
 #define ZB_MAX_REOPENS			4
 #define ZB_REOPEN_BACKOFF_MS	1000
-
-/*
- * A table's rate is measured over windows of this length, and it gets
- * fewer streams only after this many windows in a row that wanted fewer
- * (10 s); see adjust_shards.
- */
-#define ZB_SHARD_WINDOW_MS		250
-#define ZB_SHARD_QUIET_WINDOWS	40
 
 /*
  * Most records one call may have unacked, in seconds of its quota (see
@@ -177,7 +167,6 @@ typedef struct ZbCall
 	bool		retiring;		/* takes no new records */
 	bool		closing;		/* half-closed: the server ends it */
 	bool		created;		/* Zerobus accepted its descriptor */
-	bool		fresh_token;	/* its token was fetched for it */
 	int			reopens;		/* reopen_call() since its last ack */
 	TimestampTz reopen_at;		/* reopened: not started before then */
 	TimestampTz last_heard;		/* last event, or when batches went in
@@ -194,16 +183,11 @@ struct ZerobusTarget
 	char	   *descriptor[ZB_NLANES];	/* of the lane's current calls */
 	int			descriptor_len[ZB_NLANES];
 	uint64		epoch[ZB_NLANES];	/* changes with the lane's descriptor */
-	int			nshards;		/* calls per lane its records are spread over */
-	TimestampTz window_start;	/* the rate measured (adjust_shards) */
-	int64		window_records;
-	int64		window_bytes;
-	int			quiet_windows;	/* windows in a row that wanted fewer */
+	ZerobusShardRate rate;		/* its rate and number of shards (shards.c) */
 	char	   *token;			/* malloc'd by auth.c, NULL when none */
 	TimestampTz token_expires;
 	TimestampTz token_refresh;	/* when to replace the token */
 	ZerobusAuthRequest *fetch;	/* token request in flight, or NULL */
-	bool		token_fresh;	/* no call started with token yet */
 	bool		paused;			/* takes no records (zerobus_sender_pause) */
 };
 
@@ -238,64 +222,16 @@ static bool start_when_due(ZerobusSender *sender, ZbCall *call);
 static void drop_call(ZerobusSender *sender, ZbCall *call);
 static void retire_call(ZerobusSender *sender, ZbCall *call);
 
-/* Appends text with every occurrence of secret (if long enough) redacted */
-static void
-append_redacted(StringInfo out, const char *text, const char *secret)
-{
-	size_t		slen = secret ? strlen(secret) : 0;
-	const char *hit;
-
-	while (slen >= 4 && (hit = strstr(text, secret)) != NULL)
-	{
-		appendBinaryStringInfo(out, text, hit - text);
-		appendStringInfoString(out, "[redacted]");
-		text = hit + slen;
-	}
-	appendStringInfoString(out, text);
-}
-
 /*
- * A server's words (a grpc-message, a token endpoint's reply), made fit to
- * be shown and stored: every byte that is not printable ASCII becomes '?'
- * (so the text is valid in any server encoding and holds no line break),
- * and the credentials a hostile or careless server could echo (the client
- * secret, the HTTP Basic value carrying it, the table's token) are
- * redacted.  palloc'd.
+ * A server's words made fit to be shown and stored, with the stream's
+ * credentials and target's token redacted (zerobus_auth_redact).
  */
 static char *
 server_words(ZerobusSender *sender, ZerobusTarget *target, const char *text)
 {
-	ZerobusStreamConfig *config = sender->config;
-	char	   *ascii = pstrdup(text);
-	char	   *basic;
-	char	   *basic64;
-	int			len;
-	StringInfoData a;
-	StringInfoData b;
-
-	for (char *p = ascii; *p; p++)
-		if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f)
-			*p = '?';
-
-	basic = psprintf("%s:%s", config->client_id, config->client_secret);
-	basic64 = palloc(pg_b64_enc_len(strlen(basic)) + 1);
-	len = zerobus_b64_encode(basic, strlen(basic), basic64,
-							 pg_b64_enc_len(strlen(basic)));
-	basic64[Max(len, 0)] = '\0';
-
-	initStringInfo(&a);
-	append_redacted(&a, ascii, config->client_secret);
-	initStringInfo(&b);
-	append_redacted(&b, a.data, basic64);
-	resetStringInfo(&a);
-	append_redacted(&a, b.data, target ? target->token : NULL);
-
-	explicit_bzero(basic, strlen(basic));
-	pfree(basic);
-	pfree(basic64);
-	pfree(ascii);
-	pfree(b.data);
-	return a.data;
+	return zerobus_auth_redact(text, sender->config->client_id,
+							   sender->config->client_secret,
+							   target ? target->token : NULL);
 }
 
 /*
@@ -397,7 +333,7 @@ zerobus_sender_target(ZerobusSender *sender, const char *name)
 	}
 	target = MemoryContextAllocZero(sender->cxt, sizeof(ZerobusTarget));
 	target->name = MemoryContextStrdup(sender->cxt, name);
-	target->nshards = 1;
+	zerobus_shards_init(&target->rate);
 	dlist_push_tail(&sender->targets, &target->node);
 	return target;
 }
@@ -617,7 +553,6 @@ token_done(ZerobusSender *sender, ZerobusTarget *target, int result)
 		free(target->token);
 	target->token = token;
 	target->token_expires = expires;
-	target->token_fresh = true;
 	margin = Min((int64) ZB_TOKEN_REFRESH_MARGIN_MS * 1000,
 				 (expires - sender->now) / 5);
 	target->token_refresh = expires - Max(margin, 0);
@@ -689,9 +624,6 @@ start_call(ZerobusSender *sender, ZbCall *call)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not open a Zerobus stream for table %s: %s",
 						target->name, errbuf)));
-	/* the first call with a token is the one a rejection of it concerns */
-	call->fresh_token = target->token_fresh;
-	target->token_fresh = false;
 	call->last_heard = sender->now;
 }
 
@@ -878,7 +810,8 @@ call_for(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 		 const char *descriptor, int descriptor_len, uint64 *epoch,
 		 uint32 key_hash)
 {
-	int			shard = target->nshards > 1 ? key_hash % target->nshards : 0;
+	int			nshards = target->rate.nshards;
+	int			shard = nshards > 1 ? key_hash % nshards : 0;
 	ZbCall	   *call;
 
 	if (*epoch == 0 || *epoch != target->epoch[lane])
@@ -1012,10 +945,7 @@ zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 					key_hash);
 	if (call == NULL)
 		return false;
-	if (target->window_records == 0 && target->nshards == 1)
-		target->window_start = sender->now;	/* a quiet table wakes up */
-	target->window_records++;
-	target->window_bytes += len;
+	zerobus_shards_count(&target->rate, sender->now, len);
 	batch = call->open;
 	if (batch && batch->bytes + len > (size_t) config->batch_max_bytes)
 	{
@@ -1080,103 +1010,47 @@ zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 int
 zerobus_sender_shards(ZerobusTarget *target)
 {
-	return target->nshards;
+	return target->rate.nshards;
 }
 
 /*
- * Whether a current call of target has half a second of its quota or more
- * unacked: the service is holding it back (or is slow), so more streams
- * would help.  A service that acks at once never gets there, and then a
- * table stays on the streams it has, however busy.
+ * The most records one current call of target has unacked: how far its
+ * acks lag (see zerobus_shards_choose).
  */
-static bool
-acks_lag(ZerobusTarget *target, double quota_records)
+static int64
+most_unacked(ZerobusTarget *target)
 {
+	int64		most = 0;
+
 	for (int lane = 0; lane < ZB_NLANES; lane++)
-		for (int shard = 0; shard < target->nshards; shard++)
+		for (int shard = 0; shard < target->rate.nshards; shard++)
 		{
 			ZbCall	   *call = target->call[lane][shard];
 
-			if (call != NULL && call->inflight_records >= quota_records / 2)
-				return true;
+			if (call != NULL)
+				most = Max(most, call->inflight_records);
 		}
-	return false;
+	return most;
 }
 
 /*
- * Chooses, every ZB_SHARD_WINDOW_MS, over how many Zerobus streams
- * target's records are spread, from the rate they came at and the
- * per-stream quotas
- * (zerobus.stream_max_records_per_second, ..._bytes_per_second): as many
- * as that rate needs at 70% of a quota each, up to
- * zerobus.max_streams_per_table.  The service holds a stream back at its
- * quota (and zerobus_sender_backpressured() holds the worker back before
- * a stream's backlog grows), so a table whose streams run near it (above
- * 80%) while their acks lag (acks_lag) gets at least twice as many at
- * once; it gets fewer only after
- * ZB_SHARD_QUIET_WINDOWS windows in a row that wanted fewer, so that a
- * burst does not make the streams come and go.  The calls of
- * the shards given up are retired.  A quiet table keeps one stream and
- * costs no timer.
+ * Spreads target's records over the number of streams its rate asks for
+ * (shards.c) once its measuring window is over; the calls of the shards
+ * given up are retired.
  */
 static void
 adjust_shards(ZerobusSender *sender, ZerobusTarget *target, long *timeout)
 {
-	TimestampTz due = TimestampTzPlusMilliseconds(target->window_start,
-												  ZB_SHARD_WINDOW_MS);
-	double		secs;
-	double		records_rate;
-	double		bytes_rate;
-	double		quota_records = zerobus_stream_max_records_per_second;
-	double		quota_bytes = zerobus_stream_max_bytes_per_second;
-	int			n = target->nshards;
-	int			want;
+	int			n = target->rate.nshards;
 
-	if (target->window_records == 0 && n == 1)
-		return;
-	if (sender->now < due)
+	if (zerobus_shards_due(&target->rate, sender->now, timeout) &&
+		zerobus_shards_choose(&target->rate, sender->now,
+							  most_unacked(target), target->name,
+							  timeout) != n)
 	{
-		zerobus_timeout_until(timeout, sender->now, due);
-		return;
-	}
-	secs = (double) (sender->now - target->window_start) / USECS_PER_SEC;
-	records_rate = target->window_records / secs;
-	bytes_rate = target->window_bytes / secs;
-	want = (int) ceil(Max(records_rate / (0.7 * quota_records),
-						  bytes_rate / (0.7 * quota_bytes)));
-	want = Max(1, Min(want, zerobus_max_streams_per_table));
-
-	if (want >= n)
-		target->quiet_windows = 0;
-	if (want < n && n <= zerobus_max_streams_per_table &&
-		++target->quiet_windows < ZB_SHARD_QUIET_WINDOWS)
-		want = n;				/* fewer, but not for long enough yet */
-	else if (want > n && ((records_rate <= 0.8 * n * quota_records &&
-							bytes_rate <= 0.8 * n * quota_bytes) ||
-						   !acks_lag(target, quota_records)))
-		want = n;				/* the streams keep up */
-	else if (want > n)
-	{
-		/* held back at the quota: the need may be more than it shows */
-		want = Min(Max(want, 2 * n), zerobus_max_streams_per_table);
-	}
-	if (want != n)
-	{
-		ereport(LOG,
-				(errmsg("zerobus: the changes of table %s now go over %d Zerobus streams (%.0f records/s, %.0f bytes/s)",
-						target->name, want, records_rate, bytes_rate)));
-		target->nshards = want;
-		target->quiet_windows = 0;
 		for (int lane = 0; lane < ZB_NLANES; lane++)
-			retire_shards(sender, target, lane, want);
+			retire_shards(sender, target, lane, target->rate.nshards);
 	}
-	target->window_start = sender->now;
-	target->window_records = 0;
-	target->window_bytes = 0;
-	if (want > 1)
-		zerobus_timeout_until(timeout, sender->now,
-							  TimestampTzPlusMilliseconds(sender->now,
-														  ZB_SHARD_WINDOW_MS));
 }
 
 /* ----------------------------------------------------------------
@@ -1195,41 +1069,6 @@ status_pauses_table(int status)
 	return status == ZB_GRPC_INVALID_ARGUMENT ||
 		status == ZB_GRPC_NOT_FOUND ||
 		status == ZB_GRPC_PERMISSION_DENIED;
-}
-
-/* Whether the official SDKs give up (rather than retry) on this status. */
-static bool
-status_is_permanent(int status)
-{
-	switch (status)
-	{
-		case ZB_GRPC_INVALID_ARGUMENT:
-		case ZB_GRPC_NOT_FOUND:
-		case ZB_GRPC_PERMISSION_DENIED:
-		case ZB_GRPC_OUT_OF_RANGE:
-		case ZB_GRPC_UNIMPLEMENTED:
-		case ZB_GRPC_UNAUTHENTICATED:
-			return true;
-		default:
-			return false;
-	}
-}
-
-/* The name of a gRPC status code, for messages. */
-static const char *
-status_name(int status)
-{
-	static const char *const names[] = {
-		"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-		"NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
-		"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-		"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
-		"DATA_LOSS", "UNAUTHENTICATED"
-	};
-
-	if (status >= 0 && status < (int) lengthof(names))
-		return names[status];
-	return "UNRECOGNIZED";
 }
 
 /* Releases a call's batches acked by "durable up to offset". */
@@ -1271,7 +1110,7 @@ describe_end(ZbCall *call, int status, const char *message)
 		return psprintf("Zerobus broke the protocol on the stream for table %s: %s",
 						call->target->name, message);
 	return psprintf("Zerobus ended the stream for table %s with status %d (%s)%s: %s",
-					call->target->name, status, status_name(status),
+					call->target->name, status, zerobus_grpc_status_name(status),
 					call->created ? " before acking every batch" : "",
 					message);
 }
@@ -1325,8 +1164,8 @@ reopen_call(ZerobusSender *sender, ZbCall *call, const char *why)
 /*
  * A call ended.  One that owed nothing is simply over (it is opened again
  * when records come).  Otherwise: a descriptor rejected at creation goes
- * to the worker; a token refused is fetched anew and the call reopened,
- * once; a failure of the table alone pauses it; a permanent failure fails
+ * to the worker; a token refused is fetched anew and the call reopened
+ * (with backoff, ZB_MAX_REOPENS times at most); a failure of the table alone pauses it; a permanent failure fails
  * the stream; anything else reopens the call alone (reopen_call), and
  * fails the session when that was tried too often.
  */
@@ -1351,20 +1190,22 @@ handle_ended(ZerobusSender *sender, ZbCall *call, int status,
 	{
 		queue_outcome(sender, ZB_OUTCOME_REJECTED, target,
 					  call->descriptor, call->descriptor_len,
-					  psprintf("%d (%s)", status, status_name(status)),
+					  psprintf("%d (%s)", status, zerobus_grpc_status_name(status)),
 					  message);
 		return;
 	}
 	why = describe_end(call, status, message);
 
 	/*
-	 * A cached token may have expired or been revoked early; only the
-	 * refusal of one fetched for this very call is final.  So the token is
-	 * fetched again and the call reopened with it, as the SDKs retry once.
+	 * A token may have expired or been revoked early, even one fetched a
+	 * moment ago (tokens are revoked when rotated).  So the token is fetched
+	 * again and the call reopened with it, as the SDKs retry, and with
+	 * reopen_call's backoff: a refusal is final only when every reopen met
+	 * one, and then pauses the table (PERMISSION_DENIED) or fails the stream
+	 * (UNAUTHENTICATED, the client itself is refused).
 	 */
 	if ((status == ZB_GRPC_UNAUTHENTICATED ||
 		 status == ZB_GRPC_PERMISSION_DENIED) &&
-		(!call->fresh_token || sender->now >= target->token_expires) &&
 		reopen_call(sender, call, why))
 	{
 		if (target->token)
@@ -1378,7 +1219,7 @@ handle_ended(ZerobusSender *sender, ZbCall *call, int status,
 		pause_for(sender, target, why);
 		return;
 	}
-	if (status_is_permanent(status))
+	if (zerobus_grpc_status_permanent(status))
 	{
 		sender->failed_for_good = true;
 		ereport(ERROR,
@@ -1522,7 +1363,7 @@ zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
 		if (target->token == NULL || target->fetch != NULL || target->paused)
 			continue;
 		for (int lane = 0; lane < ZB_NLANES; lane++)
-			for (int shard = 0; shard < target->nshards; shard++)
+			for (int shard = 0; shard < target->rate.nshards; shard++)
 				in_use |= target->call[lane][shard] != NULL;
 		if (!in_use)
 			continue;

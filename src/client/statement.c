@@ -315,28 +315,16 @@ start_transfer(ZerobusStatement *st, const char *url, const char *body,
 		return NULL;
 	}
 	explicit_bzero(auth, sizeof(auth));
-	curl_easy_setopt(st->easy, CURLOPT_URL, st->url);
-	curl_easy_setopt(st->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(st->easy, CURLOPT_USERAGENT, ZEROBUS_USER_AGENT);
-	curl_easy_setopt(st->easy, CURLOPT_ERRORBUFFER, st->curl_error);
-	curl_easy_setopt(st->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(st->easy, CURLOPT_FOLLOWLOCATION, 0L);
 	/* a cancel gets its full time even though the deadline has passed */
-	curl_easy_setopt(st->easy, CURLOPT_TIMEOUT_MS,
-					 (long) Max(Min(remaining, ZB_STMT_TRANSFER_MS), 1000));
-	curl_easy_setopt(st->easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	if (st->ca_file != NULL)
-		curl_easy_setopt(st->easy, CURLOPT_CAINFO, st->ca_file);
-	zerobus_curl_set_proxy(st->easy, false);
+	zerobus_http_easy_setup(st->easy, st->url, st->curl_error,
+							Max(Min(remaining, ZB_STMT_TRANSFER_MS), 1000),
+							st->ca_file, &st->reply, ZB_STMT_MAX_REPLY);
 	curl_easy_setopt(st->easy, CURLOPT_HTTPHEADER, st->headers);
 	if (body != NULL)
 	{
 		curl_easy_setopt(st->easy, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(st->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
 	}
-	st->reply.max = ZB_STMT_MAX_REPLY;
-	curl_easy_setopt(st->easy, CURLOPT_WRITEFUNCTION, zerobus_http_reply_cb);
-	curl_easy_setopt(st->easy, CURLOPT_WRITEDATA, &st->reply);
 	return st->easy;
 }
 
@@ -621,7 +609,9 @@ backend_token(BackendRun *run, const ZerobusWorkspace *ws)
 				(errcode(ar == ZB_AUTH_RETRY ? ERRCODE_CONNECTION_FAILURE :
 						 ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("could not get a workspace token for the SQL statements"),
-				 errdetail_internal("%s", errbuf)));
+				 errdetail_internal("%s", zerobus_auth_redact(errbuf, ws->client_id,
+															   ws->client_secret,
+															   NULL))));
 	return token;
 }
 
