@@ -20,7 +20,12 @@
 # of shared_buffers the worker touched while reading the table, which is
 # shared memory bounded by shared_buffers (1 GB here), not the worker's.
 #
-# Usage: bench/snapshot_bench.sh [--rows N] [--chunk-rows N] [--keep]
+# --profile real runs the emulator as a model of the real service (150-500 ms
+# to durability, 15,000 records/s per stream; see emulator/README.md), so
+# that the rate shows how the snapshot spreads over Zerobus streams; the
+# target is then 250,000 rows/s (issue 11), else 100,000.
+#
+# Usage: bench/snapshot_bench.sh [--profile fast|real] [--rows N] [--chunk-rows N] [--keep]
 #
 # Needs the extension installed (make install), PostgreSQL 15 binaries and
 # node (the emulator's npm modules are installed when missing).  The report
@@ -46,6 +51,7 @@ usage()
 	sed -n 's/^# Usage: /usage: /p' "$0"
 	cat <<'EOF'
 
+  --profile P      the emulator's profile: fast (default) or real
   --rows N         rows in the table before the stream is created
                    (default 1000000)
   --chunk-rows N   zerobus.snapshot_chunk_rows (default: the setting's default)
@@ -54,11 +60,14 @@ EOF
 }
 
 ROWS=1000000
+PROFILE=fast
 CHUNK_ROWS=""
 KEEP=0
 
 while [ $# -gt 0 ]; do
 	case "$1" in
+		--profile) PROFILE=${2:?--profile needs a value}; shift 2 ;;
+		--profile=*) PROFILE=${1#*=}; shift ;;
 		--rows) ROWS=${2:?--rows needs a value}; shift 2 ;;
 		--rows=*) ROWS=${1#*=}; shift ;;
 		--chunk-rows) CHUNK_ROWS=${2:?--chunk-rows needs a value}; shift 2 ;;
@@ -68,6 +77,11 @@ while [ $# -gt 0 ]; do
 		*) echo "$PROG: unknown argument \"$1\"" >&2; usage >&2; exit 2 ;;
 	esac
 done
+case "$PROFILE" in
+	fast) MIN_RATE=100000 ;;
+	real) MIN_RATE=250000 ;;
+	*) echo "$PROG: --profile must be fast or real" >&2; exit 2 ;;
+esac
 bench_need_int --rows "$ROWS" 100
 [ -z "$CHUNK_ROWS" ] || bench_need_int --chunk-rows "$CHUNK_ROWS" 100
 
@@ -89,7 +103,7 @@ pgc_conf "shared_preload_libraries = 'zerobus'" \
 	${CHUNK_ROWS:+"zerobus.snapshot_chunk_rows = $CHUNK_ROWS"}
 pgc_start || { tail "$PG_LOG" >&2; exit 1; }
 
-emu_start || { cat "$WORK/emulator.log" >&2; exit 1; }
+emu_start --profile "$PROFILE" || { cat "$WORK/emulator.log" >&2; exit 1; }
 
 note "loading $ROWS rows..."
 "${PSQL[@]}" -q -f "$TOP/bench/workload.sql"
@@ -105,12 +119,14 @@ EOF
 
 SETTINGS=$("${PSQL[@]}" -Atc "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name)
 	FROM pg_settings WHERE name IN ('zerobus.batch_max_records', 'zerobus.batch_max_bytes',
-		'zerobus.max_inflight_bytes', 'zerobus.snapshot_chunk_rows')")
+		'zerobus.max_inflight_bytes', 'zerobus.snapshot_chunk_rows', 'zerobus.max_streams_per_table',
+		'zerobus.stream_max_records_per_second')")
 TABLE_MB=$("${PSQL[@]}" -Atc "SELECT pg_table_size('bench') / 1048576")
 say "zerobus snapshot benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 say "host: $(uname -n), $(nproc) CPUs, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 say "PostgreSQL $("${PSQL[@]}" -Atc 'SHOW server_version'), zerobus $(git -C "$TOP" describe --always --dirty 2>/dev/null || echo "?"), node $(node --version)"
 say "stream: plain h2c to the emulator on loopback, $SETTINGS"
+say "emulator: profile $PROFILE ($(node "$TOP/bench/e2e_emulator.js" api "$HTTP_PORT" GET /admin/settings))"
 say "table: $ROWS rows of bench/workload.sql, $TABLE_MB MiB"
 say ""
 
@@ -151,7 +167,7 @@ EMU_TICKS=$(($(cpu_ticks "$EMU_PID") - EMU_TICKS0))
 read -r SNAP_ROWS SNAP_SECS < <("${PSQL[@]}" -At -F ' ' -c "SELECT snapshot_rows,
 	round(extract(epoch FROM snapshot_finished_at - '$T0'::timestamptz), 3)
 	FROM zerobus.stream_tables")
-read -r REC_DURABLE REC_DUPS _ _ < <(node "$TOP/bench/e2e_emulator.js" durable "$HTTP_PORT" main.bench.bench)
+read -r REC_DURABLE REC_DUPS STREAMS_OPENED STREAMS_OPEN < <(node "$TOP/bench/e2e_emulator.js" durable "$HTTP_PORT" main.bench.bench)
 CHUNKS=$(( (ROWS + $("${PSQL[@]}" -Atc "SHOW zerobus.snapshot_chunk_rows") - 1) / $("${PSQL[@]}" -Atc "SHOW zerobus.snapshot_chunk_rows") ))
 RATE=$(awk -v n="$SNAP_ROWS" -v s="$SNAP_SECS" 'BEGIN { printf "%.0f", n / s }')
 HZ=$(getconf CLK_TCK)
@@ -159,9 +175,10 @@ HZ=$(getconf CLK_TCK)
 say "snapshot of $SNAP_ROWS rows in $CHUNKS chunks (by the row bound): ${SNAP_SECS} s (create_stream -> last chunk acked and recorded), $RATE rows/s"
 say "    CPU seconds: worker $(awk -v t="$WORKER_TICKS" -v hz="$HZ" 'BEGIN { printf "%.1f", t / hz }'), emulator $(awk -v t="$EMU_TICKS" -v hz="$HZ" 'BEGIN { printf "%.1f", t / hz }') (of $(nproc) x ${SNAP_SECS} s)"
 say "    emulator durable records $REC_DURABLE (duplicates $REC_DUPS)"
+say "    Zerobus streams of the table: $STREAMS_OPENED opened, $STREAMS_OPEN open at the end"
 say "    worker peak private memory (RssAnon, sampled every 0.1 s) $((ANON_PEAK / 1024)) MB"
 say "    worker peak RSS (VmHWM) $((HWM / 1024)) MB, not judged: it also counts the shared buffers the worker touched (at the end $((ANON / 1024)) MB private + $((SHMEM / 1024)) MB shared, bounded by shared_buffers)"
-say "    check $RATE rows/s >= 100000 rows/s: $(if [ "$RATE" -ge 100000 ]; then echo PASS; else echo FAIL; fi)"
+say "    check $RATE rows/s >= $MIN_RATE rows/s: $(if [ "$RATE" -ge "$MIN_RATE" ]; then echo PASS; else echo FAIL; fi)"
 say "    check durable records = $ROWS: $(if [ "$REC_DURABLE" -eq "$ROWS" ]; then echo PASS; else echo FAIL; fi)"
 say "    check peak private memory (RssAnon) < 100 MB: $(if [ "$ANON_PEAK" -lt $((100 * 1024)) ]; then echo PASS; else echo FAIL; fi)"
 if [ "$ROWS" -lt 1000000 ]; then

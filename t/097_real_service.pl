@@ -14,7 +14,8 @@
 #    UNAVAILABLE;
 #  - a request over the service's message limit gets INVALID_ARGUMENT and
 #    pauses its table, losing nothing;
-#  - a busy table is spread over several streams;
+#  - a busy table is spread over several streams, a large snapshot over
+#    all it may have at once;
 #  - a server that ends a call without RST_STREAM (which libcurl 7.88
 #    cannot see) is caught by the ack timeout.
 # After each, the Delta tables folded equal the source tables and the slot
@@ -218,6 +219,34 @@ wait_s1("reconnects > $rc AND last_error ~ 'no ack'",
 	'no RST: the ack timeout resets the session');
 emulator_api($emu, 'DELETE', '/admin/faults');
 check_all('no RST', $lsn);
+
+# A snapshot that one stream would carry in more than ten seconds at its
+# quota comes as a bulk: the table gets every stream it may have when its
+# snapshot starts, not a stream at first and more as the rate shows (here
+# 3,000 rows at 100 records/s a stream: 30 s of one).
+$node->safe_psql(
+	'postgres', q{
+	ALTER SYSTEM SET zerobus.stream_max_records_per_second = 100;
+	ALTER SYSTEM SET zerobus.max_streams_per_table = 4;
+	SELECT pg_reload_conf();
+	CREATE TABLE t3 (id int PRIMARY KEY, val text);
+	INSERT INTO t3 SELECT g, 'bulk ' || g FROM generate_series(1, 3000) g;
+	ANALYZE t3;
+	CREATE PUBLICATION pub3 FOR TABLE t3;
+});
+declare_target($node, $emu, 't3', 'main.cdc.t3');
+my $log_offset = -s $node->logfile;
+create_stream($node, $emu, 's3', 'pub3');
+wait_stat($node, 's3', "snapshot_state = 'done'", 'bulk snapshot: done');
+like(
+	slurp_file($node->logfile, $log_offset),
+	qr/the records of table main\.cdc\.t3 now go over 4 Zerobus streams \(a bulk of about 3000 records comes\)/,
+	'bulk snapshot: the table went over every stream it may have at once');
+cmp_ok(emu_stat('tables')->{'main.cdc.t3'}{streams_opened},
+	'>=', 4, 'bulk snapshot: four streams carried it');
+check_tables($node, $emu, 's3', 'bulk snapshot',
+	$node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'),
+	[ 't3', 'main.cdc.t3', 'id, val', 'id' ]);
 
 stop_emulator($emu);
 $node->stop;

@@ -1014,6 +1014,18 @@ zerobus_sender_shards(ZerobusTarget *target)
 }
 
 /*
+ * Tells the sender that about records records of target are coming as fast
+ * as they can be read (a snapshot), so that it spreads them over the
+ * streams they need from the start (zerobus_shards_expect).
+ */
+void
+zerobus_sender_expect(ZerobusSender *sender, ZerobusTarget *target,
+					  double records)
+{
+	zerobus_shards_expect(&target->rate, sender->now, records, target->name);
+}
+
+/*
  * The most records one current call of target has unacked: how far its
  * acks lag (see zerobus_shards_choose).
  */

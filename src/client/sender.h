@@ -99,6 +99,8 @@ extern bool zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 							   const char *record, size_t len,
 							   ZerobusAckGroup *group, const char *source);
 extern int	zerobus_sender_shards(ZerobusTarget *target);
+extern void zerobus_sender_expect(ZerobusSender *sender, ZerobusTarget *target,
+								  double records);
 extern void zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target);
 extern bool zerobus_sender_paused(ZerobusTarget *target);
 extern void zerobus_sender_flush_all(ZerobusSender *sender);

@@ -35,6 +35,13 @@
 #define ZB_SHARD_WINDOW_MS		250
 #define ZB_SHARD_QUIET_WINDOWS	40
 
+/*
+ * A bulk of records (a table's snapshot) that one stream would take more
+ * than this many seconds to carry at its quota starts on every stream a
+ * table may have (zerobus_shards_expect).
+ */
+#define ZB_SHARD_BULK_SECONDS	10
+
 /* A table starts on one stream. */
 void
 zerobus_shards_init(ZerobusShardRate *rate)
@@ -51,6 +58,37 @@ zerobus_shards_count(ZerobusShardRate *rate, TimestampTz now, size_t bytes)
 		rate->window_start = now;	/* a quiet table wakes up */
 	rate->window_records++;
 	rate->window_bytes += bytes;
+}
+
+/*
+ * Prepares for a bulk of about records records of the table to come as
+ * fast as they can be read (its snapshot): when one stream would take
+ * longer than ZB_SHARD_BULK_SECONDS to carry them at its quota, the table
+ * goes over zerobus.max_streams_per_table streams at once.  Ramping up
+ * window by window would cost more than the time the ramp takes: the
+ * records queued meanwhile stay on the few streams they were given, and
+ * drain at those streams' quota.  The windows that follow bring the
+ * number down when the rate shows fewer are enough.  Returns whether the
+ * number of shards rose; the change is logged, naming table.
+ */
+bool
+zerobus_shards_expect(ZerobusShardRate *rate, TimestampTz now, double records,
+					  const char *table)
+{
+	int			want = zerobus_max_streams_per_table;
+
+	if (records < (double) ZB_SHARD_BULK_SECONDS *
+		zerobus_stream_max_records_per_second || rate->nshards >= want)
+		return false;
+	ereport(LOG,
+			(errmsg("zerobus: the records of table %s now go over %d Zerobus streams (a bulk of about %.0f records comes)",
+					table, want, records)));
+	rate->nshards = want;
+	rate->quiet_windows = 0;
+	rate->window_start = now;
+	rate->window_records = 0;
+	rate->window_bytes = 0;
+	return true;
 }
 
 /*

@@ -28,6 +28,8 @@ typedef struct ZerobusShardRate
 extern void zerobus_shards_init(ZerobusShardRate *rate);
 extern void zerobus_shards_count(ZerobusShardRate *rate, TimestampTz now,
 								 size_t bytes);
+extern bool zerobus_shards_expect(ZerobusShardRate *rate, TimestampTz now,
+								  double records, const char *table);
 extern bool zerobus_shards_due(ZerobusShardRate *rate, TimestampTz now,
 							   long *timeout);
 extern int	zerobus_shards_choose(ZerobusShardRate *rate, TimestampTz now,

@@ -322,6 +322,32 @@ drop_current(ZerobusSnapshot *snap)
 }
 
 /*
+ * About how many rows table relid holds, over its partitions: their
+ * reltuples, or for one never analyzed nor vacuumed its size at 100 bytes
+ * a row.  Enough to tell a bulk from a small table.  Needs SPI.
+ */
+static double
+estimated_rows(Oid relid)
+{
+	bool		isnull;
+	Datum		rows;
+
+	if (SPI_execute_with_args("SELECT coalesce(sum(CASE WHEN c.reltuples >= 0"
+							  "  THEN c.reltuples::float8"
+							  "  ELSE pg_catalog.pg_relation_size(pt.relid) / 100.0 END), 0)"
+							  " FROM " ZB_PARTITION_LEAVES("$1") " pt"
+							  " JOIN pg_catalog.pg_class c ON c.oid = pt.relid",
+							  1, (Oid[]) {OIDOID},
+							  (Datum[]) {ObjectIdGetDatum(relid)},
+							  NULL, true, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read the size of table %u", relid);
+	rows = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+						 &isnull);
+	return isnull ? 0 : DatumGetFloat8(rows);
+}
+
+/*
  * Picks the table to read next (one being read before a restart first,
  * then pending ones), marks it running and makes it snap->cur; sets
  * snap->idle when there is none.  Needs a transaction and SPI.
@@ -455,6 +481,9 @@ pick_table(ZerobusSnapshot *snap, TimestampTz now)
 						snap->ws->config->name, t->qualname)));
 	}
 	MemoryContextSwitchTo(oldcxt);
+	/* a large table comes as a bulk: it gets its streams at once */
+	zerobus_sender_expect(snap->ws->sender, t->target,
+						  estimated_rows(t->relid));
 	snap->cur = t;
 }
 
