@@ -61,6 +61,13 @@ $node->safe_psql(
 check_tables($node, $emu, 'sev', 'snapshot-only table evolved',
 	$node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'),
 	[ 'so', 'main.cdc.so', 'id, b, c', 'id' ]);
+is_deeply(
+	{   map { ($_->{id} => $_->{b}) }
+		  values %{ fold_changes(read_delta($emu, 'main.cdc.so'), 'id') }
+	},
+	decode_json(
+		$node->safe_psql('postgres', 'SELECT json_object_agg(id, b) FROM so')),
+	'read by t/delta_reader, the snapshot rows written under a read under b');
 is( $node->safe_psql(
 		'postgres', q{
 		SELECT string_agg(state || ' ' || statement, E'\n' ORDER BY started_at)
@@ -152,6 +159,24 @@ $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 check_tables($node, $emu, 'sev', 'evolved under slow acks', $lsn,
 	[ 'ev', 'main.cdc.ev', 'id, title, n, extra', 'id' ]);
 emulator_api($emu, 'DELETE', '/admin/faults');
+
+# the Delta table read by t/delta_reader (column mapping, type widening):
+# rows written under the names val and label read under title, the ids
+# written as INT read as BIGINT
+my %title = %{
+	decode_json(
+		$node->safe_psql(
+			'postgres', 'SELECT json_object_agg(id, title) FROM ev'))
+};
+my $independent = fold_changes(read_delta($emu, 'main.cdc.ev'), 'id');
+is_deeply({ map { ($_ => $independent->{$_}{title}) } keys %$independent },
+	\%title, 'read by t/delta_reader, every title is under its new name');
+is_deeply(
+	[ sort keys %{ $independent->{1} } ],
+	[ sort qw(id title n extra) ],
+	'no column under an old name');
+is($independent->{2}{title}, 'renamed',
+	'a value set under the name label reads under title');
 is( $node->safe_psql(
 		'postgres',
 		"SELECT count(*) FROM zerobus.stream_tables WHERE paused_at IS NOT NULL"),
