@@ -79,8 +79,10 @@
  * Under schema_policy drop_missing_columns, columns the target lacks are
  * instead left out of the descriptor and the records, from a replay of the
  * slot on.  Under schema_policy evolve, the target is altered through the
- * stream's SQL warehouse while its records wait (evolve.c), and a replay of
- * the slot sends them with the new descriptor.  A slot that lost WAL it needed (wal_status 'lost') or vanished
+ * stream's SQL warehouse while its records wait (evolve.c), once those of
+ * the descriptor it accepted are acked and the slot confirmed them
+ * (zerobus_worker_confirm_settled), and a replay of the slot sends them
+ * with the new descriptor.  A slot that lost WAL it needed (wal_status 'lost') or vanished
  * fails the stream before replication starts, naming recover_stream().
  *
  * Initial snapshots (initial_snapshot.c) share the loop: between reads of the
