@@ -23,7 +23,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use ZerobusTest;
 
-# a worker for each of the seven streams, beyond the default 8 processes
+# a worker for each of the eight streams, beyond the default 8 processes
 my $node = zb_node('create_targets', "max_worker_processes = 16\n");
 my $emu = start_emulator();
 
@@ -265,6 +265,41 @@ $node->safe_psql(
 	CREATE PUBLICATION pubm FOR TABLE m1, m_nokey;
 	INSERT INTO m1 VALUES (1, 'new', 'x'), (2, 'new', 'y');
 });
+
+# a mirror that cannot be created: a warning, nothing paused
+emulator_api(
+	$emu, 'PUT', '/admin/sql',
+	{
+		warehouse_error => {
+			error_code => 'TEMPORARILY_UNAVAILABLE',
+			message => 'no capacity',
+			match => 'm1_mirror',
+			count => 1
+		}
+	});
+$err = create_stream(
+	$node, $emu, 'smf', 'pubm',
+	warehouse_id => "'wh1'",
+	create_targets => 'true',
+	create_mirrors => 'true',
+	create_schemas => ['main.cdc']);
+like(
+	$err,
+	qr/WARNING:  stream "smf": mirror table main\.cdc\.m1_mirror could not be created\n.*DETAIL:  Statement \S+ ended FAILED: \[TEMPORARILY_UNAVAILABLE\] no capacity\nHINT:  The stream is not affected\./s,
+	'a mirror that cannot be created is a warning');
+is( $node->safe_psql(
+		'postgres', q{
+		SELECT string_agg(state || ' ' || target_table, ', ' ORDER BY started_at)
+		FROM zerobus.statements WHERE stream = 'smf'}),
+	'SUCCEEDED main.cdc.m1, SUCCEEDED main.cdc.m_nokey, FAILED main.cdc.m1_mirror',
+	'the failed mirror statement is recorded');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM zerobus.stat_snapshots WHERE stream = 'smf' AND paused_reason IS NOT NULL"
+	),
+	'0',
+	'no table is paused for its mirror');
+$node->safe_psql('postgres', "SELECT zerobus.drop_stream('smf')");
 $err = create_stream(
 	$node, $emu, 'sm', 'pubm',
 	warehouse_id => "'wh1'",
