@@ -15,11 +15,11 @@
  * everything before the frozen position (zerobus_worker_confirm_settled):
  * records encoded with the old descriptor (a column's old name, its
  * narrower type) fit the target only until it is altered, so none of them
- * may be left to the replay.  Then it
- * fetches a workspace token and runs the ALTER TABLE statements that
- * zerobus.target_ddl(form => 'alter') prints, one at a time
- * (statement.c), their HTTP transfers on the sender's connection with its
- * traffic, so nothing in the loop waits for them.  Once all succeeded, the
+ * may be left to the replay.  Then it fetches a workspace token and runs
+ * the ALTER TABLE statements that zerobus.target_ddl(form => 'alter')
+ * prints, one at a time (statement.c), their HTTP transfers on the
+ * sender's connection with its traffic, so nothing in the loop waits for
+ * them.  Once all succeeded, the
  * session ends with an ERROR, and the next one replays the slot from the
  * frozen position with the new descriptor, which the altered target
  * accepts: nothing is lost, and the slot is held until the records are
