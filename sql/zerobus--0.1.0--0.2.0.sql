@@ -7,7 +7,7 @@
 -- Target tables created and altered by zerobus (create_stream's
 -- create_targets, schema_policy evolve): the stream's warehouse and choice,
 -- the record of the SQL statements run in Databricks, and create_stream
--- with the two new arguments.
+-- with the three new arguments.
 -- ---------------------------------------------------------------------
 
 ALTER TABLE streams ADD COLUMN warehouse_id text;
@@ -97,7 +97,8 @@ CREATE FUNCTION create_stream(
 	array_nulls text DEFAULT NULL,
 	failover bool DEFAULT NULL,
 	warehouse_id text DEFAULT NULL,
-	create_targets bool DEFAULT false)
+	create_targets bool DEFAULT false,
+	create_mirrors bool DEFAULT false)
 RETURNS int
 AS 'MODULE_PATHNAME', 'zerobus_create_stream'
 LANGUAGE C VOLATILE
@@ -106,10 +107,10 @@ SET search_path = pg_catalog, pg_temp
 -- the LOG of the slot's creation (or an error) would otherwise copy it
 SET log_min_error_statement = panic;
 
-COMMENT ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text, bool, text, bool) IS
-'create a stream and its logical replication slot (and, with create_targets, its missing target tables in Databricks); returns the stream id';
+COMMENT ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text, bool, text, bool, bool) IS
+'create a stream and its logical replication slot (and, with create_targets, its missing target tables in Databricks, with create_mirrors their mirror tables too); returns the stream id';
 
-REVOKE ALL ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text, bool, text, bool) FROM PUBLIC;
+REVOKE ALL ON FUNCTION create_stream(text, text, text, text, text, text, text, text, jsonb, bool, text, bool, int, int, int, int, int, text, text, regrole, text, bool, bool, text, bool, text, bool, bool) FROM PUBLIC;
 
 COMMENT ON FUNCTION target_ddl(regclass, text, text, text) IS
 'Databricks SQL for the Delta table that receives the changes of a source table: its CREATE TABLE (form ''create''), the ALTER TABLE statements that bring it from the columns it accepted in a stream to the source table''s columns (form ''alter''), or the AUTO CDC flow and the MERGE that keep a mirror table equal to the source table from it (form ''mirror'')';

@@ -130,18 +130,10 @@ $node->safe_psql(
 });
 wait_acked($node, 'fid',
 	$node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
-emulator_api($emu, 'POST', '/admin/flush');
 
 # --- the Delta table, read independently, folded by key ---------------------
 
-my ($out, $err);
-IPC::Run::run [ 'node', "$srcdir/t/delta_reader/read-delta.js",
-	"$emu->{data_dir}/tables/main/cdc/fid" ], '>', \$out, '2>', \$err
-  or die "read-delta failed: $err";
-my %delta = %{
-	fold_records([ map { decode_json($_) } grep { /\S/ } split /\n/, $out ],
-		'id')
-};
+my %delta = %{ fold_records(read_delta($emu, 'main.cdc.fid'), 'id') };
 
 # --- the expected values, computed by PostgreSQL ----------------------------
 
@@ -277,7 +269,7 @@ is_deeply(\%got_marks, \%want_marks,
 # --- intervals through two ISO 8601 parsers that are not ours --------------
 
 my @ivs = grep { defined } map { $delta{$_}{iv} } sort keys %delta;
-my $durations;
+my ($durations, $err);
 IPC::Run::run [ 'node', "$srcdir/t/delta_reader/iso-duration.js" ],
   '<', \(join("\n", @ivs) . "\n"), '>', \$durations, '2>', \$err
   or die "iso-duration failed: $err";

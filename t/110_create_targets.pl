@@ -10,7 +10,8 @@
 # with the reason, keep its changes in the slot, and lose nothing once
 # resume_stream() creates the table.  A target that exists with other
 # columns is not touched: the stream pauses that table with the column
-# named.
+# named.  create_mirrors creates the mirror tables too (target_ddl's mirror
+# CREATE TABLE), of the tables with a key.
 
 use strict;
 use warnings;
@@ -22,7 +23,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use ZerobusTest;
 
-my $node = zb_node('create_targets');
+# a worker for each of the eight streams, beyond the default 8 processes
+my $node = zb_node('create_targets', "max_worker_processes = 16\n");
 my $emu = start_emulator();
 
 is_deeply(emulator_api($emu, 'GET', '/admin/tables'),
@@ -254,6 +256,88 @@ $node->safe_psql('postgres', "INSERT INTO t3 VALUES (1, 'a', 1)");
 like(wait_table_paused($node, 's3', 'public.t3'),
 	qr/extra/, 'the stream pauses that table with the column named');
 
+# --- create_mirrors: the mirror tables too ---------------------------------
+
+$node->safe_psql(
+	'postgres', q{
+	CREATE TABLE m1 (id int PRIMARY KEY, status text, note text);
+	CREATE TABLE m_nokey (a int, b text);
+	CREATE PUBLICATION pubm FOR TABLE m1, m_nokey;
+	INSERT INTO m1 VALUES (1, 'new', 'x'), (2, 'new', 'y');
+});
+
+# a mirror that cannot be created: a warning, nothing paused
+emulator_api(
+	$emu, 'PUT', '/admin/sql',
+	{
+		warehouse_error => {
+			error_code => 'TEMPORARILY_UNAVAILABLE',
+			message => 'no capacity',
+			match => 'm1_mirror',
+			count => 1
+		}
+	});
+$err = create_stream(
+	$node, $emu, 'smf', 'pubm',
+	warehouse_id => "'wh1'",
+	create_targets => 'true',
+	create_mirrors => 'true',
+	create_schemas => ['main.cdc']);
+like(
+	$err,
+	qr/WARNING:  stream "smf": mirror table main\.cdc\.m1_mirror could not be created\n.*DETAIL:  Statement \S+ ended FAILED: \[TEMPORARILY_UNAVAILABLE\] no capacity\nHINT:  The stream is not affected\./s,
+	'a mirror that cannot be created is a warning');
+is( $node->safe_psql(
+		'postgres', q{
+		SELECT string_agg(state || ' ' || target_table, ', ' ORDER BY started_at)
+		FROM zerobus.statements WHERE stream = 'smf'}),
+	'SUCCEEDED main.cdc.m1, SUCCEEDED main.cdc.m_nokey, FAILED main.cdc.m1_mirror',
+	'the failed mirror statement is recorded');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM zerobus.stat_snapshots WHERE stream = 'smf' AND paused_reason IS NOT NULL"
+	),
+	'0',
+	'no table is paused for its mirror');
+$node->safe_psql('postgres', "SELECT zerobus.drop_stream('smf')");
+$err = create_stream(
+	$node, $emu, 'sm', 'pubm',
+	warehouse_id => "'wh1'",
+	create_targets => 'true',
+	create_mirrors => 'true',
+	create_schemas => ['main.cdc']);
+like(
+	$err,
+	qr/NOTICE:  stream "sm": table public.m_nokey gets no mirror table\nDETAIL:  A mirror is kept by key, and the table has neither a replica identity index nor a primary key\./,
+	'a table without a key gets no mirror, with a notice');
+is( $node->safe_psql(
+		'postgres', q{
+		SELECT string_agg(state || ' ' || target_table, ', ' ORDER BY started_at)
+		FROM zerobus.statements WHERE stream = 'sm'}),
+	'SUCCEEDED main.cdc.m1, SUCCEEDED main.cdc.m_nokey, SUCCEEDED main.cdc.m1_mirror',
+	'the change tables, then the mirror, each recorded');
+is( $node->safe_psql(
+		'postgres', q{
+		SELECT statement LIKE 'CREATE TABLE IF NOT EXISTS main.cdc.m1_mirror (%'
+		FROM zerobus.statements WHERE stream = 'sm' AND target_table = 'main.cdc.m1_mirror'}),
+	't',
+	'the mirror is created by its CREATE TABLE IF NOT EXISTS');
+like(
+	$node->safe_psql(
+		'postgres', q{SELECT zerobus.target_ddl('m1', stream => 'sm', form => 'mirror')}),
+	qr/\Q@{[ $node->safe_psql('postgres', "SELECT statement FROM zerobus.statements WHERE target_table = 'main.cdc.m1_mirror'") ]}\E/,
+	'the statement run is the one target_ddl(form => mirror) prints');
+is_deeply(
+	[ map { "$_->{name} $_->{type}" } @{ emulator_api($emu, 'GET', '/admin/tables/main.cdc.m1_mirror')->{columns} } ],
+	[ 'id INT', 'status STRING', 'note STRING' ],
+	'the mirror has the source columns, no metadata column');
+$node->safe_psql('postgres', "UPDATE m1 SET status = 'paid' WHERE id = 1");
+check_tables($node, $emu, 'sm', 'with mirrors',
+	$node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'),
+	[ 'm1', 'main.cdc.m1', 'id, status, note', 'id' ]);
+is_deeply(delta_rows($emu, 'main.cdc.m1_mirror'),
+	[], 'the stream does not write the mirror');
+
 # --- argument checks ------------------------------------------------------
 
 my ($ret, $out);
@@ -264,6 +348,14 @@ my ($ret, $out);
 		target_catalog => 'main', insecure => true, create_targets => true)});
 like($err, qr/create_targets needs a warehouse_id/,
 	'create_targets without a warehouse is refused');
+($ret, $out, $err) = $node->psql(
+	'postgres', q{
+	SELECT zerobus.create_stream('bad', 'pub', endpoint => 'http://127.0.0.1:1',
+		workspace_url => 'http://127.0.0.1:1', client_id => 'c', client_secret => 's',
+		target_catalog => 'main', insecure => true, warehouse_id => 'wh1',
+		create_mirrors => true)});
+like($err, qr/create_mirrors needs create_targets/,
+	'create_mirrors without create_targets is refused');
 
 $node->stop;
 stop_emulator($emu);

@@ -5,8 +5,12 @@
 # worker through the SQL Statement Execution API (the statements
 # target_ddl(form => 'alter') prints), without a pause: every row lands
 # with the new columns, the Delta table folded equals the source, the
-# statements are recorded in zerobus.statements.  A type change Delta
-# cannot widen pauses the table as under the pause policy.
+# statements are recorded in zerobus.statements.  The same under slow acks,
+# with rows of the previous descriptor unacked when the target rejects the
+# new one (they are acked and confirmed before the ALTER TABLE), and for a
+# table whose rows came only from its initial snapshot (the columns its
+# snapshot stream had accepted are the base).  A type change Delta cannot
+# widen pauses the table as under the pause policy.
 
 use strict;
 use warnings;
@@ -25,7 +29,9 @@ $node->safe_psql(
 	'postgres', q{
 	CREATE TABLE ev (id int PRIMARY KEY, val text, n int4);
 	INSERT INTO ev SELECT g, 'v' || g, g FROM generate_series(1, 50) g;
-	CREATE PUBLICATION pub FOR TABLE ev;
+	CREATE TABLE so (id int PRIMARY KEY, a text);
+	INSERT INTO so SELECT g, 'a' || g FROM generate_series(1, 30) g;
+	CREATE PUBLICATION pub FOR TABLE ev, so;
 });
 create_stream(
 	$node, $emu, 'sev', 'pub',
@@ -35,6 +41,41 @@ create_stream(
 	create_schemas => ['main.cdc']);
 wait_streaming($node, 'sev');
 
+# a table whose rows so far came only from its initial snapshot: the
+# columns the target accepted on the snapshot's stream are kept, so a
+# rename and an added column evolve it as they would a streamed table
+ok( $node->poll_query_until(
+		'postgres', q{
+		SELECT s.state = 'done' AND t.accepted_columns IS NOT NULL
+		FROM zerobus.stat_snapshots s
+		JOIN zerobus.stream_tables t ON t.relid = 'so'::regclass
+		WHERE s.source_table = 'public.so'}),
+	'the snapshot-only table has accepted columns');
+$node->safe_psql(
+	'postgres', q{
+	ALTER TABLE so RENAME COLUMN a TO b;
+	ALTER TABLE so ADD COLUMN c int;
+	INSERT INTO so VALUES (31, 'b31', 31);
+	UPDATE so SET b = 'renamed', c = 1 WHERE id = 1;
+});
+check_tables($node, $emu, 'sev', 'snapshot-only table evolved',
+	$node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'),
+	[ 'so', 'main.cdc.so', 'id, b, c', 'id' ]);
+is_deeply(
+	{   map { ($_->{id} => $_->{b}) }
+		  values %{ fold_changes(read_delta($emu, 'main.cdc.so'), 'id') }
+	},
+	decode_json(
+		$node->safe_psql('postgres', 'SELECT json_object_agg(id, b) FROM so')),
+	'read by t/delta_reader, the snapshot rows written under a read under b');
+is( $node->safe_psql(
+		'postgres', q{
+		SELECT string_agg(state || ' ' || statement, E'\n' ORDER BY started_at)
+		FROM zerobus.statements WHERE stream = 'sev' AND statement LIKE 'ALTER TABLE main.cdc.so%'}),
+	"SUCCEEDED ALTER TABLE main.cdc.so RENAME COLUMN a TO b;\n"
+	  . "SUCCEEDED ALTER TABLE main.cdc.so ADD COLUMNS (c INT);",
+	'the snapshot-only table was altered, not paused');
+
 # rows from the change stream: the target accepts their descriptor, whose
 # columns the worker keeps (evolve alters from those)
 $node->safe_psql('postgres',
@@ -42,10 +83,7 @@ $node->safe_psql('postgres',
 wait_acked($node, 'sev',
 	$node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
 
-# the three changes, with writes between them; the worker sends the rows
-# before each change before the next comes (see README, "Schema changes":
-# rows of the previous descriptor not yet acked when a rename or a type
-# change is applied cannot be replayed into the altered target)
+# the three changes, with writes between them, each acked before the next
 $node->safe_psql(
 	'postgres', q{
 	ALTER TABLE ev ADD COLUMN extra text;
@@ -80,7 +118,8 @@ is( $node->safe_psql(
 is( $node->safe_psql(
 		'postgres', q{
 		SELECT string_agg(state || ' ' || statement, E'\n' ORDER BY started_at)
-		FROM zerobus.statements WHERE stream = 'sev' AND statement LIKE 'ALTER%'}),
+		FROM zerobus.statements WHERE stream = 'sev' AND statement LIKE 'ALTER TABLE main.cdc.ev %'
+		  AND started_at <= (SELECT max(started_at) FROM zerobus.statements WHERE statement LIKE '%n TYPE BIGINT%')}),
 	"SUCCEEDED ALTER TABLE main.cdc.ev ADD COLUMNS (extra STRING);\n"
 	  . "SUCCEEDED ALTER TABLE main.cdc.ev RENAME COLUMN val TO label;\n"
 	  . "SUCCEEDED ALTER TABLE main.cdc.ev ALTER COLUMN n TYPE BIGINT;",
@@ -97,6 +136,61 @@ is( $node->safe_psql(
 	),
 	't',
 	'the target accepted the new descriptor');
+
+# a rename and a widening type change while rows of the previous
+# descriptor are still unacked (acks held back 800 ms, writes before and
+# after each change in their own transactions): the worker gets those rows
+# acked and confirmed before it alters the target, so none is replayed
+# with the old descriptor into the altered target, and nothing pauses
+emulator_api($emu, 'POST', '/admin/faults',
+	{ table => 'main.cdc.ev', ack_delay_ms => 800 });
+$node->safe_psql(
+	'postgres', q{
+	INSERT INTO ev SELECT g, 'a' || g, g, 'a' FROM generate_series(301, 350) g;
+	INSERT INTO ev SELECT g, 'b' || g, g, 'b' FROM generate_series(351, 400) g;
+	ALTER TABLE ev RENAME COLUMN label TO title;
+	INSERT INTO ev SELECT g, 'c' || g, g, 'c' FROM generate_series(401, 450) g;
+	UPDATE ev SET title = 't' || id WHERE id BETWEEN 301 AND 310;
+	ALTER TABLE ev ALTER COLUMN id TYPE int8;
+	INSERT INTO ev SELECT g, 'd' || g, g, 'd' FROM generate_series(451, 500) g;
+	UPDATE ev SET title = 'u' || id WHERE id BETWEEN 401 AND 410;
+});
+$lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+check_tables($node, $emu, 'sev', 'evolved under slow acks', $lsn,
+	[ 'ev', 'main.cdc.ev', 'id, title, n, extra', 'id' ]);
+emulator_api($emu, 'DELETE', '/admin/faults');
+
+# the Delta table read by t/delta_reader (column mapping, type widening):
+# rows written under the names val and label read under title, the ids
+# written as INT read as BIGINT
+my %title = %{
+	decode_json(
+		$node->safe_psql(
+			'postgres', 'SELECT json_object_agg(id, title) FROM ev'))
+};
+my $independent = fold_changes(read_delta($emu, 'main.cdc.ev'), 'id');
+is_deeply({ map { ($_ => $independent->{$_}{title}) } keys %$independent },
+	\%title, 'read by t/delta_reader, every title is under its new name');
+is_deeply(
+	[ sort keys %{ $independent->{1} } ],
+	[ sort qw(id title n extra) ],
+	'no column under an old name');
+is($independent->{2}{title}, 'renamed',
+	'a value set under the name label reads under title');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM zerobus.stream_tables WHERE paused_at IS NOT NULL"),
+	'0',
+	'no table paused for rows of the old descriptor');
+is( $node->safe_psql(
+		'postgres', q{
+		SELECT string_agg(state || ' ' || statement, E'\n' ORDER BY started_at)
+		FROM zerobus.statements
+		WHERE stream = 'sev' AND statement LIKE 'ALTER TABLE main.cdc.ev %'
+		  AND started_at > (SELECT max(started_at) FROM zerobus.statements WHERE statement LIKE '%n TYPE BIGINT%')}),
+	"SUCCEEDED ALTER TABLE main.cdc.ev RENAME COLUMN label TO title;\n"
+	  . "SUCCEEDED ALTER TABLE main.cdc.ev ALTER COLUMN id TYPE BIGINT;",
+	'the rename and the type change ran once each');
 
 # a type change Delta cannot apply in place: paused as under the pause policy
 $node->safe_psql(

@@ -461,9 +461,10 @@ class Statements {
 			if (key === 'statement_delay_ms' && !(Number.isInteger(v) && v >= 0))
 				throw new StatementHttpError(400, 'INVALID_PARAMETER_VALUE', 'statement_delay_ms must be an integer >= 0');
 			if (key === 'warehouse_error' && v !== null &&
-				!(v && typeof v.message === 'string' && (v.count === undefined || (Number.isInteger(v.count) && v.count > 0))))
+				!(v && typeof v.message === 'string' && (v.count === undefined || (Number.isInteger(v.count) && v.count > 0)) &&
+					(v.match === undefined || typeof v.match === 'string')))
 				throw new StatementHttpError(400, 'INVALID_PARAMETER_VALUE',
-					'warehouse_error must be null or {message, error_code?, count?}');
+					'warehouse_error must be null or {message, error_code?, count?, match?}');
 			if (key === 'poll_errors' && v !== null &&
 				!(v && Number.isInteger(v.status) && v.status >= 400 && v.status <= 599 &&
 					Number.isInteger(v.count) && v.count > 0))
@@ -527,7 +528,8 @@ class Statements {
 		if (s.state !== 'PENDING' && s.state !== 'RUNNING')
 			return;
 		s.state = 'RUNNING';
-		const werr = this.knobs.warehouse_error;
+		const knob = this.knobs.warehouse_error;
+		const werr = knob && (knob.match === undefined || s.statement.includes(knob.match)) ? knob : null;
 		try {
 			if (werr) {
 				if (werr.count !== undefined && --werr.count <= 0)

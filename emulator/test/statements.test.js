@@ -192,7 +192,7 @@ test('slow statements: PENDING, RUNNING, wait_timeout with CONTINUE and CANCEL, 
 	await emu.http('PUT', '/admin/sql', { statement_delay_ms: 0 });
 });
 
-test('warehouse errors: the next N statements fail with the given error', async () => {
+test('warehouse errors: the next N statements (matching) fail with the given error', async () => {
 	const k = await emu.http('PUT', '/admin/sql', { warehouse_error: { error_code: 'TEMPORARILY_UNAVAILABLE',
 		message: 'warehouse wh1 failed to start', count: 1 } });
 	assert.strictEqual(k.status, 200);
@@ -205,6 +205,14 @@ test('warehouse errors: the next N statements fail with the given error', async 
 	assert.deepStrictEqual(list.filter(x => x.statement === 'CREATE TABLE main.cdc.w (a INT)').map(x => x.state),
 		['FAILED', 'SUCCEEDED']);
 	assert.strictEqual((await emu.http('PUT', '/admin/sql', { nope: 1 })).status, 400);
+	/* with match, only statements containing it fail, and count only them */
+	await emu.http('PUT', '/admin/sql', { warehouse_error: { message: 'no', match: 'w_mirror', count: 1 } });
+	s = await run('CREATE TABLE main.cdc.w2 (a INT)');
+	assert.strictEqual(s.status.state, 'SUCCEEDED');
+	s = await run('CREATE TABLE main.cdc.w_mirror (a INT)');
+	assert.strictEqual(s.status.state, 'FAILED');
+	assert.strictEqual((await emu.http('GET', '/admin/sql')).body.warehouse_error, null);
+	assert.strictEqual((await emu.http('PUT', '/admin/sql', { warehouse_error: { message: 'no', match: 1 } })).status, 400);
 });
 
 test('poll errors: the next N polls answer an HTTP error', async () => {

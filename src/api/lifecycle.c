@@ -300,7 +300,7 @@ zerobus_resume_stream(PG_FUNCTION_ARGS)
 				  " WHERE id = $1");
 	/* after the owner's check: creates the targets whose creation failed */
 	if (paused != NIL)
-		zerobus_create_targets(stream_id, paused);
+		zerobus_create_targets(stream_id, paused, false);
 	PG_RETURN_VOID();
 }
 

@@ -636,21 +636,31 @@ check_slot_free(const char *name, const char *slot_name)
 }
 
 /*
- * Checks create_stream's create_targets, schema_policy and warehouse_id:
- * creating the targets and schema_policy evolve take a warehouse, and a
- * warehouse id is what Databricks' ids are (letters and digits), so that
- * a mistake is caught here rather than by the warehouse after the slot is
- * made.  Returns create_targets.
+ * Checks create_stream's create_targets, create_mirrors, schema_policy and
+ * warehouse_id: creating the targets and schema_policy evolve take a
+ * warehouse, the mirrors are created with the targets, and a warehouse id
+ * is what Databricks' ids are (letters and digits), so that a mistake is
+ * caught here rather than by the warehouse after the slot is made.
+ * Returns create_targets, and create_mirrors in *mirrors.
  */
 static bool
-check_create_targets(FunctionCallInfo fcinfo)
+check_create_targets(FunctionCallInfo fcinfo, bool *mirrors)
 {
 	int			create_arg = arg_position(fcinfo, "create_targets");
+	int			mirrors_arg = arg_position(fcinfo, "create_mirrors");
 	int			warehouse_arg = arg_position(fcinfo, "warehouse_id");
 	int			policy_arg = arg_position(fcinfo, "schema_policy");
 	bool		create = !ARGNO_ISNULL(create_arg) && PG_GETARG_BOOL(create_arg);
 	bool		evolve = !ARGNO_ISNULL(policy_arg) &&
 		strcmp(text_to_cstring(PG_GETARG_TEXT_PP(policy_arg)), "evolve") == 0;
+
+	*mirrors = !ARGNO_ISNULL(mirrors_arg) && PG_GETARG_BOOL(mirrors_arg);
+	if (*mirrors && !create)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("create_mirrors needs create_targets"),
+				 errdetail("The mirror tables are created with the change tables they are kept from."),
+				 errhint("Pass create_targets => true as well, or create the mirrors from zerobus.target_ddl(form => 'mirror').")));
 
 	if (!ARGNO_ISNULL(warehouse_arg))
 	{
@@ -681,7 +691,8 @@ check_create_targets(FunctionCallInfo fcinfo)
  * logical slot cannot be created once the transaction has written), then
  * the rows.  The slot is not transactional: if the calling transaction
  * rolls back later, the launcher drops the slot it left.  With
- * create_targets, then creates the missing target tables (targets.c).
+ * create_targets, then creates the missing target tables (targets.c), and
+ * with create_mirrors their mirror tables.
  */
 Datum
 zerobus_create_stream(PG_FUNCTION_ARGS)
@@ -698,6 +709,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	bool		failover;
 	int			nelsewhere;
 	bool		create_targets;
+	bool		create_mirrors;
 
 	zerobus_require_preload();
 	name = zerobus_text_arg(fcinfo, 0, "name", true);
@@ -713,7 +725,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	failover = ARGNO_ISNULL(failover_arg) ? ZB_HAVE_FAILOVER_SLOTS :
 		PG_GETARG_BOOL(failover_arg);
 	collect_settings(fcinfo, true, NULL, NULL, GetUserId(), &cols, &secrets);
-	create_targets = check_create_targets(fcinfo);
+	create_targets = check_create_targets(fcinfo, &create_mirrors);
 	zerobus_add_column(&cols, "name", TEXTOID, CStringGetTextDatum(name), false);
 	zerobus_add_column(&cols, "slot_name", NAMEOID,
 					   DirectFunctionCall1(namein, CStringGetDatum(slot_name)), false);
@@ -756,7 +768,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	zerobus_catalog_end(&access);
 	/* before the commit that lets the worker start */
 	if (create_targets)
-		zerobus_create_targets(id, NIL);
+		zerobus_create_targets(id, NIL, create_mirrors);
 
 	if (!zerobus_in_served_database())
 		ereport(WARNING,

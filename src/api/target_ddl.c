@@ -121,7 +121,8 @@ zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
  * unambiguously, so there is no mirror to keep.
  */
 static Bitmapset *
-mirror_key(Relation rel, const ZerobusRecordPlan *plan)
+mirror_key_or_why(Relation rel, const ZerobusRecordPlan *plan,
+				  const char **why)
 {
 	Bitmapset  *key;
 	int			published = 0;
@@ -135,16 +136,51 @@ mirror_key(Relation rel, const ZerobusRecordPlan *plan)
 		if (bms_is_member(plan->columns[i].attnum - FirstLowInvalidHeapAttributeNumber,
 						  key))
 			published++;
-	if (bms_is_empty(key) || published != bms_num_members(key))
+	if (bms_is_empty(key))
+		*why = _("A mirror is kept by key, and the table has neither a replica identity index nor a primary key.");
+	else if (published != bms_num_members(key))
+		*why = _("A mirror is kept by key, and the stream's publication does not publish every key column.");
+	else
+		return key;
+	return NULL;
+}
+
+/* mirror_key_or_why, or an ERROR that says why there is no key */
+static Bitmapset *
+mirror_key(Relation rel, const ZerobusRecordPlan *plan)
+{
+	const char *why;
+	Bitmapset  *key = mirror_key_or_why(rel, plan, &why);
+
+	if (key == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" has no replica identity key to mirror by",
 						RelationGetRelationName(rel)),
-				 errdetail(bms_is_empty(key) ?
-						   "A mirror is kept by key, and the table has neither a replica identity index nor a primary key." :
-						   "A mirror is kept by key, and the stream's publication does not publish every key column."),
+				 errdetail_internal("%s", why),
 				 errhint("Give the table a primary key or a replica identity index (ALTER TABLE ... REPLICA IDENTITY USING INDEX), published in full, or fold its change table as a multiset.")));
 	return key;
+}
+
+/* The default mirror of a change table: its name followed by _mirror. */
+char *
+zerobus_mirror_table_name(const char *change_table)
+{
+	return psprintf("%s_mirror", change_table);
+}
+
+/*
+ * The CREATE TABLE IF NOT EXISTS of mirror, the mirror table of rel (the
+ * one mirror_text prints), or NULL with *why saying so when rel has no key
+ * to mirror by.  For create_stream's create_mirrors.
+ */
+char *
+zerobus_mirror_create_text(Relation rel, const ZerobusRecordPlan *plan,
+						   const char *mirror, const char **why)
+{
+	if (mirror_key_or_why(rel, plan, why) == NULL)
+		return NULL;
+	return zerobus_target_ddl_text(plan, mirror, true);
 }
 
 /*
@@ -423,7 +459,7 @@ zerobus_target_ddl(PG_FUNCTION_ARGS)
 												   get_namespace_name(RelationGetNamespace(rel)),
 												   RelationGetRelationName(rel));
 		if (target_table == NULL)
-			target_table = mirror ? psprintf("%s_mirror", change_table) :
+			target_table = mirror ? zerobus_mirror_table_name(change_table) :
 				change_table;
 		columns = zerobus_published_columns(config->publication, relid);
 	}

@@ -20,6 +20,13 @@
  * create_stream instead would roll the record of the failed statement
  * back with it, and would leave the caller nothing to resume.
  *
+ * With create_mirrors, the mirror table of each table with a key (the
+ * CREATE TABLE IF NOT EXISTS that target_ddl(form => 'mirror') prints) is
+ * created the same way, after all the change tables.  The stream never
+ * writes a mirror, so a mirror that cannot be created pauses nothing: it is
+ * a WARNING, and the statement's record.  Keeping it current is the AUTO
+ * CDC flow's or the scheduled MERGE's job (README, "Current-state mirror").
+ *
  * Every statement run is recorded in zerobus.statement_log (shown by the
  * view zerobus.statements), in the transaction of the call that ran it.
  *
@@ -49,16 +56,18 @@ typedef struct TargetTable
 	char	   *source;			/* schema.table, quoted as needed */
 	char	   *target;			/* catalog.schema.table */
 	char	   *ddl;
+	bool		mirror;			/* target is a mirror table */
 } TargetTable;
 
 /*
  * The tables of stream_id to create, in the caller's memory: those of
  * zerobus.stream_tables, or of them only those in relids when it is not
- * NIL.
+ * NIL; with mirrors, then the mirror tables of those with a key.
  */
 static List *
-tables_to_create(ZerobusStreamConfig *config, List *relids)
+tables_to_create(ZerobusStreamConfig *config, List *relids, bool mirrors)
 {
+	List	   *mirror_tables = NIL;
 	MemoryContext caller = CurrentMemoryContext;
 	ZerobusColumnValues args = {0};
 	ZerobusCatalogAccess access;
@@ -106,15 +115,34 @@ tables_to_create(ZerobusStreamConfig *config, List *relids)
 													 CurrentMemoryContext);
 
 		t->ddl = zerobus_target_ddl_text(plan, t->target, false);
+		if (mirrors)
+		{
+			TargetTable *m = palloc0(sizeof(TargetTable));
+			const char *why;
+
+			m->relid = t->relid;
+			m->source = t->source;
+			m->target = zerobus_mirror_table_name(t->target);
+			m->mirror = true;
+			m->ddl = zerobus_mirror_create_text(rel, plan, m->target, &why);
+			if (m->ddl != NULL)
+				mirror_tables = lappend(mirror_tables, m);
+			else
+				ereport(NOTICE,
+						(errmsg("stream \"%s\": table %s gets no mirror table",
+								config->name, t->source),
+						 errdetail_internal("%s", why)));
+		}
 		zerobus_plan_free(plan);
 		relation_close(rel, AccessShareLock);
 	}
-	return tables;
+	return list_concat(tables, mirror_tables);
 }
 
 /*
  * Records the statements run and pauses the tables not created: the one
  * whose statement failed (with its error) and those not tried after it.
+ * Mirror tables pause nothing: the stream does not write them.
  */
 static void
 record_runs(ZerobusStreamConfig *config, List *tables,
@@ -138,11 +166,12 @@ record_runs(ZerobusStreamConfig *config, List *tables,
 			if (!r->succeeded)
 			{
 				failed = t;
-				reason = psprintf("target table %s could not be created: statement %s: %s",
-								  t->target, r->state, r->error);
+				if (!t->mirror)
+					reason = psprintf("target table %s could not be created: statement %s: %s",
+									  t->target, r->state, r->error);
 			}
 		}
-		else
+		else if (!t->mirror)
 			reason = psprintf("target table %s was not created: the creation of %s failed first",
 							  t->target, failed->target);
 		if (reason != NULL)
@@ -164,12 +193,13 @@ record_runs(ZerobusStreamConfig *config, List *tables,
 
 /*
  * Creates the missing target tables of stream_id (all of its tables, or
- * those in relids when it is not NIL), if the stream creates its targets.
- * Tables whose creation fails are paused, with a WARNING.  Needs a
- * transaction; the caller has checked its right to act on the stream.
+ * those in relids when it is not NIL), if the stream creates its targets,
+ * and with mirrors their missing mirror tables.  Tables whose creation
+ * fails are paused, with a WARNING.  Needs a transaction; the caller has
+ * checked its right to act on the stream.
  */
 void
-zerobus_create_targets(int32 stream_id, List *relids)
+zerobus_create_targets(int32 stream_id, List *relids, bool mirrors)
 {
 	ZerobusStreamConfig *config = zerobus_stream_load(stream_id, true);
 	ZerobusWorkspace ws = {0};
@@ -178,18 +208,23 @@ zerobus_create_targets(int32 stream_id, List *relids)
 	ZerobusStatementResult *results;
 	int			n;
 	int			nrun;
+	int			nchange = 0;	/* change tables, before the mirrors */
 	int			i = 0;
 	ListCell   *lc;
 
 	if (config == NULL || !config->create_targets)
 		return;
-	tables = tables_to_create(config, relids);
+	tables = tables_to_create(config, relids, mirrors);
 	n = list_length(tables);
 	if (n == 0)
 		return;
 	sql = palloc(sizeof(char *) * n);
 	foreach(lc, tables)
+	{
 		sql[i++] = ((TargetTable *) lfirst(lc))->ddl;
+		if (!((TargetTable *) lfirst(lc))->mirror)
+			nchange++;
+	}
 	results = palloc0(sizeof(ZerobusStatementResult) * n);
 
 	ws.workspace_url = config->workspace_url;
@@ -203,7 +238,23 @@ zerobus_create_targets(int32 stream_id, List *relids)
 	nrun = zerobus_statements_run(&ws, sql, n, results);
 
 	record_runs(config, tables, results, nrun);
-	if (nrun > 0 && !results[nrun - 1].succeeded)
+	if (nrun > 0 && !results[nrun - 1].succeeded &&
+		((TargetTable *) list_nth(tables, nrun - 1))->mirror)
+	{
+		TargetTable *t = list_nth(tables, nrun - 1);
+
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("stream \"%s\": mirror table %s could not be created",
+						config->name, t->target),
+				 errdetail("Statement %s ended %s: %s",
+						   results[nrun - 1].statement_id ? results[nrun - 1].statement_id : "(not submitted)",
+						   results[nrun - 1].state, results[nrun - 1].error),
+				 errhint("The stream is not affected%s. Once the cause is fixed, run the CREATE TABLE that zerobus.target_ddl('%s', stream => '%s', form => 'mirror') prints.",
+						 nrun < n ? "; the mirror tables after it were not tried either" : "",
+						 t->source, config->name)));
+	}
+	else if (nrun > 0 && !results[nrun - 1].succeeded)
 	{
 		TargetTable *t = list_nth(tables, nrun - 1);
 
@@ -216,7 +267,7 @@ zerobus_create_targets(int32 stream_id, List *relids)
 						   results[nrun - 1].state, results[nrun - 1].error),
 				 errhint("Its source table %s is paused%s, its changes kept in the slot; once the cause is fixed, zerobus.resume_stream('%s') runs the statement again.",
 						 t->source,
-						 nrun < n ? ", and so are the tables after it" : "",
+						 nrun < nchange ? ", and so are the tables after it" : "",
 						 config->name)));
 	}
 }

@@ -14,7 +14,8 @@
 
 #include "nodes/pg_list.h"
 
-extern void zerobus_create_targets(int32 stream_id, List *relids);
+extern void zerobus_create_targets(int32 stream_id, List *relids,
+								   bool mirrors);
 extern List *zerobus_targets_paused(const char *name, int32 *stream_id);
 
 #endif							/* ZEROBUS_TARGETS_H */

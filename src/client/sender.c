@@ -301,6 +301,11 @@ release_batch(ZerobusSender *sender, ZbBatch *batch, bool acked)
 		sender->shared->bytes_acked += batch->bytes;
 		SpinLockRelease(&sender->shared->mutex);
 	}
+	else
+	{
+		for (i = 0; i < batch->ngroups; i++)
+			batch->groups[i]->dropped = true;
+	}
 	if (batch->groups)
 		pfree(batch->groups);
 	if (batch->held)
@@ -763,7 +768,54 @@ zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target)
 	target->paused = true;
 }
 
-/* Whether target was paused (zerobus_sender_pause) */
+/*
+ * zerobus_sender_pause, but the target's retired calls that Zerobus created
+ * (those of its earlier descriptors, which it accepted) go on until
+ * everything they sent is acked, and their ack groups complete.  For a
+ * target that rejected a new descriptor and is to be altered: its records
+ * encoded with the old one must be durable before the ALTER TABLE, after
+ * which the target would refuse them.  A call of the rejected descriptor
+ * is never created, so it is dropped with the current calls.
+ */
+void
+zerobus_sender_hold(ZerobusSender *sender, ZerobusTarget *target)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &sender->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+
+		if (call->target == target && (!call->retiring || !call->created))
+			drop_call(sender, call);
+	}
+	cancel_token(sender, target);
+	target->paused = true;
+}
+
+/*
+ * Whether a call of target, current or retired, was opened with the given
+ * descriptor: its outcomes (ACCEPTED, REJECTED) may still come.
+ */
+bool
+zerobus_sender_uses_descriptor(ZerobusSender *sender, ZerobusTarget *target,
+							   const char *descriptor, int descriptor_len)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &sender->calls)
+	{
+		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
+
+		if (call->target == target &&
+			call->descriptor_len == descriptor_len &&
+			memcmp(call->descriptor, descriptor, descriptor_len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Whether target was paused (zerobus_sender_pause, zerobus_sender_hold) */
 bool
 zerobus_sender_paused(ZerobusTarget *target)
 {

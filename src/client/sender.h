@@ -32,6 +32,8 @@
 typedef struct ZerobusAckGroup
 {
 	int			pending;		/* unacked batches holding its records */
+	bool		dropped;		/* a batch of it was dropped unacked: it is
+								 * never acked in this session */
 } ZerobusAckGroup;
 
 /*
@@ -102,7 +104,12 @@ extern int	zerobus_sender_shards(ZerobusTarget *target);
 extern void zerobus_sender_expect(ZerobusSender *sender, ZerobusTarget *target,
 								  double records);
 extern void zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target);
+extern void zerobus_sender_hold(ZerobusSender *sender, ZerobusTarget *target);
 extern bool zerobus_sender_paused(ZerobusTarget *target);
+extern bool zerobus_sender_uses_descriptor(ZerobusSender *sender,
+										   ZerobusTarget *target,
+										   const char *descriptor,
+										   int descriptor_len);
 extern void zerobus_sender_flush_all(ZerobusSender *sender);
 extern long zerobus_sender_process(ZerobusSender *sender);
 extern void zerobus_sender_check_timers(ZerobusSender *sender, long *timeout);

@@ -233,6 +233,10 @@ extern char *zerobus_target_ddl_text(const ZerobusRecordPlan *plan,
 									 const char *target_table, bool mirror);
 extern Bitmapset *zerobus_published_columns(const char *publication,
 											Oid relid);
+extern char *zerobus_mirror_table_name(const char *change_table);
+extern char *zerobus_mirror_create_text(Relation rel,
+										const ZerobusRecordPlan *plan,
+										const char *mirror, const char **why);
 extern bool zerobus_is_identifier(const char *name);
 extern const char *zerobus_delta_identifier(const char *name);
 

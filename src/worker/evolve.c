@@ -9,11 +9,17 @@
  *
  * When the target rejects the descriptor, the worker stops sending to it
  * and freezes the confirmable position before its first unsent record, as
- * for a pause, but records no pause: an evolution starts instead.  It
- * fetches a workspace token and runs the ALTER TABLE statements that
- * zerobus.target_ddl(form => 'alter') prints, one at a time
- * (statement.c), their HTTP transfers on the sender's connection with its
- * traffic, so nothing in the loop waits for them.  Once all succeeded, the
+ * for a pause, but records no pause: an evolution starts instead.  The
+ * target's calls of the descriptor it accepted go on (zerobus_sender_hold)
+ * and the evolution waits until they are acked and the slot has confirmed
+ * everything before the frozen position (zerobus_worker_confirm_settled):
+ * records encoded with the old descriptor (a column's old name, its
+ * narrower type) fit the target only until it is altered, so none of them
+ * may be left to the replay.  Then it fetches a workspace token and runs
+ * the ALTER TABLE statements that zerobus.target_ddl(form => 'alter')
+ * prints, one at a time (statement.c), their HTTP transfers on the
+ * sender's connection with its traffic, so nothing in the loop waits for
+ * them.  Once all succeeded, the
  * session ends with an ERROR, and the next one replays the slot from the
  * frozen position with the new descriptor, which the altered target
  * accepts: nothing is lost, and the slot is held until the records are
@@ -43,6 +49,9 @@
 
 /* a workspace token request; statements have zerobus.statement_timeout */
 #define ZB_EVOLVE_TOKEN_TIMEOUT_MS 30000
+
+/* how often to look whether the slot confirmed the records before a change */
+#define ZB_EVOLVE_SETTLE_POLL_MS 100
 
 /* One target being altered; everything in its own memory context */
 typedef struct Evolution
@@ -172,7 +181,8 @@ start_transfer(ZerobusWorkerState *ws, Evolution *ev, CURL *easy,
 }
 
 /*
- * Starts what the evolutions can do now: a token request, a statement's
+ * Starts what the evolutions can do now: once the slot confirmed the
+ * records before the change, a token request, then a statement's
  * submission or poll.  Lowers *timeout to the time of the next poll.
  */
 void
@@ -197,6 +207,13 @@ zerobus_evolve_step(ZerobusWorkerState *ws, long *timeout)
 			continue;
 		if (ev->token == NULL)
 		{
+			/* first the old descriptor's records, acked and confirmed */
+			if (!zerobus_worker_confirm_settled())
+			{
+				if (*timeout < 0 || *timeout > ZB_EVOLVE_SETTLE_POLL_MS)
+					*timeout = ZB_EVOLVE_SETTLE_POLL_MS;
+				continue;
+			}
 			ev->auth = zerobus_auth_start(config->workspace_url,
 										  config->workspace_id ? config->workspace_id :
 										  zerobus_workspace_id(config->endpoint),

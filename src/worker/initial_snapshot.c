@@ -196,6 +196,25 @@ typedef struct SnapTable
 								 * match (zerobus_sender_add) */
 } SnapTable;
 
+/*
+ * The descriptor a target's snapshot lane last used, with its columns: when
+ * Zerobus accepts it, they become the target's accepted columns
+ * (zerobus_snapshot_accepted), so that a table whose rows came only from
+ * its snapshot so far can be altered by schema_policy evolve, and explained
+ * by the pause policy, as one whose changes were streamed.  One per target
+ * snapshotted in this session.
+ */
+typedef struct SnapDescriptor
+{
+	ZerobusTarget *target;
+	Oid			relid;
+	char	   *descriptor;
+	int			descriptor_len;
+	ZerobusColumnSet columns;
+	const char *notice;			/* of the columns left out, or NULL */
+	bool		stored;			/* accepted, and stored */
+} SnapDescriptor;
+
 struct ZerobusSnapshot
 {
 	MemoryContext cxt;
@@ -204,6 +223,7 @@ struct ZerobusSnapshot
 	bool		idle;			/* nothing to read at the last look */
 	List	   *finished;		/* relids read to the end, last chunk unacked */
 	List	   *known;			/* relids in stream_tables at the last sync */
+	List	   *descriptors;	/* SnapDescriptor */
 	dlist_head	chunks;			/* SnapChunk, in reading order */
 	bool		sync_due;
 	TimestampTz next_sync;
@@ -305,6 +325,82 @@ free_key(char **key, int nkeys)
 	for (i = 0; i < nkeys; i++)
 		pfree(key[i]);
 	pfree(key);
+}
+
+/*
+ * Remembers the descriptor t's rows are sent with, and the columns it
+ * gives the target (plan's, without those drop leaves out), unless it is
+ * the one already known.
+ */
+static void
+note_descriptor(ZerobusSnapshot *snap, SnapTable *t,
+				const ZerobusRecordPlan *plan, const char *descriptor,
+				int descriptor_len, const ZerobusColumnDrop *drop)
+{
+	SnapDescriptor *d = NULL;
+	ListCell   *lc;
+	MemoryContext oldcxt;
+
+	foreach(lc, snap->descriptors)
+	{
+		if (((SnapDescriptor *) lfirst(lc))->target == t->target)
+			d = lfirst(lc);
+	}
+	if (d != NULL && d->descriptor_len == descriptor_len &&
+		memcmp(d->descriptor, descriptor, descriptor_len) == 0)
+		return;
+
+	oldcxt = MemoryContextSwitchTo(snap->cxt);
+	if (d == NULL)
+	{
+		d = palloc0(sizeof(SnapDescriptor));
+		d->target = t->target;
+		snap->descriptors = lappend(snap->descriptors, d);
+	}
+	else
+	{
+		pfree(d->descriptor);
+		for (int i = 0; i < d->columns.ncolumns; i++)
+		{
+			pfree(d->columns.columns[i].name);
+			pfree(d->columns.columns[i].delta_type);
+		}
+		pfree(d->columns.columns);
+	}
+	d->relid = t->relid;
+	d->descriptor = palloc(descriptor_len);
+	memcpy(d->descriptor, descriptor, descriptor_len);
+	d->descriptor_len = descriptor_len;
+	zerobus_schema_from_plan(plan, &d->columns);
+	if (drop != NULL)
+		zerobus_reaction_drop_columns(&d->columns, drop);
+	d->notice = drop ? drop->notice : NULL;
+	d->stored = false;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * A target accepted the descriptor of a call of no Relation message: when
+ * it is the one its snapshot rows go with, stores its columns as the
+ * target's accepted columns (once per descriptor).
+ */
+void
+zerobus_snapshot_accepted(ZerobusSnapshot *snap, const ZerobusOutcome *outcome)
+{
+	ListCell   *lc;
+
+	foreach(lc, snap->descriptors)
+	{
+		SnapDescriptor *d = lfirst(lc);
+
+		if (d->target != outcome->target || d->stored ||
+			d->descriptor_len != outcome->descriptor_len ||
+			memcmp(d->descriptor, outcome->descriptor, d->descriptor_len) != 0)
+			continue;
+		zerobus_reaction_store_accepted(snap->ws, d->relid, &d->columns,
+										d->notice);
+		d->stored = true;
+	}
 }
 
 /* Stops reading snap->cur (finished, gone, or restarted meanwhile). */
@@ -1031,6 +1127,7 @@ zerobus_snapshot_read_chunk(ZerobusSnapshot *snap)
 		initStringInfo(&record);
 	}
 	MemoryContextSwitchTo(oldcxt);
+	note_descriptor(snap, t, plan, descriptor, descriptor_len, drop);
 	row_cxt = AllocSetContextCreate(chunk_cxt, "zerobus snapshot encoding",
 									ALLOCSET_DEFAULT_SIZES);
 	for (i = 0; i < recv.nrows; i++)

@@ -32,5 +32,7 @@ extern void zerobus_snapshot_progress(ZerobusSnapshot *snap);
 extern void zerobus_snapshot_check_timers(ZerobusSnapshot *snap,
 										  TimestampTz now, long *timeout);
 extern void zerobus_snapshot_relation_seen(ZerobusSnapshot *snap, Oid relid);
+extern void zerobus_snapshot_accepted(ZerobusSnapshot *snap,
+									  const ZerobusOutcome *outcome);
 
 #endif							/* ZEROBUS_INITIAL_SNAPSHOT_H */

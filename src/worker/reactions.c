@@ -128,8 +128,6 @@ void
 zerobus_reaction_column_drop(ZerobusWorkerState *ws, ZerobusRelation *rel)
 {
 	StringInfoData desc;
-	int			i;
-	int			n = 0;
 
 	rel->drop = zerobus_reaction_find_drop(ws, rel->relid, rel->descriptor,
 										   rel->descriptor_len);
@@ -142,19 +140,28 @@ zerobus_reaction_column_drop(ZerobusWorkerState *ws, ZerobusRelation *rel)
 	pfree(rel->descriptor);
 	rel->descriptor = desc.data;
 	rel->descriptor_len = desc.len;
-	for (i = 0; i < rel->columns.ncolumns; i++)
-	{
-		ZerobusSchemaColumn *col = &rel->columns.columns[i];
-		bool		keep = true;
-		int			j;
+	zerobus_reaction_drop_columns(&rel->columns, rel->drop);
+}
 
-		for (j = 0; j < rel->drop->nfields; j++)
-			if (col->field_number == rel->drop->fields[j])
+/* Leaves the columns of drop out of set, in place. */
+void
+zerobus_reaction_drop_columns(ZerobusColumnSet *set,
+							  const ZerobusColumnDrop *drop)
+{
+	int			n = 0;
+
+	for (int i = 0; i < set->ncolumns; i++)
+	{
+		ZerobusSchemaColumn *col = &set->columns[i];
+		bool		keep = true;
+
+		for (int j = 0; j < drop->nfields; j++)
+			if (col->field_number == drop->fields[j])
 				keep = false;
 		if (keep)
-			rel->columns.columns[n++] = *col;
+			set->columns[n++] = *col;
 	}
-	rel->columns.ncolumns = n;
+	set->ncolumns = n;
 }
 
 /*
@@ -204,31 +211,49 @@ find_relation(ZerobusWorkerState *ws, ZerobusTarget *target,
 }
 
 /*
- * The target accepted the descriptor of a call (ZB_OUTCOME_ACCEPTED):
- * remembers the columns it accepted (delta_schema.c), once per Relation
- * message.
+ * A target accepted a descriptor of source table relid with these columns:
+ * stores them as its accepted columns (delta_schema.c), which the pause
+ * and evolve policies compare a later rejected descriptor with.
  */
 void
+zerobus_reaction_store_accepted(ZerobusWorkerState *ws, Oid relid,
+								const ZerobusColumnSet *columns,
+								const char *notice)
+{
+	ZerobusXact xact;
+
+	zerobus_xact_begin(&xact, false);
+	zerobus_stream_tables_add(ws->config->id, relid);
+	zerobus_schema_store_accepted(ws->config->id, relid, columns, notice);
+	zerobus_xact_end(&xact);
+}
+
+/*
+ * The target accepted the descriptor of a call (ZB_OUTCOME_ACCEPTED): when
+ * it is one of a Relation message, remembers the columns it accepted, once
+ * per Relation message.  Returns false for a descriptor of no Relation
+ * message (a snapshot's, see zerobus_snapshot_accepted).
+ */
+bool
 zerobus_reaction_accepted(ZerobusWorkerState *ws,
 						  const ZerobusOutcome *outcome)
 {
-	ZerobusStreamConfig *config = ws->config;
 	ZerobusColumnSet *columns;
 	bool	   *stored;
 	ZerobusRelation *rel = find_relation(ws, outcome->target,
 										 outcome->descriptor,
 										 outcome->descriptor_len,
 										 &columns, &stored);
-	ZerobusXact xact;
 
-	if (rel == NULL || *stored)
-		return;
-	zerobus_xact_begin(&xact, false);
-	zerobus_stream_tables_add(config->id, rel->relid);
-	zerobus_schema_store_accepted(config->id, rel->relid, columns,
-								  rel->drop ? rel->drop->notice : NULL);
-	zerobus_xact_end(&xact);
-	*stored = true;
+	if (rel == NULL)
+		return false;
+	if (!*stored)
+	{
+		zerobus_reaction_store_accepted(ws, rel->relid, columns,
+										rel->drop ? rel->drop->notice : NULL);
+		*stored = true;
+	}
+	return true;
 }
 
 /*

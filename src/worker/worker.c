@@ -79,8 +79,10 @@
  * Under schema_policy drop_missing_columns, columns the target lacks are
  * instead left out of the descriptor and the records, from a replay of the
  * slot on.  Under schema_policy evolve, the target is altered through the
- * stream's SQL warehouse while its records wait (evolve.c), and a replay of
- * the slot sends them with the new descriptor.  A slot that lost WAL it needed (wal_status 'lost') or vanished
+ * stream's SQL warehouse while its records wait (evolve.c), once those of
+ * the descriptor it accepted are acked and the slot confirmed them
+ * (zerobus_worker_confirm_settled), and a replay of the slot sends them
+ * with the new descriptor.  A slot that lost WAL it needed (wal_status 'lost') or vanished
  * fails the stream before replication starts, naming recover_stream().
  *
  * Initial snapshots (initial_snapshot.c) share the loop: between reads of the
@@ -111,6 +113,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "postmaster/postmaster.h"
+#include "replication/slot.h"
 #include "replication/walreceiver.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -330,6 +333,49 @@ freeze_confirm(void)
 	txn->blocked = true;
 }
 
+/* The slot's confirmed_flush_lsn, as the walsender last set it. */
+static XLogRecPtr
+slot_confirmed_flush(void)
+{
+	ReplicationSlot *slot;
+	XLogRecPtr	lsn = InvalidXLogRecPtr;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(ws.config->slot_name, false);
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		lsn = slot->data.confirmed_flush;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return lsn;
+}
+
+/*
+ * Whether the confirmable position of this frozen session has gone as far
+ * as it ever will, and the slot has confirmed it: the head of the FIFO is
+ * the freeze's marker or holds records dropped unacked, so every
+ * transaction before it was acked.  An evolution waits for this before it
+ * alters its target (evolve.c): the target's records encoded with the
+ * descriptor it accepted are then durable and behind the slot, and the
+ * replay after the ALTER TABLE starts after them, where the altered target
+ * refuses nothing.
+ */
+bool
+zerobus_worker_confirm_settled(void)
+{
+	ZbTxn	   *head;
+
+	if (!zb->frozen || dlist_is_empty(&zb->txns))
+		return false;
+	head = dlist_head_element(ZbTxn, node, &zb->txns);
+	if (!head->blocked && !head->acks.dropped)
+		return false;
+	return zb->sent_flush == zb->confirm_lsn &&
+		slot_confirmed_flush() >= zb->confirm_lsn;
+}
+
 /* ----------------------------------------------------------------
  * The replication stream
  * ----------------------------------------------------------------
@@ -538,6 +584,37 @@ handle_change(const ZerobusOutputMessage *msg)
 		freeze_confirm();		/* its target is paused: record not sent */
 }
 
+/*
+ * Frees the earlier descriptors of rel that no call of its target uses any
+ * more: no outcome can name them, and no record is encoded with them after
+ * a later Relation message.  So the versions kept are bounded by the
+ * target's calls, which end once acked, however many times the table
+ * changes in one session.
+ */
+static void
+forget_versions(ZerobusRelation *rel)
+{
+	ListCell   *lc;
+
+	foreach(lc, rel->previous)
+	{
+		ZerobusRelationVersion *v = lfirst(lc);
+
+		if (zerobus_sender_uses_descriptor(ws.sender, rel->target,
+										   v->descriptor, v->descriptor_len))
+			continue;
+		rel->previous = foreach_delete_current(rel->previous, lc);
+		pfree(v->descriptor);
+		for (int i = 0; i < v->columns.ncolumns; i++)
+		{
+			pfree(v->columns.columns[i].name);
+			pfree(v->columns.columns[i].delta_type);
+		}
+		pfree(v->columns.columns);
+		pfree(v);
+	}
+}
+
 /* A Relation message: (re)learn the relation's target and descriptor. */
 static void
 handle_relation(const uint8 *data, size_t len)
@@ -564,6 +641,7 @@ handle_relation(const uint8 *data, size_t len)
 		old->columns = rel->columns;
 		old->accepted_stored = rel->accepted_stored;
 		rel->previous = lappend(rel->previous, old);
+		forget_versions(rel);
 		pfree(rel->qualname);
 		pfree(rel->target_name);
 		bms_free(rel->key_fields);
@@ -649,7 +727,8 @@ react(void)
 		switch (outcome.kind)
 		{
 			case ZB_OUTCOME_ACCEPTED:
-				zerobus_reaction_accepted(&ws, &outcome);
+				if (!zerobus_reaction_accepted(&ws, &outcome))
+					zerobus_snapshot_accepted(zb->snapshot, &outcome);
 				break;
 			case ZB_OUTCOME_REJECTED:
 				/* a call opened before its target stopped: moot */
@@ -657,8 +736,11 @@ react(void)
 					break;
 				if (zerobus_evolve_start(&ws, &outcome))
 				{
-					/* a pause that is not recorded, while it is altered */
-					zerobus_sender_pause(ws.sender, outcome.target);
+					/*
+					 * A pause that is not recorded, while it is altered; the
+					 * calls of the descriptor it accepted get their acks.
+					 */
+					zerobus_sender_hold(ws.sender, outcome.target);
 					freeze_confirm();
 				}
 				else

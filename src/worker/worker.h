@@ -67,7 +67,8 @@ typedef struct ZerobusRelation
 	Bitmapset  *key_fields;		/* field numbers of the replica identity
 								 * key's columns */
 	List	   *previous;		/* ZerobusRelationVersion, this session's
-								 * earlier descriptors */
+								 * earlier descriptors that calls of the
+								 * target still use */
 } ZerobusRelation;
 
 /*
@@ -88,6 +89,7 @@ typedef struct ZerobusWorkerState
 } ZerobusWorkerState;
 
 /* worker.c */
+extern bool zerobus_worker_confirm_settled(void);
 extern bool zerobus_worker_array_nulls_sendable(ZerobusTarget *target,
 												const char *target_name,
 												const char *qualname,
@@ -108,7 +110,12 @@ extern void zerobus_reaction_strip(StringInfo out, const char *data,
 								   bool descriptor);
 extern void zerobus_reaction_column_drop(ZerobusWorkerState *ws,
 										 ZerobusRelation *rel);
-extern void zerobus_reaction_accepted(ZerobusWorkerState *ws,
+extern void zerobus_reaction_drop_columns(ZerobusColumnSet *set,
+										  const ZerobusColumnDrop *drop);
+extern void zerobus_reaction_store_accepted(ZerobusWorkerState *ws, Oid relid,
+											const ZerobusColumnSet *columns,
+											const char *notice);
+extern bool zerobus_reaction_accepted(ZerobusWorkerState *ws,
 									  const ZerobusOutcome *outcome);
 extern char *zerobus_reaction_rejected(ZerobusWorkerState *ws,
 									   const ZerobusOutcome *outcome);

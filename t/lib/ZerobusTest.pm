@@ -21,7 +21,7 @@ use Test::More;
 use Exporter 'import';
 our @EXPORT = qw(zb_node start_emulator stop_emulator emulator_api
   declare_target create_stream wait_streaming wait_failed wait_table_paused
-  wait_acked delta_rows fold_records fold_changes source_rows check_slot_behind_acks
+  wait_acked delta_rows read_delta fold_records fold_changes source_rows check_slot_behind_acks
   stream_stat poll_until one_table_stream make_test_certs wait_stat
   check_tables setup_t1_t2 write_t1_t2);
 
@@ -401,6 +401,24 @@ sub delta_rows
 	  ],
 	  '>', \$out, '2>', \$err
 	  or die "zerobus-read failed: $err";
+	return [ map { decode_json($_) } grep { /\S/ } split /\n/, $out ];
+}
+
+# The rows of an emulator Delta table (catalog.schema.table) as
+# t/delta_reader, the reader that shares no code with the emulator, prints
+# them (its canonical forms: a long is a string), after publishing what is
+# durable.
+sub read_delta
+{
+	my ($emu, $table) = @_;
+	emulator_api($emu, 'POST', '/admin/flush');
+	my ($out, $err);
+	IPC::Run::run [
+		'node', "$srcdir/t/delta_reader/read-delta.js",
+		join('/', "$emu->{data_dir}/tables", split /\./, $table)
+	  ],
+	  '>', \$out, '2>', \$err
+	  or die "read-delta failed: $err";
 	return [ map { decode_json($_) } grep { /\S/ } split /\n/, $out ];
 }
 

@@ -20,7 +20,7 @@ const COMMIT = /^(\d{20})\.json$/;
 const CHECKPOINT = /^\d{20}\.checkpoint(\.\d+\.\d+|\.[0-9a-f-]+)?\.(parquet|json)$/;
 
 /* Reader features this reader knows how to honour. */
-const READER_FEATURES = new Set(['columnMapping', 'timestampNtz']);
+const READER_FEATURES = new Set(['columnMapping', 'timestampNtz', 'typeWidening', 'typeWidening-preview']);
 
 export class LogError extends Error {}
 

@@ -28,7 +28,9 @@
  * (bind()): the physical type and annotation of every leaf are checked
  * against the Delta type, and a mismatch is an error rather than a guess.
  * A column (or struct field) that the file lacks reads as null, as Delta
- * readers do for columns added after the file was written.
+ * readers do for columns added after the file was written; a leaf of a
+ * narrower type that Delta type widening promotes to the column's type
+ * (an INT32 file column of a column now long, say) reads promoted.
  */
 
 export class ValueError extends Error {}
@@ -267,6 +269,99 @@ export function bind(t, node, where) {
 		default:
 			if (group)
 				throw new ValueError(`${where}: ${t.kind} stored as a Parquet group`);
-			return bindPrimitive(t, el, where);
+			return bindWidened(t, el, where);
+	}
+}
+
+const INTS = ['byte', 'short', 'integer'];
+
+/*
+ * The narrower Delta types whose values Delta type widening (reader feature
+ * typeWidening) reads as type t, for leaf `el`: a file written before an
+ * ALTER COLUMN ... TYPE keeps the old type (Delta does not rewrite files).
+ * byte -> short -> integer -> long, integers -> double, float -> double,
+ * integers -> decimal with at least 10 integer digits (long: 20), decimal
+ * -> decimal with no fewer integer and fraction digits, date ->
+ * timestamp_ntz.
+ */
+function narrower(t, el) {
+	const ints = (n) => INTS.slice(0, n).map(kind => ({ kind }));
+	switch (t.kind) {
+		case 'short':
+		case 'integer':
+			return ints(INTS.indexOf(t.kind));
+		case 'long':
+			return ints(3);
+		case 'double':
+			return [{ kind: 'float' }, ...ints(3)];
+		case 'timestamp_ntz':
+			return [{ kind: 'date' }];
+		case 'decimal': {
+			const lt = el.logical_type;
+			const dec = lt && lt.type === 'DECIMAL' ? lt : el;
+			const from = [];
+			const scale = dec.scale || 0;
+			if (Number.isInteger(dec.precision) && scale <= t.scale &&
+				dec.precision - scale <= t.precision - t.scale)
+				from.push({ kind: 'decimal', precision: dec.precision, scale });
+			if (t.precision - t.scale >= 10)
+				from.push(...ints(3));
+			if (t.precision - t.scale >= 20)
+				from.push({ kind: 'long' });
+			return from;
+		}
+		default:
+			return [];
+	}
+}
+
+/* The canonical text of a value of type `from` made the text of type `to`. */
+function promote(from, to) {
+	switch (to.kind) {
+		case 'short':
+		case 'integer':
+			return (s) => s;
+		case 'long':
+			return (s) => `"${s}"`;
+		case 'double':
+			return from.kind === 'float' ? (s) => s : (s) => f64Text(Number(s));
+		case 'timestamp_ntz':
+			return (s) => `"${BigInt(s) * 86400000000n}"`;
+		case 'decimal': {
+			const shift = 10n ** BigInt(to.scale - (from.kind === 'decimal' ? from.scale : 0));
+			const unscaled = from.kind === 'decimal'
+				? (s) => BigInt(JSON.parse(s).replace('.', ''))
+				: (s) => BigInt(JSON.parse(s));
+			return (s) => q(decimalText(unscaled(s) * shift, to.scale));
+		}
+		default:
+			throw new ValueError(`cannot widen ${from.kind} to ${to.kind}`);
+	}
+}
+
+/*
+ * bindPrimitive; for a leaf of a narrower type that Delta widens to t, the
+ * narrower type's converter with its values promoted.  Any other mismatch
+ * is bindPrimitive's error.
+ */
+function bindWidened(t, el, where) {
+	try {
+		return bindPrimitive(t, el, where);
+	} catch (e) {
+		if (!(e instanceof ValueError))
+			throw e;
+		for (const from of narrower(t, el)) {
+			let conv;
+			try {
+				conv = bindPrimitive(from, el, where);
+			} catch (e2) {
+				if (e2 instanceof ValueError)
+					continue;
+				throw e2;
+			}
+			const widen = promote(from, t);
+			return (v) => widen(conv(v));
+		}
+		throw e;
 	}
 }

@@ -4,7 +4,8 @@
  *    independent reader): a table with a column of every type the emulator
  *    supports, fed edge values over gRPC (PROTO and JSON records), published,
  *    and every value read back in canonical form.  Also: a column added
- *    later reads as null in older files; a log rewritten as Delta's RENAME
+ *    later reads as null in older files; older files of a column whose type
+ *    was widened read promoted; a log rewritten as Delta's RENAME
  *    COLUMN would write it (column mapping by name, at every depth); a
  *    remove action; refusals (unknown type, gap in the log, a Parquet type
  *    that does not fit the Delta type).
@@ -368,6 +369,32 @@ test('column mapping by name (a RENAME COLUMN commit), at every depth; a later r
 	assert.deepEqual(r.rows.map(x => x.id_r), ['7', '8']);
 });
 
+test('type widening: files written before a type change read promoted to the new type', () => {
+	const dir = path.join(workDir, 'widened');
+	fs.cpSync(tableDir, dir, { recursive: true });
+	const md = lastMetaData(dir);
+	const schema = JSON.parse(md.schemaString);
+	const widen = { i8: 'short', i16: 'long', i32: 'decimal(12,2)', f32: 'double', d: 'timestamp_ntz', dec9: 'decimal(11,4)' };
+	for (const f of schema.fields)
+		if (widen[f.name])
+			f.type = widen[f.name];
+	appendCommit(dir, [
+		{ commitInfo: { operation: 'CHANGE COLUMN' } },
+		{ protocol: { minReaderVersion: 3, minWriterVersion: 7, readerFeatures: ['typeWidening'], writerFeatures: ['typeWidening'] } },
+		{ metaData: { ...md, schemaString: JSON.stringify(schema) } },
+	]);
+	const promoted = (v, f) => (v === null ? null : f(v));
+	const want = expected.map(r => ({ ...r,
+		i16: promoted(r.i16, v => String(v)),
+		i32: promoted(r.i32, v => `${v}.00`),
+		d: promoted(r.d, v => String(BigInt(v) * 86400000000n)),
+		dec9: promoted(r.dec9, v => `${v}00`) }));
+	const r = readDelta(dir);
+	assert.equal(r.status, 0, r.stderr);
+	assert.deepEqual(withoutNegZero(r.rows), withoutNegZero(want));
+	assert.equal(r.rows.find(x => x.i32 !== null && x.i32.startsWith('-')).i32, `${I32_MIN}.00`);
+});
+
 test('refusals: exit 1 with a message on stderr', () => {
 	const bad = (tag, edit) => {
 		const dir = path.join(workDir, tag);
@@ -388,6 +415,8 @@ test('refusals: exit 1 with a message on stderr', () => {
 	assert.match(bad('mismatch', (d) => withType(d, 'i64', 'integer')), /i64: Delta type integer is stored as Parquet INT64/);
 	assert.match(bad('scale', (d) => withType(d, 'dec9', 'decimal(9,3)')), /dec9: Delta type decimal\(9,3\) is stored as Parquet INT32 DECIMAL/);
 	assert.match(bad('ntz', (d) => withType(d, 'ts', 'timestamp_ntz')), /ts: Delta type timestamp_ntz is stored as Parquet INT64/);
+	assert.match(bad('narrowing', (d) => withType(d, 'dec18', 'decimal(18,5)')), /dec18: Delta type decimal\(18,5\) is stored as Parquet INT64 DECIMAL/);
+	assert.match(bad('intdec', (d) => withType(d, 'i32', 'decimal(9,0)')), /i32: Delta type decimal\(9,0\) is stored as Parquet INT32/);
 	assert.match(bad('gap', (d) => fs.rmSync(path.join(d, '_delta_log', '00000000000000000001.json'))),
 		/commit 00000000000000000002\.json where version 1 was expected/);
 	assert.match(bad('nolog', (d) => fs.rmSync(path.join(d, '_delta_log'), { recursive: true })), /cannot list/);
