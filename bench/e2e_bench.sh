@@ -51,7 +51,7 @@
 # number of streams used is printed.
 # The report is printed and written to bench/out/e2e-<date>.txt.
 #
-# Usage: bench/e2e_bench.sh [--profile fast|real] [--rows N] [--rate R] [--seconds S] [--publish-ms MS] [--skip-throughput] [--skip-latency] [--skip-memory] [--keep]
+# Usage: bench/e2e_bench.sh [--profile fast|real] [--rows N] [--rate R] [--seconds S] [--publish-ms MS] [--skip-throughput] [--skip-latency] [--skip-memory] [--set zerobus.NAME=VALUE]... [--keep]
 #
 # Needs the extension installed (make install), PostgreSQL 15 binaries
 # (through pg_config or PG_BINDIR) with pgbench and pg_recvlogical, and node
@@ -97,6 +97,8 @@ usage()
   --skip-throughput   skip (a)
   --skip-latency      skip (b)
   --skip-memory       skip (c)
+  --set NAME=VALUE    a zerobus.* setting of the cluster (repeatable), e.g.
+                      --set zerobus.max_streams_per_table=32
   --keep              keep the temporary directory (logs)
 EOF
 }
@@ -126,6 +128,8 @@ while [ $# -gt 0 ]; do
 		--skip-throughput) DO_THROUGHPUT=0; shift ;;
 		--skip-latency) DO_LATENCY=0; shift ;;
 		--skip-memory) DO_MEMORY=0; shift ;;
+		--set) bench_set "${2:?--set needs NAME=VALUE}"; shift 2 ;;
+		--set=*) bench_set "${1#*=}"; shift ;;
 		--keep) KEEP=1; shift ;;
 		-h|--help) usage; exit 0 ;;
 		*) echo "e2e_bench: unknown argument \"$1\"" >&2; usage >&2; exit 2 ;;
@@ -219,7 +223,8 @@ pgc_conf "shared_preload_libraries = 'zerobus'" \
 	"shared_buffers = 1GB" \
 	"max_wal_size = 32GB" \
 	"checkpoint_timeout = 1h" \
-	"autovacuum = off"
+	"autovacuum = off" \
+	"${BENCH_SETTINGS[@]}"
 pgc_start || { tail "$PG_LOG" >&2; exit 1; }
 
 emu_start --publish-interval-ms "$PUBLISH_MS" --profile "$PROFILE" ||
@@ -252,7 +257,8 @@ emu_create_stream bench bench bench bench bench-secret "enabled => false, snapsh
 # ---------------------------------------------------------------------------
 SETTINGS=$("${PSQL[@]}" -Atc "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name)
 	FROM pg_settings WHERE name IN ('zerobus.batch_max_records', 'zerobus.batch_max_bytes',
-		'zerobus.batch_max_delay', 'zerobus.max_inflight_bytes')")
+		'zerobus.batch_max_delay', 'zerobus.max_inflight_bytes', 'zerobus.max_streams_per_table',
+		'zerobus.stream_max_records_per_second')")
 say "zerobus end-to-end benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 say "host: $(uname -n), $(nproc) CPUs, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 say "PostgreSQL $("${PSQL[@]}" -Atc 'SHOW server_version'), zerobus $(git -C "$TOP" describe --always --dirty 2>/dev/null || echo "?"), node $(node --version)"

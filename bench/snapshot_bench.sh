@@ -25,7 +25,7 @@
 # that the rate shows how the snapshot spreads over Zerobus streams; the
 # target is then 250,000 rows/s (issue 11), else 100,000.
 #
-# Usage: bench/snapshot_bench.sh [--profile fast|real] [--rows N] [--chunk-rows N] [--keep]
+# Usage: bench/snapshot_bench.sh [--profile fast|real] [--rows N] [--chunk-rows N] [--set zerobus.NAME=VALUE]... [--keep]
 #
 # Needs the extension installed (make install), PostgreSQL 15 binaries and
 # node (the emulator's npm modules are installed when missing).  The report
@@ -55,6 +55,8 @@ usage()
   --rows N         rows in the table before the stream is created
                    (default 1000000)
   --chunk-rows N   zerobus.snapshot_chunk_rows (default: the setting's default)
+  --set NAME=VALUE a zerobus.* setting of the cluster (repeatable), e.g.
+                   --set zerobus.max_streams_per_table=32
   --keep           keep the temporary directory (logs)
 EOF
 }
@@ -72,6 +74,8 @@ while [ $# -gt 0 ]; do
 		--rows=*) ROWS=${1#*=}; shift ;;
 		--chunk-rows) CHUNK_ROWS=${2:?--chunk-rows needs a value}; shift 2 ;;
 		--chunk-rows=*) CHUNK_ROWS=${1#*=}; shift ;;
+		--set) bench_set "${2:?--set needs NAME=VALUE}"; shift 2 ;;
+		--set=*) bench_set "${1#*=}"; shift ;;
 		--keep) KEEP=1; shift ;;
 		-h|--help) usage; exit 0 ;;
 		*) echo "$PROG: unknown argument \"$1\"" >&2; usage >&2; exit 2 ;;
@@ -100,6 +104,7 @@ pgc_conf "shared_preload_libraries = 'zerobus'" \
 	"max_wal_size = 32GB" \
 	"checkpoint_timeout = 1h" \
 	"autovacuum = off" \
+	"${BENCH_SETTINGS[@]}" \
 	${CHUNK_ROWS:+"zerobus.snapshot_chunk_rows = $CHUNK_ROWS"}
 pgc_start || { tail "$PG_LOG" >&2; exit 1; }
 

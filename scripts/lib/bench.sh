@@ -27,6 +27,21 @@ bench_need_int()
 	exit 2
 }
 
+# bench_set NAME=VALUE: a zerobus.* setting for the bench's cluster (the
+# --set option), added to BENCH_SETTINGS as a postgresql.conf line.
+BENCH_SETTINGS=()
+bench_set()
+{
+	case "$1" in
+		zerobus.*=*) ;;
+		*) echo "$PROG: --set takes zerobus.NAME=VALUE" >&2; exit 2 ;;
+	esac
+	case "${1#*=}" in
+		*\'*|*\\*) echo "$PROG: --set: the value may not hold quotes or backslashes" >&2; exit 2 ;;
+	esac
+	BENCH_SETTINGS+=("${1%%=*} = '${1#*=}'")
+}
+
 # bench_workload_sizes ROWS: the sizes of the workload, all derived from
 # ROWS inserted rows: BATCH rows per transaction, N_INSERT, N_UPDATE,
 # N_DELETE, N_SINGLE (one-row transactions) and their sum N_CHANGES

@@ -17,8 +17,8 @@
  * traffic goes on while one table waits for its token; a call without a
  * usable token takes records all the same and holds its flushed batches
  * (offsets assigned, counted in flight) until the token comes, it starts
- * and Zerobus has created its stream.  Records of a call are appended to its open
- * batch, which is sent when it holds batch_max_records records or
+ * and Zerobus has created its stream.  Records of a call are appended to
+ * its open batch, which is sent when it holds batch_max_records records or
  * batch_max_bytes bytes, when batch_max_delay_ms has passed since its first
  * record, or when the caller flushes (the worker does as soon as the
  * replication stream has nothing more to read, so a lone change is not
@@ -414,7 +414,7 @@ zerobus_sender_remove_transfer(ZerobusSender *sender, void *easy)
 static void
 pause_for(ZerobusSender *sender, ZerobusTarget *target, const char *reason)
 {
-	zerobus_sender_pause(sender, target);
+	zerobus_sender_pause(sender, target, false);
 	queue_outcome(sender, ZB_OUTCOME_PAUSED, target, NULL, 0, NULL, reason);
 }
 
@@ -749,11 +749,16 @@ zerobus_sender_destroy(ZerobusSender *sender)
 /*
  * Stops sending to target for the rest of the session: cancels its calls,
  * whose unacked batches leave their ack groups pending for good, and makes
- * zerobus_sender_add() refuse its records.  The caller must stop confirming
- * before the first record refused or dropped.
+ * zerobus_sender_add() refuse its records.  With drain, the retired calls
+ * Zerobus created (those of the target's earlier descriptors, which it
+ * accepted) go on until everything they sent is acked, and their ack
+ * groups complete: for a target that rejected a new descriptor and is to
+ * be altered, whose records encoded with the old one must be durable
+ * before the ALTER TABLE, after which it would refuse them.  The caller
+ * must stop confirming before the first record refused or dropped.
  */
 void
-zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target)
+zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target, bool drain)
 {
 	dlist_mutable_iter iter;
 
@@ -761,32 +766,8 @@ zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target)
 	{
 		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
 
-		if (call->target == target)
-			drop_call(sender, call);
-	}
-	cancel_token(sender, target);
-	target->paused = true;
-}
-
-/*
- * zerobus_sender_pause, but the target's retired calls that Zerobus created
- * (those of its earlier descriptors, which it accepted) go on until
- * everything they sent is acked, and their ack groups complete.  For a
- * target that rejected a new descriptor and is to be altered: its records
- * encoded with the old one must be durable before the ALTER TABLE, after
- * which the target would refuse them.  A call of the rejected descriptor
- * is never created, so it is dropped with the current calls.
- */
-void
-zerobus_sender_hold(ZerobusSender *sender, ZerobusTarget *target)
-{
-	dlist_mutable_iter iter;
-
-	dlist_foreach_modify(iter, &sender->calls)
-	{
-		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
-
-		if (call->target == target && (!call->retiring || !call->created))
+		if (call->target == target &&
+			(!drain || !call->retiring || !call->created))
 			drop_call(sender, call);
 	}
 	cancel_token(sender, target);
@@ -815,7 +796,7 @@ zerobus_sender_uses_descriptor(ZerobusSender *sender, ZerobusTarget *target,
 	return false;
 }
 
-/* Whether target was paused (zerobus_sender_pause, zerobus_sender_hold) */
+/* Whether target was paused (zerobus_sender_pause) */
 bool
 zerobus_sender_paused(ZerobusTarget *target)
 {
@@ -1229,9 +1210,10 @@ reopen_call(ZerobusSender *sender, ZbCall *call, const char *why)
  * A call ended.  One that owed nothing is simply over (it is opened again
  * when records come).  Otherwise: a descriptor rejected at creation goes
  * to the worker; a token refused is fetched anew and the call reopened
- * (with backoff, ZB_MAX_REOPENS times at most); a failure of the table alone pauses it; a permanent failure fails
- * the stream; anything else reopens the call alone (reopen_call), and
- * fails the session when that was tried too often.
+ * (with backoff, ZB_MAX_REOPENS times at most); a failure of the table
+ * alone pauses it; a permanent failure fails the stream; anything else
+ * reopens the call alone (reopen_call), and fails the session when that
+ * was tried too often.
  */
 static void
 handle_ended(ZerobusSender *sender, ZbCall *call, int status,

@@ -103,8 +103,8 @@ extern bool zerobus_sender_add(ZerobusSender *sender, ZerobusTarget *target,
 extern int	zerobus_sender_shards(ZerobusTarget *target);
 extern void zerobus_sender_expect(ZerobusSender *sender, ZerobusTarget *target,
 								  double records);
-extern void zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target);
-extern void zerobus_sender_hold(ZerobusSender *sender, ZerobusTarget *target);
+extern void zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target,
+								 bool drain);
 extern bool zerobus_sender_paused(ZerobusTarget *target);
 extern bool zerobus_sender_uses_descriptor(ZerobusSender *sender,
 										   ZerobusTarget *target,

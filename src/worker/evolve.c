@@ -10,9 +10,10 @@
  * When the target rejects the descriptor, the worker stops sending to it
  * and freezes the confirmable position before its first unsent record, as
  * for a pause, but records no pause: an evolution starts instead.  The
- * target's calls of the descriptor it accepted go on (zerobus_sender_hold)
- * and the evolution waits until they are acked and the slot has confirmed
- * everything before the frozen position (zerobus_worker_confirm_settled):
+ * target's calls of the descriptor it accepted go on
+ * (zerobus_sender_pause with drain) and the evolution waits until they are
+ * acked and the slot has confirmed everything before the frozen position
+ * (zerobus_worker_confirm_settled):
  * records encoded with the old descriptor (a column's old name, its
  * narrower type) fit the target only until it is altered, so none of them
  * may be left to the replay.  Then it fetches a workspace token and runs

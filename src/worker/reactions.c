@@ -493,8 +493,8 @@ zerobus_reaction_load_pauses(ZerobusWorkerState *ws)
 													   SPI_getvalue(tup, desc, 1),
 													   SPI_getvalue(tup, desc, 2));
 
-		zerobus_sender_pause(ws->sender, zerobus_sender_target(ws->sender,
-															   name));
+		zerobus_sender_pause(ws->sender,
+							 zerobus_sender_target(ws->sender, name), false);
 		if (i == 0)
 			zerobus_stream_note_error(ws->shared, SPI_getvalue(tup, desc, 3));
 	}

@@ -82,8 +82,9 @@
  * stream's SQL warehouse while its records wait (evolve.c), once those of
  * the descriptor it accepted are acked and the slot confirmed them
  * (zerobus_worker_confirm_settled), and a replay of the slot sends them
- * with the new descriptor.  A slot that lost WAL it needed (wal_status 'lost') or vanished
- * fails the stream before replication starts, naming recover_stream().
+ * with the new descriptor.  A slot that lost WAL it needed (wal_status
+ * 'lost') or vanished fails the stream before replication starts, naming
+ * recover_stream().
  *
  * Initial snapshots (initial_snapshot.c) share the loop: between reads of the
  * slot, while less than half of max_inflight_bytes is unacked, the worker
@@ -707,7 +708,7 @@ pause_target(ZerobusTarget *target, const char *target_name,
 {
 	if (zerobus_sender_paused(target))
 		return;
-	zerobus_sender_pause(ws.sender, target);
+	zerobus_sender_pause(ws.sender, target, false);
 	freeze_confirm();
 	zerobus_reaction_record_pause(&ws, target_name, reason);
 }
@@ -740,7 +741,7 @@ react(void)
 					 * A pause that is not recorded, while it is altered; the
 					 * calls of the descriptor it accepted get their acks.
 					 */
-					zerobus_sender_hold(ws.sender, outcome.target);
+					zerobus_sender_pause(ws.sender, outcome.target, true);
 					freeze_confirm();
 				}
 				else
