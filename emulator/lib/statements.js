@@ -24,7 +24,8 @@ const crypto = require('node:crypto');
 const T = require('./types');
 
 /* Knobs (GET/PUT /admin/sql), and their defaults. */
-const DEFAULT_KNOBS = { statement_delay_ms: 0, warehouse_error: null, warehouses: null, poll_errors: null };
+const DEFAULT_KNOBS = { statement_delay_ms: 0, statement_delay_match: null, warehouse_error: null, warehouses: null,
+	poll_errors: null };
 
 /* A failure of the request itself: an HTTP status with {error_code, message}. */
 class StatementHttpError extends Error {
@@ -460,6 +461,8 @@ class Statements {
 				throw new StatementHttpError(400, 'INVALID_PARAMETER_VALUE', `unknown knob "${key}"`);
 			if (key === 'statement_delay_ms' && !(Number.isInteger(v) && v >= 0))
 				throw new StatementHttpError(400, 'INVALID_PARAMETER_VALUE', 'statement_delay_ms must be an integer >= 0');
+			if (key === 'statement_delay_match' && v !== null && typeof v !== 'string')
+				throw new StatementHttpError(400, 'INVALID_PARAMETER_VALUE', 'statement_delay_match must be null or a string');
 			if (key === 'warehouse_error' && v !== null &&
 				!(v && typeof v.message === 'string' && (v.count === undefined || (Number.isInteger(v.count) && v.count > 0)) &&
 					(v.match === undefined || typeof v.match === 'string')))
@@ -586,7 +589,8 @@ class Statements {
 			warehouse_id: body.warehouse_id, defaults: { catalog: body.catalog, schema: body.schema },
 			state: 'PENDING', submittedAt: Date.now() };
 		this.statements.set(s.id, s);
-		this.schedule(s, this.knobs.statement_delay_ms);
+		const match = this.knobs.statement_delay_match;
+		this.schedule(s, match === null || body.statement.includes(match) ? this.knobs.statement_delay_ms : 0);
 		if (wait > 0) {
 			let timer;
 			await Promise.race([s.done, new Promise(resolve => { timer = setTimeout(resolve, wait * 1000); })]);

@@ -189,7 +189,17 @@ test('slow statements: PENDING, RUNNING, wait_timeout with CONTINUE and CANCEL, 
 	r = await api('POST', '/api/2.0/sql/statements', { statement: 'CREATE TABLE main.cdc.slow (a INT)',
 		warehouse_id: 'w', wait_timeout: '5s' });
 	assert.strictEqual(r.body.status.state, 'SUCCEEDED');
-	await emu.http('PUT', '/admin/sql', { statement_delay_ms: 0 });
+	/* with statement_delay_match, only the statements containing it are slow */
+	await emu.http('PUT', '/admin/sql', { statement_delay_ms: 7000, statement_delay_match: 'ADD COLUMNS' });
+	r = await api('POST', '/api/2.0/sql/statements', { statement: 'CREATE TABLE main.cdc.fast (a INT)',
+		warehouse_id: 'w', wait_timeout: '5s' });
+	assert.strictEqual(r.body.status.state, 'SUCCEEDED');
+	r = await api('POST', '/api/2.0/sql/statements', { statement: 'ALTER TABLE main.cdc.fast ADD COLUMNS (b INT)',
+		warehouse_id: 'w', wait_timeout: '0s' });
+	assert.strictEqual(r.body.status.state, 'PENDING');
+	assert.strictEqual((await api('POST', `/api/2.0/sql/statements/${r.body.statement_id}/cancel`)).status, 200);
+	assert.strictEqual((await emu.http('PUT', '/admin/sql', { statement_delay_match: 5 })).status, 400);
+	await emu.http('PUT', '/admin/sql', { statement_delay_ms: 0, statement_delay_match: null });
 });
 
 test('warehouse errors: the next N statements (matching) fail with the given error', async () => {

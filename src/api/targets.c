@@ -238,33 +238,25 @@ zerobus_create_targets(int32 stream_id, List *relids, bool mirrors)
 	nrun = zerobus_statements_run(&ws, sql, n, results);
 
 	record_runs(config, tables, results, nrun);
-	if (nrun > 0 && !results[nrun - 1].succeeded &&
-		((TargetTable *) list_nth(tables, nrun - 1))->mirror)
+	if (nrun > 0 && !results[nrun - 1].succeeded)
 	{
 		TargetTable *t = list_nth(tables, nrun - 1);
+		ZerobusStatementResult *r = &results[nrun - 1];
 
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
+				 t->mirror ?
 				 errmsg("stream \"%s\": mirror table %s could not be created",
-						config->name, t->target),
-				 errdetail("Statement %s ended %s: %s",
-						   results[nrun - 1].statement_id ? results[nrun - 1].statement_id : "(not submitted)",
-						   results[nrun - 1].state, results[nrun - 1].error),
-				 errhint("The stream is not affected%s. Once the cause is fixed, run the CREATE TABLE that zerobus.target_ddl('%s', stream => '%s', form => 'mirror') prints.",
-						 nrun < n ? "; the mirror tables after it were not tried either" : "",
-						 t->source, config->name)));
-	}
-	else if (nrun > 0 && !results[nrun - 1].succeeded)
-	{
-		TargetTable *t = list_nth(tables, nrun - 1);
-
-		ereport(WARNING,
-				(errcode(ERRCODE_WARNING),
+						config->name, t->target) :
 				 errmsg("stream \"%s\": target table %s could not be created",
 						config->name, t->target),
 				 errdetail("Statement %s ended %s: %s",
-						   results[nrun - 1].statement_id ? results[nrun - 1].statement_id : "(not submitted)",
-						   results[nrun - 1].state, results[nrun - 1].error),
+						   r->statement_id ? r->statement_id : "(not submitted)",
+						   r->state, r->error),
+				 t->mirror ?
+				 errhint("The stream is not affected%s. Once the cause is fixed, run the CREATE TABLE that zerobus.target_ddl('%s', stream => '%s', form => 'mirror') prints.",
+						 nrun < n ? "; the mirror tables after it were not tried either" : "",
+						 t->source, config->name) :
 				 errhint("Its source table %s is paused%s, its changes kept in the slot; once the cause is fixed, zerobus.resume_stream('%s') runs the statement again.",
 						 t->source,
 						 nrun < nchange ? ", and so are the tables after it" : "",
@@ -273,8 +265,11 @@ zerobus_create_targets(int32 stream_id, List *relids, bool mirrors)
 }
 
 /*
- * The paused tables of stream name (relids, in the caller's memory) when
- * the stream creates its targets, else NIL; *stream_id is set either way.
+ * The tables of stream name (relids, in the caller's memory) paused
+ * because their target could not be created (the reasons above), when the
+ * stream creates its targets, else NIL; *stream_id is set either way.
+ * resume_stream runs their CREATE TABLE again; a table paused for another
+ * reason needs none, and a slow warehouse must not hold its resume.
  */
 List *
 zerobus_targets_paused(const char *name, int32 *stream_id)
@@ -298,7 +293,8 @@ zerobus_targets_paused(const char *name, int32 *stream_id)
 	zerobus_execute_with_values("SELECT t.relid FROM zerobus.stream_tables t"
 								" JOIN zerobus.streams s ON s.id = t.stream_id"
 								" WHERE t.stream_id = $1 AND s.create_targets"
-								" AND t.paused_reason IS NOT NULL",
+								" AND (t.paused_reason LIKE 'target table % could not be created: %'"
+								"  OR t.paused_reason LIKE 'target table % was not created: %')",
 								&args, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
