@@ -158,6 +158,7 @@ END
 {
 	local $?;    # kill_kill's waitpid must not change the exit status
 	$relay_h->kill_kill if $relay_h;
+	stop_sampler();
 	drop_psql();
 }
 $SIG{INT} = $SIG{TERM} = sub { exit 1 };    # exit: an eval would catch a die
@@ -342,10 +343,9 @@ my %pending;		# stream -> [[commit lsn, xid, records], ...] in commit order
 my %durable;		# target table -> xid -> records held
 my %known;			# stream -> xid -> 1: the transactions the twin gave
 my %twin_upto;		# stream -> end LSN of the last transaction read from the twin
-my ($feed_gen, $feed_next) = ('', 0);
 my %written = (transactions => 0, rows => 0, records => 0);
 my ($samples, $violations, $peak_lag) = (0, 0, 0);
-my ($last_sample, $max_gap) = (0, 0);    # the longest time without a sample
+my $last_sample = 0;    # the time of the last sample
 my (@history, $violation);
 my %report;			# the figures, for --json
 my %target_of = map { my $s = $_; map { ($_ => "main.cdc.$_") } @{ $pub_tables{$s} } } @STREAMS;
@@ -378,16 +378,122 @@ sub drop_psql
 	return;
 }
 
-# Reads the slots first, then the twins and the emulator, so that what the
-# oracle knows as durable is never older than the slots it checks.  The
-# twins are peeked at, and advanced past what was read at the next sample:
-# a batch that fails (PostgreSQL going down) loses nothing, and what a twin
-# gives again (also after a crash, which loses a slot's position read over
-# SQL, as PostgreSQL documents) is known already.
+# The sampler: a child process that, on a fixed schedule of one sample every
+# 100 ms (a sample late by more than a period skips the ticks it missed),
+# reads each zerobus slot's confirmed_flush_lsn and the WAL position, then
+# the emulator's durable feed and its acks per table, and appends them as a
+# line to a file; nothing else in the driver (faults that block, such as a
+# restart, the twins' decoding) can delay it.  A sample whose reads fail
+# (PostgreSQL or the emulator down) is not written.  The durable feed is
+# read after the slots, so what the oracle knows as durable at a sample is
+# never older than the slots it checks.
+my $samples_file = "$scripts/samples";
+my $sampler_pid;
+my $SAMPLE_PERIOD = 0.1;
+
+sub sampler
+{
+	$SIG{INT} = $SIG{TERM} = 'DEFAULT';
+	open my $fh, '>>', $samples_file or die "$samples_file: $!";
+	my $http = HTTP::Tiny->new(timeout => 5);
+	my $url = "http://127.0.0.1:$emu->{http_port}/admin";
+	my ($session, $gen, $next) = (undef, '', 0);
+	my $tick = time;
+	while (1)
+	{
+		$tick += $SAMPLE_PERIOD;
+		$tick += $SAMPLE_PERIOD * ceil((time - $tick) / $SAMPLE_PERIOD)
+		  if time > $tick;
+		sleep($tick - time) if $tick > time;
+		my $at = time - $t0;
+		$session //= $node->background_psql('postgres', timeout => 10, wait => 0);
+		my ($slots, $err) = eval {
+			$session->query(
+				q{SELECT string_agg(z.name || ':' || (s.confirmed_flush_lsn - '0/0'), ' '),
+				pg_current_wal_lsn() - '0/0'
+				FROM pg_replication_slots s JOIN zerobus.stat_streams z USING (slot_name)});
+		};
+		if (!defined $slots || $err)
+		{
+			$session->{run}->kill_kill;
+			$session = undef;
+			next;
+		}
+		my $feed = $http->get("$url/durable?from=$next&generation=$gen");
+		my $stats = $http->get("$url/stats");
+		next unless $feed->{success} && $stats->{success};
+		my ($g, $n) = $feed->{content} =~ /^\{"generation":"([^"]*)","from":\d+,"next":(\d+)/
+		  or die "unexpected durable feed: " . substr($feed->{content}, 0, 200);
+		my $acks = decode_json($stats->{content})->{tables};
+		syswrite $fh,
+		  sprintf("%.3f\t%s\t%s\t%s\n", $at, $slots,
+			join(' ', map { "$_:$acks->{$_}{acks_sent}" } sort keys %$acks),
+			$feed->{content} =~ s/\n//gr);
+		($gen, $next) = ($g, $n);
+	}
+}
+
+sub start_sampler
+{
+	$sampler_pid = fork // die "fork: $!";
+	return if $sampler_pid;
+	# the child leaves the driver's END blocks and destructors alone
+	eval { sampler(); };
+	print STDERR "sampler: $@" if $@;
+	POSIX::_exit(1);
+}
+
+sub stop_sampler
+{
+	return unless $sampler_pid;
+	kill 'TERM', $sampler_pid;
+	waitpid $sampler_pid, 0;
+	$sampler_pid = undef;
+	return;
+}
+
+my ($samples_fh, $samples_partial) = (undef, '');
+
+# The samples written since the last call.
+sub new_samples
+{
+	open $samples_fh, '<', $samples_file or return ()
+	  unless $samples_fh;
+	seek $samples_fh, 0, 1;    # clears the end of file
+	my @lines;
+	while (my $line = <$samples_fh>)
+	{
+		$line = $samples_partial . $line;
+		$samples_partial = '';
+		if ($line !~ /\n\z/)
+		{
+			$samples_partial = $line;
+			last;
+		}
+		chomp $line;
+		push @lines, $line;
+	}
+	return @lines;
+}
+
+my (@queued, @sample_gaps);
+my %acks;		# target table -> acks sent by the emulator at the last sample
+my $emu_gen = '';
+
+# Reads what the sampler wrote, then the twin slots; once the twins are
+# read, checks the samples read before them, in order: a transaction has
+# committed before any slot position a sample holds, so the twins, read
+# after, know it.  The twins are peeked at, and advanced past what was read
+# at the next call: a batch that fails (PostgreSQL going down) loses
+# nothing, and what a twin gives again (also after a crash, which loses a
+# slot's position read over SQL, as PostgreSQL documents) is known already.
+# Returns the number of samples checked.
 sub sample
 {
+	my @lines = (@queued, new_samples());
+	@queued = @lines;
 	my $out = eval {
-		my $twins = join ";\n", map {
+		psql_query(join ";\n", map {
 			my $advance =
 			  $twin_upto{$_}
 			  ? "SELECT 'advanced' FROM pg_replication_slot_advance('oracle_$_', '"
@@ -403,45 +509,46 @@ sub sample
 			FROM pg_logical_slot_peek_binary_changes('oracle_$_', NULL, NULL,
 				'proto_version', '1', 'publication_names', 'pub_$_')
 			GROUP BY xid ORDER BY commit_lsn}
-		} @STREAMS;
-		psql_query(
-			qq{SELECT 'slot', z.name, s.confirmed_flush_lsn - '0/0', pg_current_wal_lsn() - '0/0'
-			FROM pg_replication_slots s JOIN zerobus.stat_streams z USING (slot_name);
-			$twins});
+		} @STREAMS);
 	};
 	return 0 unless defined $out;
-	my %slot;
 	for my $line (split /\n/, $out)
 	{
 		my @f = split /\|/, $line;
-		if ($f[0] eq 'slot')
-		{
-			$slot{ $f[1] } = $f[2];
-			$peak_lag = max($peak_lag, $f[3] - $f[2]);
-		}
-		elsif ($f[0] eq 'twin')
-		{
-			my ($s, $xid, $records, $rows, $commit, $end) = @f[ 1 .. 6 ];
-			$twin_upto{$s} = max($twin_upto{$s} // 0, $end);
-			next if !$records || $known{$s}{$xid}++;
-			push @{ $pending{$s} }, [ $commit, $xid, $records ];
-			$written{transactions}++;
-			$written{records} += $records;
-			$written{rows} += $rows;
-		}
+		next unless $f[0] eq 'twin';
+		my ($s, $xid, $records, $rows, $commit, $end) = @f[ 1 .. 6 ];
+		$twin_upto{$s} = max($twin_upto{$s} // 0, $end);
+		next if !$records || $known{$s}{$xid}++;
+		push @{ $pending{$s} }, [ $commit, $xid, $records ];
+		$written{transactions}++;
+		$written{records} += $records;
+		$written{rows} += $rows;
 	}
-	return 0 unless $emu_up;
-	my $feed = eval {
-		emulator_api($emu, 'GET',
-			"/admin/durable?from=$feed_next&generation=$feed_gen");
-	};
-	return 0 unless $feed;
-	%durable = () if $feed->{generation} ne $feed_gen;
-	$durable{ $_->[0] }{ $_->[1] } = $_->[2] for @{ $feed->{changes} };
-	($feed_gen, $feed_next) = ($feed->{generation}, $feed->{next});
+	@queued = ();
+	for (@lines)
+	{
+		check_sample($_);
+		last if $violation;
+	}
+	return scalar @lines;
+}
+
+# Checks a sample: no slot past a transaction not all durable.
+sub check_sample
+{
+	my ($at, $slots, $acks, $feed) = split /\t/, shift;
+	my %slot = map { split /:/ } split / /, $slots =~ s/\|.*//r;
+	my ($wal) = $slots =~ /\|(\d+)$/;
+	$peak_lag = max($peak_lag, map { $wal - $_ } values %slot);
+	%acks = map { split /:/ } split / /, $acks;
+	my ($gen) = $feed =~ /^\{"generation":"([^"]*)"/;
+	%durable = () if $gen ne $emu_gen;
+	$emu_gen = $gen;
+	$durable{$1}{$2} = $3
+	  while $feed =~ /\["((?:[^"\\]|\\.)*)",(\d+),(\d+)\]/g;
+	push @sample_gaps, $at - $last_sample if $samples;
 	$samples++;
-	$max_gap = max($max_gap, now() - $last_sample) if $last_sample;
-	$last_sample = now();
+	$last_sample = $at;
 	for my $s (@STREAMS)
 	{
 		my $conf = $slot{$s} // next;
@@ -456,14 +563,15 @@ sub sample
 			{
 				$violations++;
 				$violation = sprintf
-				  'stream %s: slot confirmed_flush_lsn %s is past transaction %s (commit LSN %s), of whose %d records the emulator holds %d as durable',
-				  $s, lsn_text($conf), $xid, lsn_text($commit), $need, $held;
-				last;
+				  'stream %s: slot confirmed_flush_lsn %s is past transaction %s (commit LSN %s), of whose %d records the emulator holds %d as durable (sample at %.1f s)',
+				  $s, lsn_text($conf), $xid, lsn_text($commit), $need, $held, $at;
+				return;
 			}
 			shift @$q;
 		}
 	}
-	return 1;
+	check_recoveries($at);
+	return;
 }
 
 ######################################################################
@@ -472,7 +580,7 @@ sub sample
 my @tables_now = @targets;
 my %paused;
 my $blackholed = 0;
-my (@active, @recovering, %recovery);
+my (@active, @recovering, %recovery, %recovery_wall);
 
 sub emulator_faults
 {
@@ -633,13 +741,68 @@ sub draw_fault
 	return;
 }
 
-# A fault has done its harm: its recovery runs until every slot confirmed
-# past where it stood at the next sample.
+# A fault has done its harm: its recovery runs until acks flow again (see
+# check_recoveries).
 sub fault_over
 {
 	my ($f) = @_;
 	$f->{over} = now();
 	push @recovering, $f;
+	return;
+}
+
+# Whether fault $g was in force at time $at.
+sub in_force
+{
+	my ($g, $at) = @_;
+	return $g->{at} <= $at && (!defined $g->{over} || $at < $g->{over});
+}
+
+# Recoveries, at each sample (time $at, the slots' positions in %confirmed,
+# the emulator's acks per table in %acks): a fault has recovered once acks
+# flow again on every stream, that is its slot advanced or the emulator
+# acked a request of one of its tables, since the first sample after the
+# fault was over.  Overlapping faults would charge one fault's recovery to
+# another, so a stream paused by a pause_resume in force owes nothing, and
+# while another fault with a duration that stops every stream is in force
+# (the emulator down or stalled, the blackhole, UNAVAILABLE, the close
+# signal, expired tokens), the clock waits: it starts at the first sample
+# after the last of them, and the time from the end of the fault itself
+# (wall) is kept too.
+sub check_recoveries
+{
+	my ($at) = @_;
+	my @recent = @history[ max(0, @history - 64) .. $#history ];
+	my %paused_at = map { ($_->{detail} => 1) }
+	  grep { $_->{kind} eq 'pause_resume' && in_force($_, $at) } @recent;
+	my @still;
+	for my $f (@recovering)
+	{
+		push @still, $f;
+		next if $at < $f->{over};
+		if (grep { $_ != $f && $_->{until} && $_->{kind} ne 'pause_resume' && in_force($_, $at) } @recent)
+		{
+			$f->{base} = undef;
+			next;
+		}
+		if (!$f->{base})
+		{
+			$f->{base} = { at => $at, confirmed => {%confirmed}, acks => {%acks} };
+			next;
+		}
+		my $b = $f->{base};
+		next if grep {
+			my $s = $_;
+			!$paused_at{$s}
+			  && ($confirmed{$s} // 0) <= ($b->{confirmed}{$s} // 0)
+			  && !grep { ($acks{ $target_of{$_} } // 0) > ($b->{acks}{ $target_of{$_} } // 0) }
+			  @{ $pub_tables{$s} }
+		} @STREAMS;
+		pop @still;
+		push @{ $recovery{ $f->{kind} } }, $at - $b->{at};
+		push @{ $recovery_wall{ $f->{kind} } }, $at - $f->{over};
+	}
+	@recovering = @still;
 	return;
 }
 
@@ -692,32 +855,6 @@ sub end_faults
 		fault_over($f);
 	}
 	@active = @still;
-	return;
-}
-
-# Recoveries complete once every slot confirmed past where it stood at the
-# first sample after the fault was over.
-sub check_recoveries
-{
-	my @still;
-	for my $f (@recovering)
-	{
-		if (!$f->{base})
-		{
-			$f->{base} = {%confirmed};
-			push @still, $f;
-		}
-		elsif (grep { ($confirmed{$_} // 0) <= ($f->{base}{$_} // 0) } @STREAMS)
-		{
-			push @still, $f;
-		}
-		else
-		{
-			$f->{recovered} = now() - $f->{over};
-			push @{ $recovery{ $f->{kind} } }, $f->{recovered};
-		}
-	}
-	@recovering = @still;
 	return;
 }
 
@@ -777,6 +914,7 @@ sub stop_on_violation
 }
 
 $t0 = time;    # the minutes count from here, setup excluded
+start_sampler();
 say "soak: seed $seed, $minutes minutes, a fault every $fault_interval s on average";
 draw_fault();
 my ($late_added, $last_mem) = (0, 0);
@@ -810,11 +948,8 @@ while (now() < $duration)
 	{
 		draw_fault();
 	}
-	if (sample())
-	{
-		stop_on_violation();
-		check_recoveries();
-	}
+	sample();
+	stop_on_violation();
 	if (now() - $last_mem >= 1)
 	{
 		sample_memory();
@@ -841,10 +976,10 @@ my $drained = poll_until(
 	sub {
 		my $ok = sample();
 		stop_on_violation();
-		check_recoveries() if $ok;
 		$ok && !grep { ($confirmed{$_} // 0) < $end_lsn } @STREAMS;
 	});
 my $drain_s = now() - $faults_stop;
+stop_sampler();
 say $drained
   ? sprintf('drained in %.1f s', $drain_s)
   : 'streams did not drain in time: '
@@ -856,25 +991,23 @@ report($drained);
 out("\n");
 my %tables_equal;
 my ($delta_records, $delta_duplicates) = (0, 0);
+emulator_api($emu, 'POST', '/admin/flush');
 for my $t (sort keys %shape)
 {
-	my $rows = delta_rows($emu, "main.cdc.$t");
-	my %distinct =
-	  map { ("$_->{_commit_lsn}/$_->{_seq}/$_->{_change_type}" => 1) } @$rows;
-	$delta_records += @$rows;
-	$delta_duplicates += @$rows - keys %distinct;
-	my ($select, $key) = @{ $shape{$t} };
-	my $folded = fold_changes($rows, $key);
-	my $source = source_rows($node, $t, $select, $key);
-	my @diff = grep {
-		my $k = $_;
-		!exists $folded->{$k} || !exists $source->{$k} || grep {
-			($folded->{$k}{$_} // "\0null") ne ($source->{$k}{$_} // "\0null")
-		} keys %{ $source->{$k} // $folded->{$k} }
-	} keys %{ { %$folded, %$source } };
-	$tables_equal{$t} = !@diff;
-	say sprintf('table %s: %d rows, %s', $t, scalar keys %$source,
-		@diff ? scalar(@diff) . " keys differ, e.g. $diff[0]" : 'Delta equals source');
+	my $fold_t0 = time;
+	my $r = fold_table($t);
+	$delta_records += $r->{records};
+	$delta_duplicates += $r->{duplicates};
+	$tables_equal{$t} = !$r->{keys_differ};
+	say sprintf('table %s: %d rows in the source, %d folded from %d Delta records in %.1f s: %s',
+		$t, $r->{source_rows}, $r->{delta_rows}, $r->{records}, time - $fold_t0,
+		$r->{keys_differ}
+		? "$r->{keys_differ} keys differ"
+		: 'Delta equals source');
+	out("  key %s\n    Delta:  %s\n    source: %s\n",
+		join(',', @{ $_->{key} }),
+		map { encode_json($_) } @$_{qw(delta source)})
+	  for @{ $r->{differences} };
 }
 out("duplicates: %d of %d records in Delta (ratio %.4f)\n",
 	$delta_duplicates, $delta_records,
@@ -888,11 +1021,45 @@ $report{tables_equal} =
 write_json();
 exit(($drained && !$violations && !grep { !$_ } values %tables_equal) ? 0 : 1);
 
+# Folds table $t's Delta records and compares them with its source in
+# bench/soak_fold.js, which reads the source rows as JSON lines of text
+# values written by psql.
+sub fold_table
+{
+	my ($t) = @_;
+	my ($select, $key) = @{ $shape{$t} };
+	my $file = "$scripts/source_$t.jsonl";
+	my $query =
+	  "SELECT (SELECT json_object_agg(key, value #>> '{}') FROM json_each(row_to_json(t))) FROM (SELECT $select FROM $t) t";
+	my ($out, $err);
+	IPC::Run::run [ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-o', $file, '-c', $query ],
+	  '<', \undef, '>', \$out, '2>', \$err
+	  or die "psql failed on the rows of $t: $err";
+	IPC::Run::run [
+		'node', "$top/bench/soak_fold.js", '--data-dir', $emu->{data_dir},
+		'--table', "main.cdc.$t", '--key', $key, '--source', $file
+	  ],
+	  '<', \undef, '>', \$out, '2>', \$err
+	  or die "soak_fold.js failed on $t: $err";
+	return decode_json($out);
+}
+
 sub pct
 {
 	my ($q, @v) = @_;
 	@v = sort { $a <=> $b } @v;
 	return @v ? $v[ max(0, ceil($q * @v) - 1) ] : undef;
+}
+
+sub quantiles
+{
+	my @v = @_;
+	return {
+		n => scalar @v,
+		p50 => pct(0.5, @v),
+		p99 => pct(0.99, @v),
+		max => @v ? max(@v) : undef
+	};
 }
 
 # The run's figures: printed, and written as JSON (again with the tables
@@ -902,15 +1069,9 @@ sub report
 	my ($drained) = @_;
 	my %count;
 	$count{ $_->{kind} }++ for @history;
-	my %rec = map {
-		my @v = @{ $recovery{$_} // [] };
-		(   $_ => {
-				n => scalar @v,
-				p50 => pct(0.5, @v),
-				p99 => pct(0.99, @v),
-				max => @v ? max(@v) : undef
-			})
-	} @KINDS;
+	my %rec = map { ($_ => quantiles(@{ $recovery{$_} // [] })) } @KINDS;
+	my %wall = map { ($_ => quantiles(@{ $recovery_wall{$_} // [] })) } @KINDS;
+	my $gaps = quantiles(@sample_gaps);
 	my $r = \%report;
 	%$r = (
 		seed => $seed,
@@ -922,32 +1083,36 @@ sub report
 		faults => scalar @history,
 		faults_by_kind => { map { ($_ => $count{$_} // 0) } @KINDS },
 		recovery_s => \%rec,
+		recovery_wall_s => \%wall,
 		peak_lag_bytes => $peak_lag,
 		worker_peak_vmhwm_kb => $mem{vmhwm_kb},
 		worker_peak_rssanon_kb => $mem{rssanon_kb},
 		samples => $samples,
-		sample_gap_max_s => $max_gap,
+		sample_interval_s => $gaps,
 		violations => $violations,
 		violation => $violation,
 		drained => $drained ? JSON::PP::true : JSON::PP::false,
 		drain_s => $drain_s);
+	my $f1 = sub { defined $_[0] ? sprintf('%.1f', $_[0]) : '-' };
 	out("\n== soak report (seed %d) ==\n", $seed);
 	out("minutes %.1f; %d transactions, %d row changes, %d records written\n",
 	  $minutes, @written{qw(transactions rows records)});
 	out("faults %d (%.1f s apart on average)\n", $r->{faults},
 	  $r->{faults} ? $duration / $r->{faults} : 0);
-	out("  %-20s %5s  recovery s: %6s %6s %6s (n)\n", 'kind', 'count', 'p50', 'p99', 'max');
+	out("  %-20s %5s  %-24s %-24s\n", '', '', 'recovery (s), charged', 'from the fault\'s end');
+	out("  %-20s %5s  %6s %6s %6s %4s %6s %6s %6s\n",
+		'kind', 'count', 'p50', 'p99', 'max', 'n', 'p50', 'p99', 'max');
 	for my $k (@KINDS)
 	{
-		my $x = $rec{$k};
-		out("  %-20s %5d  %18s %6s %6s (%d)\n", $k, $r->{faults_by_kind}{$k},
-		  map({ defined $_ ? sprintf('%.1f', $_) : '-' } @$x{qw(p50 p99 max)}), $x->{n});
+		out("  %-20s %5d  %6s %6s %6s %4d %6s %6s %6s\n", $k, $r->{faults_by_kind}{$k},
+			map({ $f1->($_) } @{ $rec{$k} }{qw(p50 p99 max)}), $rec{$k}{n},
+			map({ $f1->($_) } @{ $wall{$k} }{qw(p50 p99 max)}));
 	}
 	out("peak lag: %.1f MB of WAL\n", $peak_lag / 1048576);
 	out("worker peak memory: VmHWM %.1f MB, private (RssAnon) %.1f MB\n",
 	  $mem{vmhwm_kb} / 1024, $mem{rssanon_kb} / 1024);
-	out("invariant: %d samples (%.0f ms apart on average, %.1f s at most), %d violations\n",
-		$samples, $last_sample / max($samples, 1) * 1000, $max_gap, $violations);
+	out("invariant: %d samples, %d violations; interval between samples p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
+		$samples, $violations, map { ($gaps->{$_} // 0) * 1000 } qw(p50 p99 max));
 	out("drain after the faults: %.1f s\n", $drain_s // 0);
 	write_json();
 	return;

@@ -24,42 +24,58 @@ plan skip_all => 'the soak driver needs PostgreSQL::Test::BackgroundPsql (Postgr
   unless eval { require PostgreSQL::Test::BackgroundPsql; 1 };
 
 my $top = dirname(__FILE__) . '/..';
-my $report = PostgreSQL::Test::Utils::tempdir() . '/soak.json';
-my ($minutes, $seed) = (2, 15);
 
-my $out;
-my $ok = IPC::Run::run(
-	[
-		'perl', "$top/bench/soak.pl", '--minutes', $minutes,
-		'--seed', $seed, '--json', $report
-	],
-	'<', \undef, '>', \$out, '2>&1');
-note $out;
-ok($ok, "soak of $minutes minutes with seed $seed exits with success");
+# The cases: bench/soak_seeds, one "seed minutes [fault interval]" a line.
+my @cases =
+  map { [split] } grep { /\S/ } map { s/#.*//r } split /\n/,
+  PostgreSQL::Test::Utils::slurp_file("$top/bench/soak_seeds");
+cmp_ok(scalar @cases, '>=', 1, 'bench/soak_seeds lists the cases');
 
-my $r = decode_json(PostgreSQL::Test::Utils::slurp_file($report));
-cmp_ok($r->{samples}, '>', $minutes * 60, 'the oracle took samples all along');
-is($r->{violations}, 0,
-	'no slot was ever past a transaction not all durable in the emulator')
-  or diag $r->{violation};
-for my $kind (sort keys %{ $r->{faults_by_kind} })
+for my $case (@cases)
 {
-	cmp_ok($r->{faults_by_kind}{$kind}, '>=', 1, "fault $kind injected");
-	cmp_ok($r->{recovery_s}{$kind}{n}, '>=', 1,
-		"the streams recovered after fault $kind");
-}
-is(scalar keys %{ $r->{faults_by_kind} }, 12, 'twelve kinds of faults');
-ok($r->{drained}, 'the streams drained once the faults stopped');
-cmp_ok($r->{transactions}, '>', 1000, 'transactions were written');
-for my $t (qw(orders events docs big late))
-{
-	ok($r->{tables_equal}{$t}, "Delta table $t equals its source");
+	my ($seed, $minutes, $interval) = @$case;
+	my $name = "seed $seed, $minutes minutes";
+	my $report = PostgreSQL::Test::Utils::tempdir() . '/soak.json';
+	my $out;
+	my $ok = IPC::Run::run(
+		[
+			'perl', "$top/bench/soak.pl", '--minutes', $minutes,
+			'--seed', $seed, '--json', $report,
+			defined $interval ? ('--fault-interval', $interval) : ()
+		],
+		'<', \undef, '>', \$out, '2>&1');
+	note $out;
+	ok($ok, "soak ($name) exits with success");
+
+	my $r = decode_json(PostgreSQL::Test::Utils::slurp_file($report));
+	cmp_ok($r->{samples}, '>', $minutes * 60 * 5,
+		"$name: the oracle took samples all along");
+	cmp_ok($r->{sample_interval_s}{p50}, '<', 0.15,
+		"$name: samples every 100 ms (p50 $r->{sample_interval_s}{p50} s)");
+	is($r->{violations}, 0,
+		"$name: no slot was ever past a transaction not all durable in the emulator")
+	  or diag $r->{violation};
+	for my $kind (sort keys %{ $r->{faults_by_kind} })
+	{
+		cmp_ok($r->{faults_by_kind}{$kind}, '>=', 1, "$name: fault $kind injected");
+		cmp_ok($r->{recovery_s}{$kind}{n}, '>=', 1,
+			"$name: the streams recovered after fault $kind");
+	}
+	is(scalar keys %{ $r->{faults_by_kind} }, 12, "$name: twelve kinds of faults");
+	ok($r->{drained}, "$name: the streams drained once the faults stopped");
+	cmp_ok($r->{transactions}, '>', 1000, "$name: transactions were written");
+	for my $t (qw(orders events docs big late))
+	{
+		ok($r->{tables_equal}{$t}, "$name: Delta table $t equals its source");
+	}
 }
 
 # The oracle can fail: a slot advanced by hand past a transaction that was
 # never sent stops the run with a violation.
-$report = PostgreSQL::Test::Utils::tempdir() . '/loss.json';
-$ok = IPC::Run::run(
+my $seed = $cases[0][0];
+my $report = PostgreSQL::Test::Utils::tempdir() . '/loss.json';
+my $out;
+my $ok = IPC::Run::run(
 	[
 		'perl', "$top/bench/soak.pl", '--minutes', 1,
 		'--seed', $seed, '--inject-loss', 10, '--json', $report
@@ -67,7 +83,7 @@ $ok = IPC::Run::run(
 	'<', \undef, '>', \$out, '2>&1');
 note $out;
 ok(!$ok, 'soak with a slot advanced past unsent data exits with failure');
-$r = decode_json(PostgreSQL::Test::Utils::slurp_file($report));
+my $r = decode_json(PostgreSQL::Test::Utils::slurp_file($report));
 is($r->{violations}, 1, 'the oracle found the violation');
 like(
 	$r->{violation},

@@ -489,5 +489,5 @@ async function readTable(root) {
 
 module.exports = {
 	duck, tableRoot, tableState, ensureTable, appendRows, commitPosition, writeRejected,
-	readTable, readParquetFiles, columnsOf, jsonText, readLog,
+	readTable, readParquetFiles, columnsOf, jsonText, outValue, readLog,
 };
