@@ -36,18 +36,21 @@
 # each transaction's commit LSN and how many records zerobus must send for
 # it (an insert or delete one, an update two when the old row is in the WAL,
 # else one).  The emulator reports which (_xid, _seq) records it holds as
-# durable in its own log (GET /admin/durable).  Every 100 ms the driver
-# reads each zerobus slot's confirmed_flush_lsn, then the oracle slots and
-# the emulator: a transaction whose commit LSN is below the confirmed LSN
-# (PostgreSQL will never decode it again) must have all its records durable.
+# durable in its own log (GET /admin/durable).  Every 100 ms, on a fixed
+# schedule, a sampler process reads each zerobus slot's confirmed_flush_lsn,
+# then the emulator's durable records; the driver checks each sample once
+# the oracle slots, read after it, know every transaction below its slots: a
+# transaction whose commit LSN is below the confirmed LSN (PostgreSQL will
+# never decode it again) must have all its records durable.
 # A violation stops the run with the seed, the time, the fault history and
 # both LSNs.
 #
 # At the end the faults stop, the workload stops, the streams drain, and
-# every table folded from Delta equals its source.  The report goes to
-# stdout (and as JSON to --json): minutes, transactions and rows written,
-# faults by kind, recovery after each kind (until every slot advances
-# again), duplicates, peak lag, worker peak memory, samples and violations.
+# every table folded from Delta (bench/soak_fold.js) equals its source.
+# The report goes to stdout (and as JSON to --json): minutes, transactions
+# and rows written, faults by kind, recovery after each kind (until acks
+# flow again, see check_recoveries), duplicates, peak lag, worker peak
+# memory, samples, their interval and violations.
 # Exit status 0 only with no violation and every table equal.
 #
 # --inject-loss SECONDS checks the oracle itself: at that time it pauses
