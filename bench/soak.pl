@@ -144,7 +144,10 @@ sub lsn_text
 ######################################################################
 # Setup: cluster, emulator, relay, tables, streams and their twin slots.
 
-my $node = zb_node('soak', "restart_after_crash = on\nmax_wal_size = 1GB\n");
+# Checkpoints every 30 s keep the WAL a crash replays, and so the time
+# PostgreSQL is down after a worker killed or an immediate restart, short.
+my $node = zb_node('soak',
+	"restart_after_crash = on\nmax_wal_size = 1GB\ncheckpoint_timeout = 30s\n");
 my @emu_args = ('--track-transactions', 'true', '--compact-bytes', 1 << 50);
 my $emu = start_emulator(args => \@emu_args);
 my $emu_up = 1;
@@ -420,11 +423,16 @@ sub sampler
 		{
 			$session->{run}->kill_kill;
 			$session = undef;
+			syswrite $fh, sprintf("%.3f\t-\n", $at);
 			next;
 		}
 		my $feed = $http->get("$url/durable?from=$next&generation=$gen");
 		my $stats = $http->get("$url/stats");
-		next unless $feed->{success} && $stats->{success};
+		if (!$feed->{success} || !$stats->{success})
+		{
+			syswrite $fh, sprintf("%.3f\t%s\t-\n", $at, $slots);
+			next;
+		}
 		my ($g, $n) = $feed->{content} =~ /^\{"generation":"([^"]*)","from":\d+,"next":(\d+)/
 		  or die "unexpected durable feed: " . substr($feed->{content}, 0, 200);
 		my $acks = decode_json($stats->{content})->{tables};
@@ -536,25 +544,57 @@ sub sample
 	return scalar @lines;
 }
 
-# Checks a sample: no slot past a transaction not all durable.
+my @awaiting_emulator;    # samples taken while the emulator could not be read
+my ($ticks_missed, $checked_later) = (0, 0);
+
+# Checks a sample: no slot past a transaction not all durable.  A tick at
+# which PostgreSQL could not be read has no sample (nor can a slot move
+# then).  A sample at which the emulator could not be read (it is down) is
+# checked against its next reply: what it holds as durable then is what it
+# held at the sample, as nothing becomes durable while it is down.
 sub check_sample
 {
 	my ($at, $slots, $acks, $feed) = split /\t/, shift;
+	if ($slots eq '-')
+	{
+		$ticks_missed++;
+		return;
+	}
 	my %slot = map { split /:/ } split / /, $slots =~ s/\|.*//r;
 	my ($wal) = $slots =~ /\|(\d+)$/;
 	$peak_lag = max($peak_lag, map { $wal - $_ } values %slot);
+	push @sample_gaps, $at - $last_sample if $samples;
+	$samples++;
+	$last_sample = $at;
+	push @awaiting_emulator, [ $at, \%slot ];
+	if ($acks eq '-')
+	{
+		$checked_later++;
+		return;
+	}
 	%acks = map { split /:/ } split / /, $acks;
 	my ($gen) = $feed =~ /^\{"generation":"([^"]*)"/;
 	%durable = () if $gen ne $emu_gen;
 	$emu_gen = $gen;
 	$durable{$1}{$2} = $3
 	  while $feed =~ /\["((?:[^"\\]|\\.)*)",(\d+),(\d+)\]/g;
-	push @sample_gaps, $at - $last_sample if $samples;
-	$samples++;
-	$last_sample = $at;
+	for (@awaiting_emulator)
+	{
+		check_slots(@$_);
+		return if $violation;
+	}
+	@awaiting_emulator = ();
+	check_recoveries($at);
+	return;
+}
+
+# Checks the slots' positions %$slot read at time $at against %durable.
+sub check_slots
+{
+	my ($at, $slot) = @_;
 	for my $s (@STREAMS)
 	{
-		my $conf = $slot{$s} // next;
+		my $conf = $slot->{$s} // next;
 		$confirmed{$s} = $conf;
 		my @tables = map { $target_of{$_} } @{ $pub_tables{$s} };
 		my $q = $pending{$s} //= [];
@@ -573,7 +613,6 @@ sub check_sample
 			shift @$q;
 		}
 	}
-	check_recoveries($at);
 	return;
 }
 
@@ -1092,6 +1131,8 @@ sub report
 		worker_peak_rssanon_kb => $mem{rssanon_kb},
 		samples => $samples,
 		sample_interval_s => $gaps,
+		ticks_missed => $ticks_missed,
+		samples_checked_later => $checked_later,
 		violations => $violations,
 		violation => $violation,
 		drained => $drained ? JSON::PP::true : JSON::PP::false,
@@ -1116,6 +1157,8 @@ sub report
 	  $mem{vmhwm_kb} / 1024, $mem{rssanon_kb} / 1024);
 	out("invariant: %d samples, %d violations; interval between samples p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
 		$samples, $violations, map { ($gaps->{$_} // 0) * 1000 } qw(p50 p99 max));
+	out("  %d ticks without a sample (PostgreSQL down), %d samples checked at the emulator's next reply (it was down)\n",
+		$ticks_missed, $checked_later);
 	out("drain after the faults: %.1f s\n", $drain_s // 0);
 	write_json();
 	return;
