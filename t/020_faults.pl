@@ -4,8 +4,9 @@
 # stream of two tables, one after the other: the connection dropped after
 # some records, UNAVAILABLE mid-stream and on create (a stream reopened
 # alone; a session reset when that keeps failing), acks withheld, acks
-# delayed, an ack timeout, CloseStreamSignal, tokens expired early, and the
-# emulator killed and restarted on the same ports and data directory.  The
+# delayed, an ack timeout, CloseStreamSignal, tokens expired early, the
+# emulator killed and restarted on the same ports and data directory, and
+# the token endpoint answering 503.  The
 # worker must recover from each by itself: after every scenario the Delta
 # tables, with the change records applied in (_commit_lsn, _seq) order,
 # equal the source tables, and the slot never confirmed past what Zerobus
@@ -17,6 +18,7 @@ use File::Basename qw(dirname);
 use lib dirname(__FILE__) . '/lib';
 use IPC::Run;
 use JSON::PP;
+use MIME::Base64;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -266,6 +268,30 @@ until (!$timer->check
 ok(!$timer->is_expired, 'token refresh: worker fetched new tokens in time');
 check_all('token refresh', $lsn);
 is(zb_stat('reconnects'), $rc, 'token refresh: no reconnect needed');
+
+# The token endpoint unavailable (HTTP 503) when the worker renews its
+# tokens (they live 3 seconds): it requests them again, with backoff, in the
+# same session, and the streams go on once the endpoint answers.
+$rc = zb_stat('reconnects');
+emulator_api($emu, 'POST', '/admin/faults',
+	{
+		table => 'main.cdc.t1',
+		token_status => 503,
+		token_body_b64 =>
+		  MIME::Base64::encode_base64('{"error":"temporarily_unavailable"}', '')
+	});
+$timer = IPC::Run::timer($PostgreSQL::Test::Utils::timeout_default);
+$timer->start;
+until (!$timer->check
+	  || zb_stat("last_error ~ 'could not fetch an OAuth token for table main.cdc.t1.*503'") eq 't')
+{
+	$lsn = write_rows(10);
+	select(undef, undef, undef, 0.25);
+}
+ok(!$timer->is_expired, 'token endpoint 503: last_error says why');
+emulator_api($emu, 'DELETE', '/admin/faults');
+check_all('token endpoint 503', write_rows(100));
+is(zb_stat('reconnects'), $rc, 'token endpoint 503: no reconnect needed');
 
 stop_emulator($emu);
 $node->stop;

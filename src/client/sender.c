@@ -53,9 +53,13 @@
  * Failures.  A call the server ends before it acked everything (a stream
  * timeout, UNAVAILABLE, a dropped connection) is reopened alone and its
  * unacked batches sent again (reopen_call), as the official SDKs recover a
- * stream; each batch keeps its records until acked for that.  Another
- * transient failure (an ack timeout, a protocol violation, a call reopened
- * too often) raises an ERROR, which makes the worker reset its session.
+ * stream; each batch keeps its records until acked for that.  A token
+ * request that fails for a transient cause (the endpoint unreachable or
+ * answering 5xx) is tried again with the same backoff, the calls waiting
+ * for it, as the official SDKs retry it.  Another transient failure (an
+ * ack timeout, a protocol violation, a call reopened too often, a token
+ * request failed ZB_MAX_REOPENS times in a row) raises an ERROR, which
+ * makes the worker reset its session.
  * A permanent one (see "Recovery" in worker.c) raises an
  * ERROR too, after which zerobus_sender_failed_for_good() is true and the
  * worker marks the stream failed, unless it concerns one target table only
@@ -188,6 +192,8 @@ struct ZerobusTarget
 	TimestampTz token_expires;
 	TimestampTz token_refresh;	/* when to replace the token */
 	ZerobusAuthRequest *fetch;	/* token request in flight, or NULL */
+	int			token_failures; /* token requests failed in a row */
+	TimestampTz token_retry_at; /* no token request before then */
 	bool		paused;			/* takes no records (zerobus_sender_pause) */
 };
 
@@ -460,7 +466,8 @@ request_token(ZerobusSender *sender, ZerobusTarget *target)
 	char		errbuf[512];
 	char	   *workspace_id;
 
-	if (target->fetch != NULL || target->paused)
+	if (target->fetch != NULL || target->paused ||
+		sender->now < target->token_retry_at)
 		return;
 	if (!zerobus_target_name_valid(target->name))
 	{
@@ -549,10 +556,29 @@ token_done(ZerobusSender *sender, ZerobusTarget *target, int result)
 						target->name, server_words(sender, target, errbuf))));
 	}
 	if (res != ZB_AUTH_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not fetch an OAuth token for table %s: %s",
-						target->name, server_words(sender, target, errbuf))));
+	{
+		char	   *why = psprintf("could not fetch an OAuth token for table %s: %s",
+								   target->name,
+								   server_words(sender, target, errbuf));
+
+		if (target->token_failures >= ZB_MAX_REOPENS)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("%s", why),
+					 errdetail("The token was requested %d times in a row.",
+							   target->token_failures + 1)));
+		target->token_retry_at =
+			TimestampTzPlusMilliseconds(sender->now,
+										ZB_REOPEN_BACKOFF_MS << target->token_failures);
+		target->token_failures++;
+		ereport(LOG,
+				(errmsg("%s; requesting it again in %d ms (attempt %d)", why,
+						ZB_REOPEN_BACKOFF_MS << (target->token_failures - 1),
+						target->token_failures + 1)));
+		zerobus_stream_note_error(sender->shared, why);
+		return;
+	}
+	target->token_failures = 0;
 
 	if (target->token)
 		free(target->token);
@@ -1406,17 +1432,31 @@ zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
 
 		if (!target->paused)
 			adjust_shards(sender, target, timeout);
-		if (target->token == NULL || target->fetch != NULL || target->paused)
+		if (target->fetch != NULL || target->paused)
+			continue;
+		/* a failed token request is tried again, whoever waits for it */
+		if (target->token_failures > 0 && !token_usable(sender, target))
+		{
+			if (sender->now >= target->token_retry_at)
+				request_token(sender, target);
+			else
+				zerobus_timeout_until(timeout, sender->now,
+									  target->token_retry_at);
+			continue;
+		}
+		if (target->token == NULL)
 			continue;
 		for (int lane = 0; lane < ZB_NLANES; lane++)
 			for (int shard = 0; shard < target->rate.nshards; shard++)
 				in_use |= target->call[lane][shard] != NULL;
 		if (!in_use)
 			continue;
-		if (sender->now >= target->token_refresh)
+		if (sender->now >= Max(target->token_refresh, target->token_retry_at))
 			request_token(sender, target);
 		else
-			zerobus_timeout_until(timeout, sender->now, target->token_refresh);
+			zerobus_timeout_until(timeout, sender->now,
+								  Max(target->token_refresh,
+									  target->token_retry_at));
 	}
 }
 
