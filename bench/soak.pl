@@ -806,11 +806,11 @@ sub in_force
 # acked a request of one of its tables, since the first sample after the
 # fault was over.  Overlapping faults would charge one fault's recovery to
 # another, so a stream paused by a pause_resume in force owes nothing, and
-# while another fault with a duration that stops every stream is in force
-# (the emulator down or stalled, the blackhole, UNAVAILABLE, the close
-# signal, expired tokens), the clock waits: it starts at the first sample
-# after the last of them, and the time from the end of the fault itself
-# (wall) is kept too.
+# the clock stops while another fault with a duration that stops every
+# stream is in force (the emulator down or stalled, the blackhole,
+# UNAVAILABLE, the close signal, expired tokens): the time charged to a
+# fault is the time of its recovery outside those.  The time from the end
+# of the fault (wall) is kept too.
 sub check_recoveries
 {
 	my ($at) = @_;
@@ -822,26 +822,28 @@ sub check_recoveries
 	{
 		push @still, $f;
 		next if $at < $f->{over};
-		if (grep { $_ != $f && $_->{until} && $_->{kind} ne 'pause_resume' && in_force($_, $at) } @recent)
-		{
-			$f->{base} = undef;
-			next;
-		}
 		if (!$f->{base})
 		{
-			$f->{base} = { at => $at, confirmed => {%confirmed}, acks => {%acks} };
+			$f->{base} = { confirmed => {%confirmed}, acks => {%acks}, gen => $emu_gen };
+			@$f{qw(charged last)} = (0, $at);
 			next;
 		}
+		$f->{charged} += $at - $f->{last}
+		  unless grep { $_ != $f && $_->{until} && $_->{kind} ne 'pause_resume' && in_force($_, $at) }
+		  @recent;
+		$f->{last} = $at;
 		my $b = $f->{base};
+		# a restarted emulator counts its acks from 0
+		my %acks_before = $b->{gen} eq $emu_gen ? %{ $b->{acks} } : ();
 		next if grep {
 			my $s = $_;
 			!$paused_at{$s}
 			  && ($confirmed{$s} // 0) <= ($b->{confirmed}{$s} // 0)
-			  && !grep { ($acks{ $target_of{$_} } // 0) > ($b->{acks}{ $target_of{$_} } // 0) }
+			  && !grep { ($acks{ $target_of{$_} } // 0) > ($acks_before{ $target_of{$_} } // 0) }
 			  @{ $pub_tables{$s} }
 		} @STREAMS;
 		pop @still;
-		push @{ $recovery{ $f->{kind} } }, $at - $b->{at};
+		push @{ $recovery{ $f->{kind} } }, $f->{charged};
 		push @{ $recovery_wall{ $f->{kind} } }, $at - $f->{over};
 	}
 	@recovering = @still;
