@@ -802,9 +802,11 @@ sub in_force
 
 # Recoveries, at each sample (time $at, the slots' positions in %confirmed,
 # the emulator's acks per table in %acks): a fault has recovered once acks
-# flow again on every stream, that is its slot advanced or the emulator
-# acked a request of one of its tables, since the first sample after the
-# fault was over.  Overlapping faults would charge one fault's recovery to
+# flow again on every stream that owes something (the twin slot knows a
+# transaction its slot has not passed; an idle stream's slot moves only
+# when the walsender reports the WAL it skipped), that is its slot
+# advanced or the emulator acked a request of one of its tables, since the
+# first sample after the fault was over.  Overlapping faults would charge one fault's recovery to
 # another, so a stream paused by a pause_resume in force owes nothing, and
 # the clock stops while another fault with a duration that stops every
 # stream is in force (the emulator down or stalled, the blackhole,
@@ -838,6 +840,7 @@ sub check_recoveries
 		next if grep {
 			my $s = $_;
 			!$paused_at{$s}
+			  && @{ $pending{$s} // [] }
 			  && ($confirmed{$s} // 0) <= ($b->{confirmed}{$s} // 0)
 			  && !grep { ($acks{ $target_of{$_} } // 0) > ($acks_before{ $target_of{$_} } // 0) }
 			  @{ $pub_tables{$s} }
