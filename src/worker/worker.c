@@ -45,11 +45,13 @@
  * (and apply) position in the standby status updates, which the walsender
  * turns into the slot's confirmed_flush_lsn.
  *
- * Recovery.  Every transient failure (transport error, a call ending with a
- * retryable status or ending with unacked batches, no message for
- * ack_timeout_ms while batches are in flight, token endpoint unavailable,
- * replication connection lost, any ERROR raised while streaming) resets
- * the session: all calls are dropped, the replication connection is closed,
+ * Recovery.  A call the server ends, or whose connection drops, is
+ * reopened alone, and a token request that failed is made again, by the
+ * sender, a few times with backoff (sender.c, "Failures").  Every other
+ * transient failure (no message for ack_timeout_ms while batches are in
+ * flight, a protocol violation, those retries used up, the replication
+ * connection lost, any ERROR raised while streaming) resets the session:
+ * all calls are dropped, the replication connection is closed,
  * the state becomes RETRYING, and after a backoff (1 s doubling to 30 s,
  * back to 1 s once an ack arrives) the worker reconnects and starts
  * replication again.  The walsender then resends everything after the
