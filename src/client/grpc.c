@@ -1161,12 +1161,16 @@ timer_remaining(ZerobusGrpc *grpc, int64 now)
 	return (long) Max(grpc->timer_due - now, 0);
 }
 
-/* Has the call handed curl all it has, and does it wait for acks? */
+/*
+ * Has the call handed curl all it has, and does it wait for an answer: the
+ * creation of its stream, or acks?
+ */
 static inline bool
-upload_waits_for_acks(const ZerobusGrpcCall *call)
+upload_waits_for_answer(const ZerobusGrpcCall *call)
 {
 	return !call->done && call->upload_paused &&
-		call->reader.acked_offset < call->sent_offset;
+		(!call->reader.created ||
+		 call->reader.acked_offset < call->sent_offset);
 }
 
 /*
@@ -1175,10 +1179,13 @@ upload_waits_for_acks(const ZerobusGrpcCall *call)
  * uses up the flow-control window, curl stops watching the socket for
  * writing (it wants a window first) while the frame waits in nghttp2: the
  * server never gets it and so never opens the window.  Resuming the upload
- * makes curl flush nghttp2.  So when calls have requests out, their upload
- * is paused (all queued bytes were taken) and nothing has moved for
- * ZB_GRPC_KICK_MS, they are resumed.  Returns the milliseconds until the
- * next check is due, or -1 when no call waits for acks.
+ * makes curl flush nghttp2.  Resuming also makes it take a response that
+ * ended the stream while the upload was paused (an HTTP error answering a
+ * stream's creation), which it otherwise leaves unread.  So when calls wait
+ * for an answer (their stream's creation, or acks), their upload is paused
+ * (all queued bytes were taken) and nothing has moved for ZB_GRPC_KICK_MS,
+ * they are resumed.  Returns the milliseconds until the next check is due,
+ * or -1 when no call waits.
  */
 static long
 kick_stalled_uploads(ZerobusGrpc *grpc, int64 now)
@@ -1187,7 +1194,7 @@ kick_stalled_uploads(ZerobusGrpc *grpc, int64 now)
 	bool		waiting = false;
 
 	for (ZerobusGrpcCall *call = grpc->calls; call != NULL; call = call->next)
-		if (upload_waits_for_acks(call))
+		if (upload_waits_for_answer(call))
 			waiting = true;
 	if (!waiting)
 		return -1;
@@ -1202,7 +1209,7 @@ kick_stalled_uploads(ZerobusGrpc *grpc, int64 now)
 		return (long) (grpc->kick_since + ZB_GRPC_KICK_MS - now);
 
 	for (ZerobusGrpcCall *call = grpc->calls; call != NULL; call = call->next)
-		if (upload_waits_for_acks(call))
+		if (upload_waits_for_answer(call))
 			resume_upload(call);
 	grpc->kick_since = now;
 	return 0;					/* run curl for the resumed uploads */
