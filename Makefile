@@ -52,6 +52,7 @@ OBJS = \
 	src/client/grpc.o \
 	src/client/grpc_reader.o \
 	src/client/auth.o \
+	src/client/token.o \
 	src/client/token_reply.o \
 	src/client/statement.o \
 	$(PB_SRCS:.c=.o)

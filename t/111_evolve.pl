@@ -9,8 +9,10 @@
 # with rows of the previous descriptor unacked when the target rejects the
 # new one (they are acked and confirmed before the ALTER TABLE), and for a
 # table whose rows came only from its initial snapshot (the columns its
-# snapshot stream had accepted are the base).  A type change Delta cannot
-# widen pauses the table as under the pause policy.
+# snapshot stream had accepted are the base).  A warehouse error, a
+# statement timeout and a missing privilege pause the table with the
+# statement's error until resume_stream.  A type change Delta cannot widen pauses the table as
+# under the pause policy.
 
 use strict;
 use warnings;
@@ -142,8 +144,15 @@ is( $node->safe_psql(
 # after each change in their own transactions): the worker gets those rows
 # acked and confirmed before it alters the target, so none is replayed
 # with the old descriptor into the altered target, and nothing pauses
+#
+# The creation of the stream of the first new descriptor (after the rename)
+# is answered 1.5 s late, so that the stream of the next one (after the type
+# change) would be answered first: the worker must still learn the
+# target's answers in the order the descriptors came (a later one's
+# rejection taken first once made it alter the target for both changes,
+# and the replay's rows of the first one, id still int32, were refused).
 emulator_api($emu, 'POST', '/admin/faults',
-	{ table => 'main.cdc.ev', ack_delay_ms => 800 });
+	{ table => 'main.cdc.ev', ack_delay_ms => 800, delay_next_create_ms => 1500 });
 $node->safe_psql(
 	'postgres', q{
 	INSERT INTO ev SELECT g, 'a' || g, g, 'a' FROM generate_series(301, 350) g;
@@ -191,6 +200,92 @@ is( $node->safe_psql(
 	"SUCCEEDED ALTER TABLE main.cdc.ev RENAME COLUMN label TO title;\n"
 	  . "SUCCEEDED ALTER TABLE main.cdc.ev ALTER COLUMN id TYPE BIGINT;",
 	'the rename and the type change ran once each');
+
+# Failures of the worker's statements: a warehouse error, then a statement
+# that outlives zerobus.statement_timeout (canceled).  Each pauses the table
+# with the statement's error, its rows held in the slot; the statements are
+# recorded; resume_stream evolves it again and every row lands.
+emulator_api(
+	$emu, 'PUT', '/admin/sql',
+	{
+		warehouse_error => {
+			error_code => 'TEMPORARILY_UNAVAILABLE',
+			message => 'warehouse stopped',
+			match => 'main.cdc.so',
+			count => 1
+		}
+	});
+$node->safe_psql(
+	'postgres', q{
+	ALTER TABLE so ADD COLUMN d text;
+	INSERT INTO so VALUES (32, 'b32', 32, 'd32');
+});
+my $held_lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+like(
+	wait_table_paused($node, 'sev', 'public.so'),
+	qr/schema_policy evolve could not alter target table main\.cdc\.so: .*TEMPORARILY_UNAVAILABLE.*warehouse stopped/s,
+	'evolve: a warehouse error pauses the table, naming the error');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT confirmed_flush_lsn < '$held_lsn' FROM pg_replication_slots WHERE slot_name = 'zerobus_sev'"
+	),
+	't',
+	'evolve: the slot holds the paused rows');
+
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET zerobus.statement_timeout = '1s'; SELECT pg_reload_conf()");
+emulator_api($emu, 'PUT', '/admin/sql',
+	{ statement_delay_ms => 30000, statement_delay_match => 'ADD COLUMNS' });
+$node->safe_psql('postgres', "SELECT zerobus.resume_stream('sev')");
+like(
+	wait_table_paused($node, 'sev', 'public.so'),
+	qr/did not end within 1000 ms \(zerobus\.statement_timeout\); it was canceled/,
+	'evolve: a statement timeout pauses the table, naming the timeout');
+is( $node->safe_psql(
+		'postgres', q{
+		SELECT string_agg(state, ' ' ORDER BY started_at)
+		FROM zerobus.statements
+		WHERE stream = 'sev' AND statement LIKE 'ALTER TABLE main.cdc.so ADD COLUMNS (d %'}),
+	'FAILED TIMED OUT',
+	'evolve: both failed statements are recorded');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM zerobus.statements WHERE stream = 'sev' AND statement LIKE 'CREATE TABLE IF NOT EXISTS main.cdc.so %'"
+	),
+	'1',
+	'evolve: resume_stream runs no CREATE TABLE for a table paused by evolve');
+
+emulator_api($emu, 'PUT', '/admin/sql',
+	{ statement_delay_ms => 0, statement_delay_match => undef });
+$node->safe_psql('postgres',
+	"ALTER SYSTEM RESET zerobus.statement_timeout; SELECT pg_reload_conf()");
+$node->safe_psql('postgres', "SELECT zerobus.resume_stream('sev')");
+check_tables($node, $emu, 'sev', 'evolve after failures',
+	$node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'),
+	[ 'so', 'main.cdc.so', 'id, b, c, d', 'id' ]);
+
+# A missing privilege: the target given to another owner, the stream's
+# principal keeps MODIFY, which covers an added column but not a rename
+# (Unity Catalog wants the owner).  The rename pauses the table with the
+# warehouse's refusal; once the principal owns the table again,
+# resume_stream evolves it and every row lands.
+emulator_api($emu, 'PUT', '/admin/tables/main.cdc.so/owner',
+	{ owner => 'someone_else' });
+$node->safe_psql(
+	'postgres', q{
+	ALTER TABLE so RENAME COLUMN d TO e;
+	INSERT INTO so VALUES (33, 'b33', 33, 'e33');
+});
+like(
+	wait_table_paused($node, 'sev', 'public.so'),
+	qr/schema_policy evolve could not alter target table main\.cdc\.so: .*INSUFFICIENT_PERMISSIONS.*User is not an owner of Table 'main\.cdc\.so'/s,
+	'evolve: a rename without the ownership pauses the table, naming the privilege');
+emulator_api($emu, 'PUT', '/admin/tables/main.cdc.so/owner',
+	{ owner => 'client_sev' });
+$node->safe_psql('postgres', "SELECT zerobus.resume_stream('sev')");
+check_tables($node, $emu, 'sev', 'evolve after the ownership came back',
+	$node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'),
+	[ 'so', 'main.cdc.so', 'id, b, c, e', 'id' ]);
 
 # a type change Delta cannot apply in place: paused as under the pause policy
 $node->safe_psql(

@@ -111,6 +111,16 @@ class Catalog {
 		return { table: t, changed: !!old };
 	}
 
+	/* Transfer a table to another owner (ALTER TABLE ... SET OWNER TO). */
+	setOwner(name, owner) {
+		const t = this.tables.get(name);
+		if (!t)
+			throw new CatalogError(`table "${name}" does not exist`, 404);
+		t.owner = owner;
+		this.save();
+		return t;
+	}
+
 	dropTable(name) {
 		if (!this.tables.delete(name))
 			throw new CatalogError(`table "${name}" does not exist`, 404);

@@ -13,6 +13,9 @@
  *                           call after the duration as the server's stream timeout
  *                           does (UNAVAILABLE, unless the stream_end_status setting
  *                           says ok)
+ *   delay_next_create_ms    answer the next create_stream of the table this many
+ *                           milliseconds late (once, then cleared): a slow
+ *                           creation, to reorder two streams' answers
  *   unavailable_on_create   answer create_stream with UNAVAILABLE (count: N times, or true = always)
  *   permission_denied_on_create  answer create_stream with PERMISSION_DENIED (count or true)
  *   unavailable             end the stream with UNAVAILABLE at its next request (count or true)
@@ -47,7 +50,7 @@
  * except rst_after_trailers, for which false is a value.
  */
 
-const KNOBS = new Set(['ack_delay_ms', 'withhold_acks', 'drop_after_records', 'close_stream_signal_ms',
+const KNOBS = new Set(['ack_delay_ms', 'withhold_acks', 'drop_after_records', 'close_stream_signal_ms', 'delay_next_create_ms',
 	'unavailable_on_create', 'permission_denied_on_create', 'unavailable', 'unauthenticated',
 	'http_status_on_create', 'rst_after_trailers', 'lie', 'token_body_b64', 'token_status', 'token_hold']);
 const LIES = new Set(['ack_ahead', 'ack_backwards', 'ack_before_create', 'second_create']);
@@ -135,6 +138,18 @@ class Faults {
 		if (owner[knob] <= 0)
 			delete owner[knob];
 		return true;
+	}
+
+	/* Consume a one-shot valued fault of a table: its value, or undefined. */
+	takeOnce(table, knob) {
+		const f = this.byTable.get(table);
+		const v = f ? f[knob] : undefined;
+		if (v !== undefined) {
+			delete f[knob];
+			if (!Object.keys(f).length)
+				this.byTable.delete(table);
+		}
+		return v;
 	}
 
 	expireTokens(clientId) {

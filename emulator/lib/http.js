@@ -185,6 +185,13 @@ async function route(emu, req, url, body) {
 		return emu.catalog.tableNames().map(n => tableJson(emu, emu.catalog.table(n)));
 	if (p === '/admin/tables' && method === 'POST')
 		return putTable(emu, parseJson(body).name, parseJson(body));
+	if ((m = /^\/admin\/tables\/([^/]+)\/owner$/.exec(p)) && method === 'PUT') {
+		const owner = parseJson(body).owner;
+		if (owner !== null && typeof owner !== 'string')
+			throw new HttpError(400, 'owner must be a client id or null');
+		const t = emu.catalog.setOwner(decodeURIComponent(m[1]), owner);
+		return { name: t.name, owner: t.owner };
+	}
 	if ((m = /^\/admin\/tables\/([^/]+)$/.exec(p))) {
 		const name = decodeURIComponent(m[1]);
 		if (method === 'PUT')

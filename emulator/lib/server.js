@@ -383,10 +383,28 @@ class Emulator {
 			held: [], readyTimer: null, quotaAt: 0, timers: [], lastRequestAt: performance.now(),
 			arrivals: [],	/* [offset, performance.now()] of the requests not acked yet */
 		};
-		call.on('data', (msg) => {
+		const onData = (msg) => {
+			if (s.delayed) {	/* the create waits: so does what follows */
+				s.delayed.push(msg);
+				return;
+			}
 			try {
 				if (s.ended)
 					return;
+				if (!s.id && msg.payload === 'create_stream' && !s.wasDelayed) {
+					const delay = this.faults.takeOnce(msg.create_stream.table_name || '', 'delay_next_create_ms');
+					if (delay) {
+						this.log(`create_stream on ${msg.create_stream.table_name}: injected fault: answered ${delay} ms late`);
+						s.wasDelayed = true;
+						s.delayed = [msg];
+						setTimeout(() => {
+							const held = s.delayed;
+							s.delayed = null;
+							held.forEach(onData);
+						}, delay);
+						return;
+					}
+				}
 				if (msg.payload === 'oversize')
 					throw new StatusError(Status.INVALID_ARGUMENT, `Batch size exceeds maximum allowed size: ` +
 						`request ${s.id ? `with offset_id ${s.nextOffset} ` : ''}is ${msg.size} bytes, the limit is ${msg.limit} bytes`);
@@ -404,7 +422,8 @@ class Emulator {
 					this.endStream(s, Status.INTERNAL, `emulator internal error: ${e.message}`);
 				}
 			}
-		});
+		};
+		call.on('data', onData);
 		call.on('end', () => {
 			s.halfClosed = true;
 			this.maybeFinish(s);

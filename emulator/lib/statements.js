@@ -386,6 +386,11 @@ async function execute(emu, stmt, clientId) {
 	}
 	if (!t)
 		throw new SqlError('TABLE_OR_VIEW_NOT_FOUND', `The table or view \`${stmt.table}\` cannot be found.`, '42P01');
+	/* Unity Catalog: MODIFY covers added and altered columns and table
+	 * properties; any other change (a rename) needs the table's owner */
+	if (stmt.action === 'rename' && t.owner !== clientId)
+		throw new SqlError('INSUFFICIENT_PERMISSIONS',
+			`Insufficient privileges: User is not an owner of Table '${stmt.table}'.`, '42501');
 	if (t.owner !== clientId && !emu.catalog.clientMayWrite(clientId, stmt.table))
 		throw insufficient(`MODIFY on Table '${stmt.table}'`);
 	let columns = t.columns.map(c => ({ ...c }));

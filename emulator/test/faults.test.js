@@ -113,6 +113,25 @@ test('close_stream_signal_ms sends CloseStreamSignal, then UNAVAILABLE after the
 	assert.ok(Date.now() - t0 >= 1400);
 });
 
+test('delay_next_create_ms answers the next create late, once: a later stream is created first', async () => {
+	const t = await freshTable();
+	await fault({ table: t, delay_next_create_ms: 600 });
+	const order = [];
+	const slow = open(t);
+	const fast = open(t);
+	const t0 = Date.now();
+	await Promise.all([created(fast).then(() => order.push('fast')), created(slow).then(() => order.push('slow'))]);
+	assert.deepStrictEqual(order, ['fast', 'slow']);
+	assert.ok(Date.now() - t0 >= 550, `the slow create came after ${Date.now() - t0} ms`);
+	assert.deepStrictEqual((await emu.http('GET', '/admin/faults')).body.tables[t], undefined, 'the knob is cleared once used');
+	for (const c of [slow, fast]) {
+		rec(c, 0);
+		await c.waitFor(() => c.lastAck() === 0);
+		c.call.end();
+		assert.strictEqual((await c.status).code, S.OK);
+	}
+});
+
 test('unavailable_on_create answers UNAVAILABLE N times', async () => {
 	const t = await freshTable();
 	await fault({ table: t, unavailable_on_create: 2 });

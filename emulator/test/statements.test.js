@@ -169,6 +169,23 @@ test('privileges: CREATE TABLE in the schema, MODIFY or ownership to alter', asy
 	assert.strictEqual((await api('GET', `/api/2.0/sql/statements/${r.body.statement_id}`, undefined, other)).status, 404);
 });
 
+test('privileges: MODIFY alters columns, a rename needs the owner (SET OWNER through the admin API)', async () => {
+	await emu.http('POST', '/admin/clients', { client_id: 'writer', client_secret: 'w', tables: ['main.cdc.owned'] });
+	const writer = await workspaceToken('writer', 'w');
+	assert.strictEqual((await run("CREATE TABLE main.cdc.owned (a INT) TBLPROPERTIES ('delta.columnMapping.mode' = 'name')"))
+		.status.state, 'SUCCEEDED');
+	assert.strictEqual((await run('ALTER TABLE main.cdc.owned ADD COLUMNS (b INT)', writer)).status.state, 'SUCCEEDED');
+	let s = await run('ALTER TABLE main.cdc.owned RENAME COLUMN a TO c', writer);
+	assert.strictEqual(s.status.error.message,
+		"[INSUFFICIENT_PERMISSIONS] Insufficient privileges: User is not an owner of Table 'main.cdc.owned'. SQLSTATE: 42501");
+	const r = await emu.http('PUT', '/admin/tables/main.cdc.owned/owner', { owner: 'writer' });
+	assert.deepStrictEqual(r.body, { name: 'main.cdc.owned', owner: 'writer' });
+	assert.strictEqual((await run('ALTER TABLE main.cdc.owned RENAME COLUMN a TO c', writer)).status.state, 'SUCCEEDED');
+	s = await run('ALTER TABLE main.cdc.owned RENAME COLUMN c TO d');
+	assert.match(s.status.error.message, /User is not an owner of Table 'main.cdc.owned'/, 'the creator no longer owns it');
+	assert.strictEqual((await emu.http('PUT', '/admin/tables/main.cdc.nope/owner', { owner: 'writer' })).status, 404);
+});
+
 test('slow statements: PENDING, RUNNING, wait_timeout with CONTINUE and CANCEL, cancel', async () => {
 	await emu.http('PUT', '/admin/sql', { statement_delay_ms: 1200 });
 	let r = await api('POST', '/api/2.0/sql/statements', { statement: 'CREATE TABLE main.cdc.slow (a INT)',

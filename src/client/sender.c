@@ -11,7 +11,7 @@
  * over several shards by a hash of their key the caller gives, their
  * number chosen from the table's rate and the service's per-stream quota
  * (shards.c); a quiet table has one.  A call is opened lazily,
- * with a token fetched for its table (auth.c) and the DescriptorProto the
+ * with a token fetched for its table (token.c) and the DescriptorProto the
  * caller gives for its records.  Token requests never block the worker:
  * they run on the same multi handle as the calls, so the other tables'
  * traffic goes on while one table waits for its token; a call without a
@@ -34,7 +34,14 @@
  * table and lane come with another descriptor, when the new token
  * requested as its token neared expiry (less than min(5 minutes, 20% of
  * its lifetime) left) has come, or when the server announces a close
- * (CloseStreamSignal); new records go to a fresh call.
+ * (CloseStreamSignal); new records go to a fresh call.  A call opened
+ * with another descriptor than the calls before it of its table and lane
+ * starts only once Zerobus created those (waits_for_older): the target
+ * then answers the descriptors of a table in the order the table changed,
+ * so the first one the caller hears rejected is the earliest, and the
+ * calls of the descriptors it accepted are known when a later one is
+ * rejected (the worker alters the target for the earliest, and keeps the
+ * others' records flowing meanwhile: zerobus_sender_pause with drain).
  *
  * Acks.  Each batch remembers the ack groups (ZerobusAckGroup, e.g. a
  * transaction) it holds records of, in the order they came.  An ack of
@@ -91,12 +98,7 @@
 #include "sender.h"
 #include "shards.h"
 #include "stream.h"
-
-/* How long a token request may take */
-#define ZB_TOKEN_TIMEOUT_MS		10000
-
-/* Refresh a token when less than min(this, 20% of its lifetime) is left */
-#define ZB_TOKEN_REFRESH_MARGIN_MS	(5 * 60 * 1000)
+#include "token.h"
 
 /* Room left in a gRPC message for the request framing around the records */
 #define ZB_REQUEST_OVERHEAD		(64 * 1024)
@@ -117,15 +119,6 @@
  * while the previous one is acked.
  */
 #define ZB_FLUSH_MAX_INFLIGHT	2
-
-/*
- * A call the server ended before it acked everything is reopened at most
- * this many times in a row without an ack (the official SDKs' default
- * number of recovery retries); the first time at once, then after
- * ZB_REOPEN_BACKOFF_MS, doubling.  Past that, the session fails.
- */
-#define ZB_MAX_REOPENS			4
-#define ZB_REOPEN_BACKOFF_MS	1000
 
 /*
  * Most records one call may have unacked, in seconds of its quota (see
@@ -170,7 +163,8 @@ typedef struct ZbCall
 	int64		inflight_records;	/* records in them */
 	bool		retiring;		/* takes no new records */
 	bool		closing;		/* half-closed: the server ends it */
-	bool		created;		/* Zerobus accepted its descriptor */
+	bool		created;		/* Zerobus created its stream */
+	bool		accepted;		/* ... at least once: took its descriptor */
 	int			reopens;		/* reopen_call() since its last ack */
 	TimestampTz reopen_at;		/* reopened: not started before then */
 	TimestampTz last_heard;		/* last event, or when batches went in
@@ -188,12 +182,7 @@ struct ZerobusTarget
 	int			descriptor_len[ZB_NLANES];
 	uint64		epoch[ZB_NLANES];	/* changes with the lane's descriptor */
 	ZerobusShardRate rate;		/* its rate and number of shards (shards.c) */
-	char	   *token;			/* malloc'd by auth.c, NULL when none */
-	TimestampTz token_expires;
-	TimestampTz token_refresh;	/* when to replace the token */
-	ZerobusAuthRequest *fetch;	/* token request in flight, or NULL */
-	int			token_failures; /* token requests failed in a row */
-	TimestampTz token_retry_at; /* no token request before then */
+	ZerobusToken token;			/* token.c */
 	bool		paused;			/* takes no records (zerobus_sender_pause) */
 };
 
@@ -225,6 +214,7 @@ static void flush_batch(ZerobusSender *sender, ZbCall *call);
 static void send_batch(ZerobusSender *sender, ZbCall *call, ZbBatch *batch);
 static void start_call(ZerobusSender *sender, ZbCall *call);
 static bool start_when_due(ZerobusSender *sender, ZbCall *call);
+static bool waits_for_older(ZerobusSender *sender, ZbCall *call);
 static void drop_call(ZerobusSender *sender, ZbCall *call);
 static void retire_call(ZerobusSender *sender, ZbCall *call);
 
@@ -237,7 +227,7 @@ server_words(ZerobusSender *sender, ZerobusTarget *target, const char *text)
 {
 	return zerobus_auth_redact(text, sender->config->client_id,
 							   sender->config->client_secret,
-							   target ? target->token : NULL);
+							   target ? target->token.token : NULL);
 }
 
 /*
@@ -451,6 +441,20 @@ zerobus_sender_failed_for_good(ZerobusSender *sender)
 	return sender->failed_for_good;
 }
 
+/* Whether target has any call, current or retired */
+static bool
+has_calls(ZerobusSender *sender, ZerobusTarget *target)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &sender->calls)
+	{
+		if (dlist_container(ZbCall, node, iter.cur)->target == target)
+			return true;
+	}
+	return false;
+}
+
 /*
  * Starts a token request for target, unless one is in flight.  The
  * request runs on the Zerobus connection's multi handle with the rest of
@@ -462,12 +466,8 @@ zerobus_sender_failed_for_good(ZerobusSender *sender)
 static void
 request_token(ZerobusSender *sender, ZerobusTarget *target)
 {
-	ZerobusStreamConfig *config = sender->config;
-	char		errbuf[512];
-	char	   *workspace_id;
-
-	if (target->fetch != NULL || target->paused ||
-		sender->now < target->token_retry_at)
+	/* a paused target's calls left are draining (zerobus_sender_pause) */
+	if (target->paused && !has_calls(sender, target))
 		return;
 	if (!zerobus_target_name_valid(target->name))
 	{
@@ -477,47 +477,15 @@ request_token(ZerobusSender *sender, ZerobusTarget *target)
 						   quote_literal_cstr(target->name)));
 		return;
 	}
-	workspace_id = config->workspace_id ? config->workspace_id :
-		zerobus_workspace_id(config->endpoint);
-	target->fetch = zerobus_auth_start(config->workspace_url, workspace_id,
-									   config->client_id, config->client_secret,
-									   target->name, config->ca_file,
-									   ZB_TOKEN_TIMEOUT_MS,
-									   errbuf, sizeof(errbuf));
-	if (target->fetch != NULL &&
-		!zerobus_grpc_add_transfer(sender->grpc, zerobus_auth_easy(target->fetch),
-								   target, errbuf, sizeof(errbuf)))
-	{
-		zerobus_auth_free(target->fetch);
-		target->fetch = NULL;
-	}
-	if (target->fetch == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not request an OAuth token for table %s: %s",
-						target->name, errbuf)));
+	zerobus_token_request(&target->token, sender->grpc, sender->config,
+						  target->name, target, sender->now);
 }
 
-/* Abandons target's token request, if one is in flight. */
-static void
-cancel_token(ZerobusSender *sender, ZerobusTarget *target)
-{
-	if (target->fetch == NULL)
-		return;
-	zerobus_grpc_remove_transfer(sender->grpc, zerobus_auth_easy(target->fetch));
-	zerobus_auth_free(target->fetch);
-	target->fetch = NULL;
-}
-
-/*
- * Whether target's token may start a call now: it exists and has not
- * expired.  (A token due for refresh still serves while its successor is
- * being fetched.)
- */
+/* Whether target's token may start a call now (zerobus_token_usable) */
 static bool
 token_usable(ZerobusSender *sender, ZerobusTarget *target)
 {
-	return target->token != NULL && sender->now < target->token_expires;
+	return zerobus_token_usable(&target->token, sender->now);
 }
 
 /*
@@ -530,63 +498,26 @@ token_usable(ZerobusSender *sender, ZerobusTarget *target)
 static void
 token_done(ZerobusSender *sender, ZerobusTarget *target, int result)
 {
-	char		errbuf[512];
-	char	   *token = NULL;
-	TimestampTz expires = 0;
-	int64		margin;
-	ZerobusAuthResult res;
+	char	   *why = NULL;
 	dlist_mutable_iter iter;
 
-	res = zerobus_auth_finish(target->fetch, (CURLcode) result, &token,
-							  &expires, errbuf, sizeof(errbuf));
-	cancel_token(sender, target);
-	if (res == ZB_AUTH_FORBIDDEN)
+	switch (zerobus_token_done(&target->token, sender->grpc, result,
+							   sender->now, sender->config, sender->shared,
+							   target->name, &why))
 	{
-		pause_for(sender, target,
-				  psprintf("OAuth token request for table %s was denied: %s",
-						   target->name, server_words(sender, target, errbuf)));
-		return;
-	}
-	if (res == ZB_AUTH_DENIED)
-	{
-		sender->failed_for_good = true;
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("OAuth token request for table %s was denied: %s",
-						target->name, server_words(sender, target, errbuf))));
-	}
-	if (res != ZB_AUTH_OK)
-	{
-		char	   *why = psprintf("could not fetch an OAuth token for table %s: %s",
-								   target->name,
-								   server_words(sender, target, errbuf));
-
-		if (target->token_failures >= ZB_MAX_REOPENS)
+		case ZB_TOKEN_OK:
+			break;
+		case ZB_TOKEN_RETRY:
+			return;
+		case ZB_TOKEN_FORBIDDEN:
+			pause_for(sender, target, why);
+			return;
+		case ZB_TOKEN_DENIED:
+			sender->failed_for_good = true;
 			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("%s", why),
-					 errdetail("The token was requested %d times in a row.",
-							   target->token_failures + 1)));
-		target->token_retry_at =
-			TimestampTzPlusMilliseconds(sender->now,
-										ZB_REOPEN_BACKOFF_MS << target->token_failures);
-		target->token_failures++;
-		ereport(LOG,
-				(errmsg("%s; requesting it again in %d ms (attempt %d)", why,
-						ZB_REOPEN_BACKOFF_MS << (target->token_failures - 1),
-						target->token_failures + 1)));
-		zerobus_stream_note_error(sender->shared, why);
-		return;
+					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+					 errmsg("%s", why)));
 	}
-	target->token_failures = 0;
-
-	if (target->token)
-		free(target->token);
-	target->token = token;
-	target->token_expires = expires;
-	margin = Min((int64) ZB_TOKEN_REFRESH_MARGIN_MS * 1000,
-				 (expires - sender->now) / 5);
-	target->token_refresh = expires - Max(margin, 0);
 
 	dlist_foreach_modify(iter, &sender->calls)
 	{
@@ -630,9 +561,55 @@ open_call(ZerobusSender *sender, ZerobusTarget *target, ZerobusLane lane,
 	call->buf.data = NULL;
 	dlist_push_tail(&sender->calls, &call->node);
 	target->call[lane][shard] = call;
-	if (token_usable(sender, target))
+	if (token_usable(sender, target) && !waits_for_older(sender, call))
 		start_call(sender, call);
 	return call;
+}
+
+/*
+ * Whether call must not start yet: a call of its target and lane opened
+ * before it with another descriptor has not been accepted (created) yet,
+ * nor ended (see the file header).  Calls are listed in the order they
+ * were opened.
+ */
+static bool
+waits_for_older(ZerobusSender *sender, ZbCall *call)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &sender->calls)
+	{
+		ZbCall	   *older = dlist_container(ZbCall, node, iter.cur);
+
+		if (older == call)
+			break;
+		if (older->target == call->target && older->lane == call->lane &&
+			!older->accepted &&
+			(older->descriptor_len != call->descriptor_len ||
+			 memcmp(older->descriptor, call->descriptor,
+					call->descriptor_len) != 0))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Starts the calls of call's target and lane that waited for it
+ * (waits_for_older), now that Zerobus accepted its descriptor.
+ */
+static void
+start_successors(ZerobusSender *sender, ZbCall *call)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &sender->calls)
+	{
+		ZbCall	   *next = dlist_container(ZbCall, node, iter.cur);
+
+		if (next != call && next->target == call->target &&
+			next->lane == call->lane && next->grpc == NULL)
+			start_when_due(sender, next);
+	}
 }
 
 /*
@@ -647,7 +624,7 @@ start_call(ZerobusSender *sender, ZbCall *call)
 	char		errbuf[512];
 
 	Assert(call->grpc == NULL && token_usable(sender, target));
-	call->grpc = zerobus_grpc_open(sender->grpc, target->name, target->token,
+	call->grpc = zerobus_grpc_open(sender->grpc, target->name, target->token.token,
 								   call->descriptor, call->descriptor_len, call,
 								   errbuf, sizeof(errbuf));
 	if (call->grpc == NULL)
@@ -669,6 +646,8 @@ start_when_due(ZerobusSender *sender, ZbCall *call)
 {
 	if (sender->now < call->reopen_at)
 		return false;
+	if (waits_for_older(sender, call))
+		return true;			/* started by start_successors */
 	if (token_usable(sender, call->target))
 		start_call(sender, call);
 	else
@@ -763,9 +742,7 @@ zerobus_sender_destroy(ZerobusSender *sender)
 		ZerobusTarget *target = dlist_head_element(ZerobusTarget, node,
 												   &sender->targets);
 
-		cancel_token(sender, target);
-		if (target->token)
-			free(target->token);
+		zerobus_token_release(&target->token, sender->grpc);
 		dlist_delete(&target->node);
 	}
 	zerobus_grpc_destroy(sender->grpc);
@@ -776,8 +753,8 @@ zerobus_sender_destroy(ZerobusSender *sender)
  * Stops sending to target for the rest of the session: cancels its calls,
  * whose unacked batches leave their ack groups pending for good, and makes
  * zerobus_sender_add() refuse its records.  With drain, the retired calls
- * Zerobus created (those of the target's earlier descriptors, which it
- * accepted) go on until everything they sent is acked, and their ack
+ * Zerobus accepted (those of the target's earlier descriptors, even one
+ * being reopened) go on until everything they sent is acked, and their ack
  * groups complete: for a target that rejected a new descriptor and is to
  * be altered, whose records encoded with the old one must be durable
  * before the ALTER TABLE, after which it would refuse them.  The caller
@@ -793,10 +770,12 @@ zerobus_sender_pause(ZerobusSender *sender, ZerobusTarget *target, bool drain)
 		ZbCall	   *call = dlist_container(ZbCall, node, iter.cur);
 
 		if (call->target == target &&
-			(!drain || !call->retiring || !call->created))
+			(!drain || !call->retiring || !call->accepted))
 			drop_call(sender, call);
 	}
-	cancel_token(sender, target);
+	/* the calls left draining may need a token still */
+	if (!has_calls(sender, target))
+		zerobus_token_cancel(&target->token, sender->grpc);
 	target->paused = true;
 }
 
@@ -1280,9 +1259,7 @@ handle_ended(ZerobusSender *sender, ZbCall *call, int status,
 		 status == ZB_GRPC_PERMISSION_DENIED) &&
 		reopen_call(sender, call, why))
 	{
-		if (target->token)
-			free(target->token);
-		target->token = NULL;
+		zerobus_token_forget(&target->token);
 		start_when_due(sender, call);
 		return;
 	}
@@ -1350,6 +1327,11 @@ zerobus_sender_process(ZerobusSender *sender)
 							  call->descriptor, call->descriptor_len,
 							  NULL, NULL);
 				send_waiting(sender, call);
+				if (!call->accepted)
+				{
+					call->accepted = true;
+					start_successors(sender, call);
+				}
 				break;
 			case ZB_GRPC_EV_ACK:
 				handle_ack(sender, call, ev.offset);
@@ -1431,32 +1413,17 @@ zerobus_sender_check_timers(ZerobusSender *sender, long *timeout)
 		bool		in_use = false;
 
 		if (!target->paused)
-			adjust_shards(sender, target, timeout);
-		if (target->fetch != NULL || target->paused)
-			continue;
-		/* a failed token request is tried again, whoever waits for it */
-		if (target->token_failures > 0 && !token_usable(sender, target))
 		{
-			if (sender->now >= target->token_retry_at)
-				request_token(sender, target);
-			else
-				zerobus_timeout_until(timeout, sender->now,
-									  target->token_retry_at);
-			continue;
+			adjust_shards(sender, target, timeout);
+			for (int lane = 0; lane < ZB_NLANES; lane++)
+				for (int shard = 0; shard < target->rate.nshards; shard++)
+					in_use |= target->call[lane][shard] != NULL;
 		}
-		if (target->token == NULL)
+		else if (!has_calls(sender, target))
 			continue;
-		for (int lane = 0; lane < ZB_NLANES; lane++)
-			for (int shard = 0; shard < target->rate.nshards; shard++)
-				in_use |= target->call[lane][shard] != NULL;
-		if (!in_use)
-			continue;
-		if (sender->now >= Max(target->token_refresh, target->token_retry_at))
+		/* a failed request is retried whoever waits; a token in use renewed */
+		if (zerobus_token_due(&target->token, sender->now, in_use, timeout))
 			request_token(sender, target);
-		else
-			zerobus_timeout_until(timeout, sender->now,
-								  Max(target->token_refresh,
-									  target->token_retry_at));
 	}
 }
 

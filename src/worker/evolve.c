@@ -46,6 +46,7 @@
 #include "auth.h"
 #include "statement.h"
 #include "store.h"
+#include "token.h"
 #include "worker.h"
 
 /* a workspace token request; statements have zerobus.statement_timeout */
@@ -215,13 +216,9 @@ zerobus_evolve_step(ZerobusWorkerState *ws, long *timeout)
 					*timeout = ZB_EVOLVE_SETTLE_POLL_MS;
 				continue;
 			}
-			ev->auth = zerobus_auth_start(config->workspace_url,
-										  config->workspace_id ? config->workspace_id :
-										  zerobus_workspace_id(config->endpoint),
-										  config->client_id, config->client_secret,
-										  NULL, config->ca_file,
-										  ZB_EVOLVE_TOKEN_TIMEOUT_MS,
-										  errbuf, sizeof(errbuf));
+			ev->auth = zerobus_token_start(config, NULL,
+										   ZB_EVOLVE_TOKEN_TIMEOUT_MS,
+										   errbuf, sizeof(errbuf));
 			if (ev->auth == NULL)
 				evolution_failed(ws, ev, psprintf("could not request a workspace token: %s", errbuf));
 			else
