@@ -9,6 +9,7 @@
  *        [--host 127.0.0.1] [--publish-interval-ms 2000] [--token-ttl-s 3600]
  *        [--compact-bytes 67108864] [--proto FILE] [--track-transactions true]
  *        [--profile fast|real] [--ttd-p50-ms N] [--ttd-p95-ms N]
+ *        [--ttd-correlation-ms N]
  *        [--stream-records-per-s N] [--stream-bytes-per-s N] [--stream-lifetime-ms N]
  *        [--stream-close-signal-ms N] [--stream-end-status unavailable|ok]
  *        [--rst-after-trailers true|false] [--max-message-bytes N]

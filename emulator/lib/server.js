@@ -141,13 +141,33 @@ function headerTable(call) {
 	return (call.metadata.get('x-databricks-zerobus-table-name')[0] || '').toString();
 }
 
+/* A standard normal deviate, by Box-Muller. */
+function normal() {
+	return Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+}
+
 /*
- * A draw from the log-normal distribution with this median and 95th
- * percentile: mu = ln p50, sigma = ln(p95 / p50) / 1.645 (z of 0.95); the
- * normal deviate by Box-Muller.
+ * The time to durability of a request arriving now on stream s: a draw
+ * from the log-normal distribution with median p50 and 95th percentile p95
+ * (mu = ln p50, sigma = ln(p95 / p50) / 1.645, z of 0.95).  With
+ * correlationMs > 0 the stream's normal deviate drifts instead of being
+ * drawn afresh: z' = rho z + sqrt(1 - rho^2) e with rho = exp(-gap /
+ * correlationMs), gap the time since the stream's previous draw, an AR(1)
+ * process whose every draw still has the standard normal distribution, so
+ * each request's time keeps the log-normal.  Independent draws would make
+ * a pipelined stream's cumulative ack wait for the slowest of the requests
+ * below it, and so show its client about three times the median modelled
+ * (README.md, "Profiles").
  */
-function logNormal(p50, p95) {
-	const z = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+function timeToDurability(s, now, p50, p95, correlationMs) {
+	let z = normal();
+
+	if (correlationMs > 0 && s.ttdAt !== undefined) {
+		const rho = Math.exp(-(now - s.ttdAt) / correlationMs);
+		z = rho * s.ttdZ + Math.sqrt(1 - rho * rho) * z;
+	}
+	s.ttdZ = z;
+	s.ttdAt = now;
 	return p50 * Math.exp(Math.log(p95 / p50) / 1.645 * z);
 }
 
@@ -740,7 +760,8 @@ class Emulator {
 		if (!v.ttd_p50_ms && !v.stream_records_per_s && !v.stream_bytes_per_s)
 			return 0;
 		const now = performance.now();
-		let at = v.ttd_p50_ms ? now + logNormal(v.ttd_p50_ms, v.ttd_p95_ms) : 0;
+		let at = v.ttd_p50_ms
+			? now + timeToDurability(s, now, v.ttd_p50_ms, v.ttd_p95_ms, v.ttd_correlation_ms) : 0;
 		const cost = Math.max(v.stream_records_per_s ? records * 1000 / v.stream_records_per_s : 0,
 			v.stream_bytes_per_s ? bytes * 1000 / v.stream_bytes_per_s : 0);
 		if (cost > 0) {

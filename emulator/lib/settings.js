@@ -11,6 +11,9 @@
  *   ttd_p50_ms, ttd_p95_ms   each request's time to durability (arrival to the
  *                            earliest ack), log-normal with this median and 95th
  *                            percentile; 0/0 = only the real fsync
+ *   ttd_correlation_ms       how long a stream's time to durability stays
+ *                            alike: successive draws are correlated by
+ *                            exp(-gap / this); 0 = independent draws
  *   stream_records_per_s,    per-stream quota (0 = none): acks are held until
  *   stream_bytes_per_s       the stream's quota has room for the request
  *   stream_lifetime_ms       the server ends every stream after this long
@@ -40,6 +43,7 @@ const RECEIVE_CAP = 64 * MIB;
 const KNOBS = {
 	ttd_p50_ms: { type: 'int', fast: 0, real: 175 },
 	ttd_p95_ms: { type: 'int', fast: 0, real: 500 },
+	ttd_correlation_ms: { type: 'int', fast: 0, real: 1000 },
 	stream_records_per_s: { type: 'int', fast: 0, real: 15000 },
 	stream_bytes_per_s: { type: 'int', fast: 0, real: 100000000 },
 	stream_lifetime_ms: { type: 'int', fast: 0, real: 300000 },

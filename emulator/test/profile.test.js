@@ -57,11 +57,11 @@ test.after(async () => {
 
 test('admin settings: effective values, merge, profiles, validation', async () => {
 	const fast = (await emu.http('GET', '/admin/settings')).body;
-	assert.deepStrictEqual(fast, { profile: 'fast', ttd_p50_ms: 0, ttd_p95_ms: 0, stream_records_per_s: 0,
+	assert.deepStrictEqual(fast, { profile: 'fast', ttd_p50_ms: 0, ttd_p95_ms: 0, ttd_correlation_ms: 0, stream_records_per_s: 0,
 		stream_bytes_per_s: 0, stream_lifetime_ms: 0, stream_close_signal_ms: 0, stream_end_status: 'unavailable',
 		rst_after_trailers: true, max_message_bytes: 10485760, require_write_operation: false });
 	const real = await settings({ profile: 'real', stream_records_per_s: 100000 });
-	assert.deepStrictEqual(real, { ...fast, profile: 'real', ttd_p50_ms: 175, ttd_p95_ms: 500,
+	assert.deepStrictEqual(real, { ...fast, profile: 'real', ttd_p50_ms: 175, ttd_p95_ms: 500, ttd_correlation_ms: 1000,
 		stream_records_per_s: 100000, stream_bytes_per_s: 100000000, stream_lifetime_ms: 300000,
 		require_write_operation: true });
 	assert.strictEqual((await settings({ ttd_p50_ms: 100 })).ttd_p50_ms, 100, 'a merge keeps the rest');
@@ -107,7 +107,7 @@ test('time to durability: log-normal percentiles; acks cumulative, never decreas
 	const t = await freshTable();
 	await settings({ ttd_p50_ms: 40, ttd_p95_ms: 120 });
 	assert.strictEqual((await emu.http('DELETE', '/admin/stats/ack_latency')).status, 200);
-	/* One request at a time per stream, so each ack times one request. */
+	/* One request at a time per stream, so each ack times one request; independent draws. */
 	const lat = [];
 	await Promise.all(Array.from({ length: 16 }, async () => {
 		const c = open(t);
@@ -140,6 +140,50 @@ test('time to durability: log-normal percentiles; acks cumulative, never decreas
 	assert.ok(acks.length < 200, `acks are coalesced (${acks.length} for 200 requests)`);
 	c.call.end();
 	assert.strictEqual((await c.status).code, S.OK);
+});
+
+/*
+ * Pipeline `requests` one-record requests on each of `streams` streams, one
+ * every `gapMs`; resolves with each request's time from its send to the
+ * first ack that covers it.
+ */
+async function pipelined(t, streams, requests, gapMs) {
+	const lat = [];
+	await Promise.all(Array.from({ length: streams }, async () => {
+		const c = open(t);
+		await created(c);
+		const sentAt = [];
+		let timed = 0;
+		c.call.on('data', (m) => {
+			if (m.payload !== 'ingest_record_response')
+				return;
+			const upTo = Number(m.ingest_record_response.durability_ack_up_to_offset);
+			const now = performance.now();
+			for (; timed <= upTo; timed++)
+				lat.push(now - sentAt[timed]);
+		});
+		for (let off = 0; off < requests; off++) {
+			sentAt.push(performance.now());
+			batch(c, off, 1);
+			await new Promise(r => setTimeout(r, gapMs));
+		}
+		await c.waitFor(() => c.lastAck() === requests - 1);
+		c.call.end();
+		assert.strictEqual((await c.status).code, S.OK);
+	}));
+	return lat;
+}
+
+test('time to durability: correlated within a stream, so a pipelined client sees the model', async () => {
+	const t = await freshTable();
+	/* Independent draws: each ack waits for the slowest request below it. */
+	await settings({ ttd_p50_ms: 40, ttd_p95_ms: 120, ttd_correlation_ms: 0 });
+	const independent = quantile(await pipelined(t, 16, 100, 10), 0.5);
+	/* Drifting draws: neighbours fare alike, the visible median is the model's. */
+	await settings({ ttd_correlation_ms: 1000 });
+	const correlated = quantile(await pipelined(t, 32, 300, 10), 0.5);
+	assert.ok(independent > 62, `independent draws: visible median ${independent.toFixed(1)} ms (about 80 expected)`);
+	assert.ok(correlated >= 25 && correlated < 58, `correlated draws: visible median ${correlated.toFixed(1)} ms (model 40)`);
 });
 
 /* Send `requests` batches of `n` records, at most `window` unacked; resolves with the seconds taken. */

@@ -62,7 +62,13 @@
 
 #define ZB_GRPC_PATH "/databricks.zerobus.Zerobus/EphemeralStream"
 #define ZB_GRPC_CONNECT_TIMEOUT_MS 10000L
-#define ZB_GRPC_UPLOAD_BUFFER (512L * 1024L)
+/*
+ * libcurl's upload buffer of each call (it is allocated per easy handle, and
+ * a table may have dozens of calls).  libcurl's default: a larger one saves
+ * only read callbacks, since HTTP/2 DATA frames are 16 kB anyway, while at
+ * 512 kB the buffers of 26 calls held 13 MB of the worker's memory.
+ */
+#define ZB_GRPC_UPLOAD_BUFFER (64L * 1024L)
 #define ZB_GRPC_KEEP_SENDBUF (64 * 1024)
 #define ZB_GRPC_IDLE_WRITE_MS 5
 #define ZB_GRPC_KICK_MS 20
