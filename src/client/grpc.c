@@ -62,13 +62,6 @@
 
 #define ZB_GRPC_PATH "/databricks.zerobus.Zerobus/EphemeralStream"
 #define ZB_GRPC_CONNECT_TIMEOUT_MS 10000L
-/*
- * libcurl's upload buffer of each call (it is allocated per easy handle, and
- * a table may have dozens of calls).  libcurl's default: a larger one saves
- * only read callbacks, since HTTP/2 DATA frames are 16 kB anyway, while at
- * 512 kB the buffers of 26 calls held 13 MB of the worker's memory.
- */
-#define ZB_GRPC_UPLOAD_BUFFER (64L * 1024L)
 #define ZB_GRPC_KEEP_SENDBUF (64 * 1024)
 #define ZB_GRPC_IDLE_WRITE_MS 5
 #define ZB_GRPC_KICK_MS 20
@@ -887,7 +880,13 @@ zerobus_grpc_open(ZerobusGrpc *grpc, const char *table_name, const char *token,
 	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, call->headers);
 	curl_easy_setopt(call->easy, CURLOPT_POST, 1L);
 	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) -1);
-	curl_easy_setopt(call->easy, CURLOPT_UPLOAD_BUFFERSIZE, ZB_GRPC_UPLOAD_BUFFER);
+
+	/*
+	 * CURLOPT_UPLOAD_BUFFERSIZE stays libcurl's 64 kB: the buffer is per
+	 * easy handle and a table may have dozens of calls (at 512 kB, 26 calls
+	 * held 13 MB); a larger one saves only read callbacks, as HTTP/2 DATA
+	 * frames are 16 kB anyway.
+	 */
 	curl_easy_setopt(call->easy, CURLOPT_READFUNCTION, read_cb);
 	curl_easy_setopt(call->easy, CURLOPT_READDATA, call);
 	curl_easy_setopt(call->easy, CURLOPT_WRITEFUNCTION, write_cb);
